@@ -1,0 +1,43 @@
+/* cli.h - what the ttsm subcommands share: the command table, exit codes by
+ * error category, and error printing. The CLI uses only the public API. */
+#ifndef TTSM_CLI_H
+#define TTSM_CLI_H
+
+#include <stdio.h>
+
+#include "ttsm.h"
+
+/* Exit codes (documented in docs/cli.md and the man page). */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1,     /* any other failure */
+    CLI_EXIT_USAGE = 2,       /* bad command line */
+    CLI_EXIT_NOT_FOUND = 3,
+    CLI_EXIT_DEVICE = 4,      /* device errors other than memory */
+    CLI_EXIT_OUT_OF_MEMORY = 5,
+    CLI_EXIT_FORMAT = 6,
+    CLI_EXIT_IO = 7,
+    CLI_EXIT_ENGINE = 8,
+    CLI_EXIT_CANCELLED = 9
+};
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+    void (*help)(FILE *out);
+} cli_command;
+
+/* Maps a status to its exit code. */
+int cli_exit_code(ttsm_status st);
+/* Prints "ttsm: <message>" (+ hint, attempts) to stderr; returns the exit code. */
+int cli_fail(ttsm_status st, const ttsm_error *err);
+/* Prints "ttsm <cmd>: <msg>" and a pointer to --help; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 when argv[i] is -h or --help. */
+int cli_is_help(const char *arg);
+
+/* One entry per subcommand, each defined in its own tools/cmd_<name>.c. */
+extern const cli_command cli_cmd_devices, cli_cmd_key, cli_cmd_inspect;
+
+#endif

@@ -1,0 +1,103 @@
+/* ttsm.c - entry point of the ttsm command-line tool: dispatches to the
+ * subcommands (one file each), prints the overview help and the version. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command *const commands[] = {
+    &cli_cmd_devices,
+    &cli_cmd_key,
+    &cli_cmd_inspect,
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+int cli_exit_code(ttsm_status st)
+{
+    switch (st) {
+    case TTSM_OK: return CLI_EXIT_OK;
+    case TTSM_ERR_NOT_FOUND: return CLI_EXIT_NOT_FOUND;
+    case TTSM_ERR_OUT_OF_MEMORY: return CLI_EXIT_OUT_OF_MEMORY;
+    case TTSM_ERR_DEVICE: return CLI_EXIT_DEVICE;
+    case TTSM_ERR_FORMAT: return CLI_EXIT_FORMAT;
+    case TTSM_ERR_IO: return CLI_EXIT_IO;
+    case TTSM_ERR_ENGINE: return CLI_EXIT_ENGINE;
+    case TTSM_ERR_INVALID_ARGUMENT: return CLI_EXIT_USAGE;
+    case TTSM_ERR_CANCELLED: return CLI_EXIT_CANCELLED;
+    default: return CLI_EXIT_FAILURE;
+    }
+}
+
+int cli_fail(ttsm_status st, const ttsm_error *err)
+{
+    fprintf(stderr, "ttsm: %s\n", err && err->message[0] ? err->message : ttsm_status_name(st));
+    if (err && err->hint[0])
+        fprintf(stderr, "hint: %s\n", err->hint);
+    for (size_t i = 0; err && i < err->n_attempts; i++)
+        fprintf(stderr, "  attempt %zu: %s\n", i + 1, err->attempts[i].message);
+    return cli_exit_code(st);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "ttsm %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'ttsm %s --help'.\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+static void overview(FILE *out)
+{
+    fprintf(out, "usage: ttsm <command> [options]\n\n"
+                 "ttsm finds, validates, loads and caches the weights of text-to-speech\n"
+                 "engines on CPU and CUDA.\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(out, "\n'ttsm <command> --help' shows a command's options and examples.\n"
+                 "ttsm --version prints the version.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        overview(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        if (argc > 2) {
+            for (size_t i = 0; i < N_COMMANDS; i++)
+                if (strcmp(argv[2], commands[i]->name) == 0) {
+                    commands[i]->help(stdout);
+                    return CLI_EXIT_OK;
+                }
+        }
+        overview(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("ttsm %s\n", ttsm_version());
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i]->name) != 0)
+            continue;
+        for (int a = 2; a < argc; a++)
+            if (cli_is_help(argv[a])) {
+                commands[i]->help(stdout);
+                return CLI_EXIT_OK;
+            }
+        return commands[i]->run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "ttsm: unknown command '%s'\n\n", argv[1]);
+    overview(stderr);
+    return CLI_EXIT_USAGE;
+}
