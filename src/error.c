@@ -60,6 +60,7 @@ void ttsm_error_clear(ttsm_error *err)
 
 static const char ellipsis[] = "...";
 
+TTSM__PRINTF(3, 0)
 static int vformat_trunc(char *buf, size_t size, const char *fmt, va_list ap)
 {
     if (size == 0)
