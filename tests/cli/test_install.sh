@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `cmake --install` puts the header, both libraries, the CLI and ttsm.pc in
+# place; a program built with pkg-config against them (shared and static)
+# runs; the shared library exports only the public ttsm_ names.
+source "$(dirname "$0")/lib.sh"
+build=$(dirname "$TTSM")
+prefix=$TMP/prefix
+run cmake --install "$build" --prefix "$prefix"; expect_rc 0
+pc=$(find "$prefix" -name ttsm.pc | head -1)
+[ -n "$pc" ] || fail "no ttsm.pc installed"
+libdir=$(dirname "$(dirname "$pc")")
+for f in "$prefix/include/ttsm.h" "$prefix/bin/ttsm" "$libdir/libttsm.a" "$libdir/libttsm.so"; do
+  [ -e "$f" ] || fail "not installed: $f"
+  PASSED=$((PASSED + 1))
+done
+
+cat >"$TMP/prog.c" <<'C'
+#include <stdio.h>
+#include <ttsm.h>
+int main(void)
+{
+    ttsm_load_config c = ttsm_load_config_default();
+    c.engine = "chatterbox";
+    c.device = "cpu";
+    char key[TTSM_KEY_HEX_SIZE];
+    ttsm_error err;
+    if (ttsm_cache_key(&c, key, &err) != TTSM_OK) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    printf("%s %s\n", ttsm_version(), key);
+    return ttsm_status_is(TTSM_ERR_OUT_OF_MEMORY, TTSM_ERR_LOAD) ? 0 : 1;
+}
+C
+export PKG_CONFIG_PATH=$(dirname "$pc")
+run sh -c "cc -std=c11 -Wall -Werror -o '$TMP/prog' '$TMP/prog.c' \$(pkg-config --cflags --libs ttsm)"
+expect_rc 0
+want=$(TTSM_CUDA_DRIVER=/nonexistent "$TTSM" key chatterbox --device cpu)
+TTSM_CUDA_DRIVER=/nonexistent LD_LIBRARY_PATH=$libdir run "$TMP/prog"; expect_rc 0
+expect_out "$want"
+run sh -c "cc -std=c11 -o '$TMP/prog-static' '$TMP/prog.c' \$(pkg-config --cflags ttsm) '$libdir/libttsm.a' \$(pkg-config --static --libs-only-other --libs-only-l ttsm | sed 's/-lttsm//')"
+expect_rc 0
+TTSM_CUDA_DRIVER=/nonexistent run "$TMP/prog-static"; expect_rc 0; expect_out "$want"
+ldd "$TMP/prog-static" | grep -q libttsm && fail "static program links libttsm.so"
+
+# Only ttsm_ symbols leave the shared library (-fvisibility=hidden + TTSM_API).
+leaked=$(nm -D --defined-only "$libdir/libttsm.so" | awk '$2 ~ /[TDBR]/ {print $3}' | grep -v '^ttsm_' || true)
+[ -z "$leaked" ] || fail "non-public symbols exported: $leaked"
+PASSED=$((PASSED + 1))
+done_testing
