@@ -217,7 +217,8 @@ TTSM_API void ttsm_free(void *p);
     X(IQ2_XXS, 44, 256, 66) X(IQ2_XS, 45, 256, 74) X(IQ3_XXS, 46, 256, 98)       \
     X(IQ1_S, 47, 256, 50) X(IQ4_NL, 48, 32, 18) X(IQ3_S, 49, 256, 110)           \
     X(IQ2_S, 50, 256, 82) X(IQ4_XS, 51, 256, 136) X(IQ1_M, 52, 256, 56)          \
-    X(TQ1_0, 53, 256, 54) X(TQ2_0, 54, 256, 66) X(MXFP4, 55, 32, 17)
+    X(TQ1_0, 53, 256, 54) X(TQ2_0, 54, 256, 66) X(MXFP4, 55, 32, 17)             \
+    X(NVFP4, 56, 64, 36) X(Q1_0, 57, 128, 18) X(Q2_0, 58, 64, 18)
 
 typedef enum ttsm_dtype {
     TTSM_DTYPE_INVALID = 0,
@@ -333,6 +334,415 @@ TTSM_API const ttsm_metadata_entry *ttsm_checkpoint_metadata_find(const ttsm_che
  *  TTSM_ERR_OUT_OF_MEMORY. */
 TTSM_API ttsm_status ttsm_checkpoint_tensor_data(ttsm_checkpoint *ckpt, const ttsm_tensor_info *tensor,
                                                  const void **data, ttsm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Backends (DESIGN §6; docs/backends.md). A backend is a kind of device:   */
+/* "cpu" and "cuda" are built in; ttsm_register_backend() adds more (tests  */
+/* use a fake device). Device names are "<name>:<index>"; "<name>" alone    */
+/* means index 0 (cpu has no index).                                        */
+/* ------------------------------------------------------------------------ */
+
+#define TTSM_BACKEND_VERSION 1
+#define TTSM_BACKEND_NAME_MAX 16 /* [a-z][a-z0-9_]*, shorter than this */
+
+/** A versioned table of functions. Every function gets `user` and the device
+ *  index. Registered tables are copied; `name` is copied too. */
+typedef struct ttsm_backend {
+    uint32_t version;  /* TTSM_BACKEND_VERSION */
+    const char *name;  /* "fake": devices "fake:0" .. "fake:<count-1>" */
+    /* 1: tensors can point into host memory (the checkpoint's mapping or
+     * read buffers), so alloc/upload are never called and may be NULL. */
+    int host_visible;
+    void *user;
+    /** @return how many devices of this kind exist now. */
+    size_t (*count)(void *user);
+    /** Free and total bytes of device `index` now (may be NULL: unknown). */
+    ttsm_status (*memory)(void *user, int index, uint64_t *free_bytes, uint64_t *total_bytes,
+                          ttsm_error *err);
+    /** Allocates `nbytes` (> 0) on the device, 256-byte aligned. */
+    ttsm_status (*alloc)(void *user, int index, uint64_t nbytes, void **out, ttsm_error *err);
+    /** Frees what alloc returned (`nbytes` as allocated). Never fails. */
+    void (*free)(void *user, int index, void *ptr, uint64_t nbytes);
+    /** Copies `nbytes` host bytes to `dst` (inside an allocation). May finish
+     *  asynchronously, but `src` may be released once it returns. */
+    ttsm_status (*upload)(void *user, int index, void *dst, const void *src, uint64_t nbytes,
+                          ttsm_error *err);
+    /** Waits for every upload to device `index` to finish (may be NULL). */
+    ttsm_status (*sync)(void *user, int index, ttsm_error *err);
+} ttsm_backend;
+
+/** Registers a device kind for the whole process (device names must mean the
+ *  same to ttsm_device_resolve() and ttsm_cache_key(), which take no
+ *  manager). Registration is permanent. @return TTSM_OK, or
+ *  TTSM_ERR_INVALID_ARGUMENT (bad version or name, a built-in or already
+ *  registered name, missing functions, too many backends). */
+TTSM_API ttsm_status ttsm_register_backend(const ttsm_backend *backend, ttsm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Engines and factories (DESIGN §5, §7). A factory describes a model: which */
+/* checkpoint files make it up and any engine data. The manager then knows  */
+/* its size before allocating anything, admits it and materialises it.      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ttsm_manager ttsm_manager;
+typedef struct ttsm_model ttsm_model;
+typedef struct ttsm_factory_ctx ttsm_factory_ctx;
+
+typedef ttsm_status (*ttsm_factory_fn)(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
+                                       ttsm_model **out, ttsm_error *err);
+
+/** Synthesis options (engines that speak; see ttsm_synthesize()). */
+typedef struct ttsm_synth_options {
+    size_t struct_size;   /* set by ttsm_synth_options_default() */
+    const char *language; /* name or code; NULL: the engine's default (English) */
+    const char *voice;    /* an engine voice name; NULL: the language's voice */
+    int rate;             /* words per minute; 0: the engine's default */
+    int pitch;            /* 0..100; -1: the engine's default */
+} ttsm_synth_options;
+
+/** 16-bit signed mono PCM. Free with ttsm_audio_free(). */
+typedef struct ttsm_audio {
+    int16_t *samples;
+    size_t n_samples;
+    uint32_t sample_rate;
+} ttsm_audio;
+
+/** An engine's synthesis hook (set in ttsm_engine_caps.synthesize). */
+typedef ttsm_status (*ttsm_synthesize_fn)(ttsm_model *model, const char *text,
+                                          const ttsm_synth_options *options, ttsm_audio *out,
+                                          ttsm_error *err);
+
+typedef struct ttsm_engine_caps {
+    size_t struct_size;   /* set by ttsm_engine_caps_default() */
+    int can_corrupt;      /* may be invalidated and rebuilt */
+    int single_instance;  /* at most one entry of this engine per manager */
+    const char *devices;  /* comma list of device kinds ("cpu,cuda"); NULL: any */
+    /** Called before the factory on the first load after an invalidate of the
+     *  same key (may be NULL). A failure fails that load. */
+    ttsm_status (*recover)(void *user, const ttsm_load_config *cfg, ttsm_error *err);
+    void *user;           /* for recover and ttsm_factory_ctx_user() */
+    /** Synthesises speech with a loaded model (NULL: the engine's weights are
+     *  for another runtime, and ttsm_synthesize() says so). */
+    ttsm_synthesize_fn synthesize;
+} ttsm_engine_caps;
+
+/** @return caps with struct_size set and everything else 0/NULL. */
+TTSM_API ttsm_engine_caps ttsm_engine_caps_default(void);
+
+/** Registers an engine for the whole process (a registry shared with cache
+ *  keys and the CLI). `name` and `caps->devices` are copied; caps may be
+ *  NULL. The name "file" is the built-in engine that loads the checkpoint at
+ *  model_path (a file, or every checkpoint in a folder; docs/manager.md).
+ *  @return TTSM_OK or TTSM_ERR_INVALID_ARGUMENT (bad or taken name). */
+TTSM_API ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
+                                          const ttsm_engine_caps *caps, ttsm_error *err);
+
+/** In a factory: starts the description of the model (one per load). The
+ *  manager owns it: on a failed factory it is freed by the manager. */
+TTSM_API ttsm_status ttsm_model_create(const ttsm_factory_ctx *ctx, ttsm_model **out,
+                                       ttsm_error *err);
+/** Adds a component: the checkpoint at `path`, opened (headers only) through
+ *  the manager's shared per-path table with its I/O mode. `component` names
+ *  it (unique in the model). @return ttsm_checkpoint_open()'s codes, or
+ *  TTSM_ERR_INVALID_ARGUMENT for a duplicate component. */
+TTSM_API ttsm_status ttsm_model_add_checkpoint(ttsm_model *model, const char *component,
+                                               const char *path, ttsm_error *err);
+typedef enum ttsm_file_kind { TTSM_FILE_JSON = 1, TTSM_FILE_BLOB = 2 } ttsm_file_kind;
+/** Adds a component that is a file used as a whole by the engine: JSON
+ *  (parsed now, so a corrupt file fails the load with its position) or a
+ *  blob (must be a readable regular file). Such files are not counted in
+ *  device budgets: they stay in the file system. @return TTSM_OK,
+ *  TTSM_ERR_NOT_FOUND, TTSM_ERR_IO, TTSM_ERR_FORMAT or TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_model_add_file(ttsm_model *model, const char *component,
+                                        const char *path, ttsm_file_kind kind, ttsm_error *err);
+/** Attaches engine data, destroyed with `destroy` (may be NULL) when the model is freed. */
+TTSM_API void ttsm_model_set_engine_data(ttsm_model *model, void *data, void (*destroy)(void *));
+/** @return the resolved device the model is loaded for ("cpu", "cuda:0"). */
+TTSM_API const char *ttsm_factory_ctx_device(const ttsm_factory_ctx *ctx);
+/** @return caps.user of the engine. */
+TTSM_API void *ttsm_factory_ctx_user(const ttsm_factory_ctx *ctx);
+/** @return 1 when this load rebuilds an invalidated entry (recovery ran). */
+TTSM_API int ttsm_factory_ctx_recovering(const ttsm_factory_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* The manager: the one cache (DESIGN §9; docs/manager.md). Thread-safe.     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ttsm_device_budget {
+    const char *device; /* "cpu", "cuda:0", "fake:0" (copied) */
+    uint64_t bytes;
+} ttsm_device_budget;
+
+enum { TTSM_LOG_DEBUG = 0, TTSM_LOG_INFO = 1, TTSM_LOG_WARN = 2, TTSM_LOG_ERROR = 3 };
+
+typedef void (*ttsm_log_fn)(void *user, int level, const char *message);
+/** Called while a load materialises its tensors; nonzero cancels the load
+ *  (TTSM_ERR_CANCELLED, nothing left behind). */
+typedef int (*ttsm_progress_fn)(void *user, const char *key, uint64_t done, uint64_t total);
+/** Monotonic time in nanoseconds. */
+typedef uint64_t (*ttsm_clock_fn)(void *user);
+
+#define TTSM_MANAGER_MAX_DEVICES 32
+#define TTSM_DEFAULT_DEVICE_RESERVE (512ull << 20)
+
+typedef struct ttsm_manager_options {
+    size_t struct_size;                /* set by ttsm_manager_options_default() */
+    const ttsm_device_budget *budgets; /* devices not listed have no configured budget */
+    size_t n_budgets;
+    /* Devices that do not share host memory (cuda) also stay below their free
+     * memory minus this, read at each admission. */
+    uint64_t device_reserve_bytes;     /* default TTSM_DEFAULT_DEVICE_RESERVE */
+    uint64_t keep_alive_ms;            /* idle entries older are evicted; 0: forever */
+    ttsm_io_mode io_mode;              /* for every checkpoint the manager opens */
+    int allow_cpu_fallback;            /* a load that does not fit its device loads on cpu */
+    ttsm_log_fn log;
+    void *log_user;
+    ttsm_progress_fn progress;
+    void *progress_user;
+    ttsm_clock_fn clock;               /* NULL: CLOCK_MONOTONIC */
+    void *clock_user;
+    /* Where manifest engines find their files (docs/engines.md): models
+     * roots, colon-separated (NULL: TTSM_MODELS_PATH), and the HuggingFace
+     * hub cache (NULL: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub).
+     * Copied. */
+    const char *models_dirs;
+    const char *hf_cache;
+    /* A folder of extra engine manifests, read into the process-wide
+     * registry when the manager is created (NULL: none). */
+    const char *engines_dir;
+} ttsm_manager_options;
+
+TTSM_API ttsm_manager_options ttsm_manager_options_default(void);
+
+/** Creates a manager; `options` may be NULL. Destroy with ttsm_manager_destroy(). */
+TTSM_API ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manager **out,
+                                         ttsm_error *err);
+/** Unloads every entry. Models still referenced stay valid; the manager's
+ *  memory is freed with the last of them. NULL is ignored. */
+TTSM_API void ttsm_manager_destroy(ttsm_manager *mgr);
+
+/** Loads (or finds) the model of `cfg`: one reference that you drop with
+ *  ttsm_model_release(). Concurrent loads of one key share one load.
+ *  @return TTSM_OK or any load error; TTSM_ERR_OUT_OF_MEMORY names needed,
+ *  budget, in use and what holds it. */
+TTSM_API ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
+                               ttsm_error *err);
+
+/** Adds a reference (thread-safe). */
+TTSM_API void ttsm_model_retain(ttsm_model *model);
+/** Drops a reference. An entry stays cached at zero references (until
+ *  evicted); an invalidated or orphaned one is freed. NULL is ignored. */
+TTSM_API void ttsm_model_release(ttsm_model *model);
+
+/** Pin: never evicted (by budget or keep-alive). @return TTSM_ERR_NOT_FOUND
+ *  when no loaded entry has `key`. */
+TTSM_API ttsm_status ttsm_pin(ttsm_manager *mgr, const char *key, ttsm_error *err);
+TTSM_API ttsm_status ttsm_unpin(ttsm_manager *mgr, const char *key, ttsm_error *err);
+/** Removes an unreferenced entry now (pinned or not). Refused while the entry
+ *  is referenced or loading: TTSM_ERR_INVALID_ARGUMENT saying how many
+ *  references. TTSM_ERR_NOT_FOUND when not loaded. */
+TTSM_API ttsm_status ttsm_unload(ttsm_manager *mgr, const char *key, ttsm_error *err);
+/** The entry leaves the cache now; holders keep their references (freed at
+ *  the last release); the next load of `key` runs the engine's recovery hook
+ *  and builds a fresh entry. Refused while loading. */
+TTSM_API ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_error *err);
+/** Evicts unreferenced, unpinned entries idle longer than keep_alive (loads
+ *  do this too). @return how many were evicted. */
+TTSM_API size_t ttsm_manager_sweep(ttsm_manager *mgr);
+
+typedef struct ttsm_entry_info {
+    char key[TTSM_KEY_HEX_SIZE];
+    char engine[TTSM_CONFIG_NAME_MAX];
+    char model[512];  /* model name, else model path, else repo id ("..." when cut) */
+    char device[TTSM_DEVICE_NAME_MAX];
+    uint64_t bytes;
+    size_t refs;
+    int pinned;
+    int loading;      /* 1 while its load is in flight (bytes are reserved) */
+    double idle_seconds;
+} ttsm_entry_info;
+
+/** The loaded entries, least recently used first (like `ollama ps`). Free
+ *  `*out` with ttsm_free(). */
+TTSM_API ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *n,
+                                       ttsm_error *err);
+
+typedef struct ttsm_device_stats {
+    char device[TTSM_DEVICE_NAME_MAX];
+    uint64_t budget;   /* UINT64_MAX: none configured */
+    uint64_t in_use;   /* bytes held by entries (cached, referenced or orphaned) */
+    uint64_t reserved; /* bytes reserved by loads in flight */
+    uint64_t peak;     /* highest in_use + reserved */
+    size_t entries;
+} ttsm_device_stats;
+
+typedef struct ttsm_manager_stats {
+    uint64_t hits, misses, loads, evictions, failures, unloads, invalidations;
+    uint64_t checkpoint_opens; /* files opened by the shared host table */
+    size_t entries;            /* in the cache */
+    size_t orphans;            /* invalidated entries still referenced */
+    size_t n_devices;
+    ttsm_device_stats devices[TTSM_MANAGER_MAX_DEVICES];
+} ttsm_manager_stats;
+
+/** A consistent snapshot of the counters. */
+TTSM_API void ttsm_manager_get_stats(ttsm_manager *mgr, ttsm_manager_stats *out);
+
+/* Model access (for engines, the CLI and the Python binding). Strings and
+ * tables stay valid while you hold a reference. */
+typedef struct ttsm_model_tensor {
+    const char *name;
+    ttsm_dtype dtype;
+    uint32_t rank;
+    const int64_t *shape;
+    const int64_t *strides; /* in elements */
+    void *data;             /* on the model's device */
+    uint64_t nbytes;
+} ttsm_model_tensor;
+
+TTSM_API const char *ttsm_model_key(const ttsm_model *model);
+TTSM_API const char *ttsm_model_engine(const ttsm_model *model);
+TTSM_API const char *ttsm_model_device(const ttsm_model *model);
+/** The model's name (after canonicalisation and any fallback: a French
+ *  request that fell back returns "English"), else its path or repo id. */
+TTSM_API const char *ttsm_model_name(const ttsm_model *model);
+TTSM_API uint64_t ttsm_model_bytes(const ttsm_model *model);
+TTSM_API void *ttsm_model_engine_data(const ttsm_model *model);
+TTSM_API size_t ttsm_model_component_count(const ttsm_model *model);
+/** @return NULL when out of range. */
+TTSM_API const char *ttsm_model_component_name(const ttsm_model *model, size_t component);
+/** The file a component comes from (a checkpoint's path for tensors). */
+TTSM_API const char *ttsm_model_component_path(const ttsm_model *model, size_t component);
+/** "tensors", "json" or "blob". */
+TTSM_API const char *ttsm_model_component_kind(const ttsm_model *model, size_t component);
+TTSM_API size_t ttsm_model_tensor_count(const ttsm_model *model, size_t component);
+TTSM_API const ttsm_model_tensor *ttsm_model_get_tensor(const ttsm_model *model, size_t component,
+                                                        size_t index);
+/** Looks a tensor up by name in component `component`. NULL when absent. */
+TTSM_API const ttsm_model_tensor *ttsm_model_find_tensor(const ttsm_model *model,
+                                                         size_t component, const char *name);
+
+/* ------------------------------------------------------------------------ */
+/* The engine registry (DESIGN §7; docs/engines.md). Engines come from JSON */
+/* manifests compiled into the library, from folders (TTSM_ENGINES_PATH,   */
+/* ttsm_engines_load_dir) and from ttsm_register_engine(). Handles stay     */
+/* valid until the process ends.                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ttsm_engine_info ttsm_engine_info;
+
+typedef enum ttsm_capability {
+    TTSM_CAP_VOICE_CONVERSION = 1,
+    TTSM_CAP_FALLBACK = 2,
+    TTSM_CAP_CAN_CORRUPT = 3,
+    TTSM_CAP_SPECIAL_INIT = 4,
+    TTSM_CAP_LANGUAGE_SELECTS_MODEL = 5,
+    TTSM_CAP_SINGLE_INSTANCE = 6
+} ttsm_capability;
+
+/** @return the number of engines (the built-in `file` engine is index 0). */
+TTSM_API size_t ttsm_engine_count(void);
+/** @return engine `index`, or NULL when out of range. */
+TTSM_API const ttsm_engine_info *ttsm_engine_get(size_t index);
+/** Finds an engine by name or alias (aliases case-insensitively). NULL when unknown. */
+TTSM_API const ttsm_engine_info *ttsm_engine_find(const char *name_or_alias);
+
+TTSM_API const char *ttsm_engine_name(const ttsm_engine_info *engine);
+/** "built-in:<file>.json", the manifest's path, "built-in" or "registered in code". */
+TTSM_API const char *ttsm_engine_source(const ttsm_engine_info *engine);
+/** The manifest as compact JSON, or NULL for engines registered in code. */
+TTSM_API const char *ttsm_engine_manifest(const ttsm_engine_info *engine);
+TTSM_API const char *ttsm_engine_description(const ttsm_engine_info *engine);
+/** "pytorch" (weights for a PyTorch runtime) or "native" (ttsm runs it). */
+TTSM_API const char *ttsm_engine_runtime(const ttsm_engine_info *engine);
+/** "none" or "invalidate". */
+TTSM_API const char *ttsm_engine_recovery(const ttsm_engine_info *engine);
+/** Comma-separated device kinds ("cpu,cuda"), or NULL for any. */
+TTSM_API const char *ttsm_engine_devices(const ttsm_engine_info *engine);
+TTSM_API const char *ttsm_engine_default_model(const ttsm_engine_info *engine);
+/** @return 1 when the engine has the capability. */
+TTSM_API int ttsm_engine_has(const ttsm_engine_info *engine, ttsm_capability cap);
+TTSM_API size_t ttsm_engine_alias_count(const ttsm_engine_info *engine);
+TTSM_API const char *ttsm_engine_alias(const ttsm_engine_info *engine, size_t index);
+/** Languages as ISO 639-1 codes. */
+TTSM_API size_t ttsm_engine_language_count(const ttsm_engine_info *engine);
+TTSM_API const char *ttsm_engine_language(const ttsm_engine_info *engine, size_t index);
+/** 1 when the engine speaks `language` (a name or a code: "English" is "en"). */
+TTSM_API int ttsm_engine_supports_language(const ttsm_engine_info *engine, const char *language);
+TTSM_API size_t ttsm_engine_model_type_count(const ttsm_engine_info *engine);
+TTSM_API const char *ttsm_engine_model_type(const ttsm_engine_info *engine, size_t index);
+TTSM_API size_t ttsm_engine_model_count(const ttsm_engine_info *engine);
+TTSM_API const char *ttsm_engine_model_name(const ttsm_engine_info *engine, size_t index);
+/** The language of model `index` as a code, or NULL. */
+TTSM_API const char *ttsm_engine_model_language(const ttsm_engine_info *engine, size_t index);
+
+/** Reads every *.json manifest in `dir` (validated; a bad one is
+ *  TTSM_ERR_FORMAT naming the file and the field, and nothing of that call
+ *  is registered): new engines are added, a manifest named like an engine
+ *  from another manifest replaces it for loads from now on. */
+TTSM_API ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err);
+/** The outcome of reading TTSM_ENGINES_PATH (colon-separated folders) when
+ *  the registry started: TTSM_OK, or the first error. */
+TTSM_API ttsm_status ttsm_engines_status(ttsm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Fallback chains (DESIGN §8; docs/fallback.md): a primary loader, then     */
+/* (loader, condition) pairs. Manifests declare the chains of the built-in   */
+/* engines; programs can build their own with the same function.            */
+/* ------------------------------------------------------------------------ */
+
+typedef ttsm_status (*ttsm_loader_fn)(void *user, ttsm_model **out, ttsm_error *err);
+/** @return nonzero to run the step after a failure `failed` (err: its error). */
+typedef int (*ttsm_condition_fn)(void *user, ttsm_status failed, const ttsm_error *err);
+
+typedef struct ttsm_fallback_step {
+    const char *label;     /* names the attempt in the error ("German (havok2)") */
+    ttsm_loader_fn load;
+    void *user;
+    ttsm_condition_fn when; /* ignored for the primary (first) step */
+    void *when_user;
+} ttsm_fallback_step;
+
+/** Runs steps[0], then each later step whose condition accepts the last
+ *  failure, until one loads. @return TTSM_OK with *out set; or the primary's
+ *  error, whose attempts[] lists every step tried, in order, with its error. */
+TTSM_API ttsm_status ttsm_fallback_run(const ttsm_fallback_step *steps, size_t n,
+                                       ttsm_model **out, ttsm_error *err);
+/** Conditions: a missing or invalid file (NOT_FOUND, FORMAT); any load error. */
+TTSM_API int ttsm_fallback_if_missing_or_bad(void *user, ttsm_status failed, const ttsm_error *err);
+TTSM_API int ttsm_fallback_if_load_error(void *user, ttsm_status failed, const ttsm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Resolution (DESIGN §8; docs/engines.md): where a model's files are.      */
+/* ------------------------------------------------------------------------ */
+
+/** Finds every file of the model `cfg` names, without opening any, and
+ *  describes it as JSON: {"engine", "model", "model_type", "language",
+ *  "complete", "installed", "missing", "hub_cache", "components": [{"name",
+ *  "kind", "files", "path" (null when missing), "origin", "from_model",
+ *  "borrowed", "shared", "optional", "searched": [...]}]}. `models_dirs`
+ *  (colon-separated) and `hf_cache` may be NULL (environment defaults).
+ *  Free `*report` with ttsm_free(). @return TTSM_OK even when files are
+ *  missing; TTSM_ERR_NOT_FOUND for an unknown model or language;
+ *  TTSM_ERR_FORMAT for an unsafe hub cache entry. */
+TTSM_API ttsm_status ttsm_resolve(const ttsm_load_config *cfg, const char *models_dirs,
+                                  const char *hf_cache, char **report, ttsm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Synthesis (engines ttsm runs itself: the built-in espeak-ng).            */
+/* ------------------------------------------------------------------------ */
+
+TTSM_API ttsm_synth_options ttsm_synth_options_default(void);
+/** Speaks `text` (UTF-8) with a loaded model. @return TTSM_OK with `*out`
+ *  filled (free with ttsm_audio_free); TTSM_ERR_NOT_FOUND for an unknown
+ *  language or voice (listing close matches); TTSM_ERR_INVALID_ARGUMENT for
+ *  empty text or options out of range; TTSM_ERR_ENGINE for engines whose
+ *  weights are for a PyTorch runtime (use the Python binding) or a failure
+ *  inside the engine. Thread-safe. */
+TTSM_API ttsm_status ttsm_synthesize(ttsm_model *model, const char *text,
+                                     const ttsm_synth_options *options, ttsm_audio *out,
+                                     ttsm_error *err);
+TTSM_API void ttsm_audio_free(ttsm_audio *audio);
 
 #ifdef __cplusplus
 }

@@ -10,41 +10,20 @@
 #include <xxhash.h>
 
 #include "alloc_internal.h"
+#include "canonical_internal.h"
+#include "strbuf_internal.h"
 #include "config_internal.h"
 #include "device_internal.h"
 #include "error_internal.h"
 
 #define KEY_VERSION "ttsm-key-v1"
 
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (ttsm__grow((void **)&b->p, &b->cap, b->len + n + 1, 1, SIZE_MAX / 2) != 0) {
-        b->failed = 1;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* "<name>:<len>:<value>\n" */
-static void sb_field(strbuf *b, const char *name, const char *value)
+static void sb_field(ttsm__sb *b, const char *name, const char *value)
 {
-    char num[32];
-    size_t n = strlen(value);
-    int k = snprintf(num, sizeof num, ":%zu:", n);
-    sb_add(b, name, strlen(name));
-    sb_add(b, num, (size_t)k);
-    sb_add(b, value, n);
-    sb_add(b, "\n", 1);
+    ttsm__sb_addf(b, "%s:%zu:", name, strlen(value));
+    ttsm__sb_adds(b, value);
+    ttsm__sb_add(b, "\n", 1);
 }
 
 static int cmp_params(const void *a, const void *b)
@@ -72,15 +51,10 @@ static ttsm_status check_repo(const char *repo, const char *at, ttsm_error *err)
     return TTSM_OK;
 }
 
-ttsm_status ttsm_cache_key_canonical(const ttsm_load_config *cfg, char **out, size_t *out_len,
-                                     ttsm_error *err)
+/* Builds the canonical string of a config already in canonical form. */
+static ttsm_status build(const ttsm_load_config *cfg, char **out, size_t *out_len, ttsm_error *err)
 {
-    if (!out)
-        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "config", "invalid argument",
-                         "out is NULL");
-    ttsm_status st = ttsm_load_config_validate(cfg, err);
-    if (st != TTSM_OK)
-        return st;
+    ttsm_status st;
 
     char subject[2 * TTSM_CONFIG_NAME_MAX + 2];
     ttsm__format_trunc(subject, sizeof subject, "%s%s%s", cfg->engine,
@@ -98,7 +72,7 @@ ttsm_status ttsm_cache_key_canonical(const ttsm_load_config *cfg, char **out, si
             return st;
     }
 
-    strbuf b = {0};
+    ttsm__sb b = {0};
     char *real = NULL;
     const ttsm_param **sorted = NULL;
     if (cfg->model_path) {
@@ -117,28 +91,24 @@ ttsm_status ttsm_cache_key_canonical(const ttsm_load_config *cfg, char **out, si
             return st;
     }
 
-    sb_add(&b, KEY_VERSION "\n", strlen(KEY_VERSION "\n"));
+    ttsm__sb_adds(&b, KEY_VERSION "\n");
     sb_field(&b, "engine", cfg->engine);
     sb_field(&b, "model_type", cfg->model_type ? cfg->model_type : "tts");
     sb_field(&b, "model", cfg->model_name ? cfg->model_name : "");
     sb_field(&b, "device", device);
     sb_field(&b, "language", language);
     if (real) {
-        strbuf s = {0};
-        sb_add(&s, "path:", 5);
-        sb_add(&s, real, strlen(real));
-        sb_field(&b, "source", s.failed ? "" : s.p);
+        ttsm__sb s = {0};
+        ttsm__sb_addf(&s, "path:%s", real);
+        sb_field(&b, "source", ttsm__sb_str(&s));
         b.failed |= s.failed;
-        ttsm__free(s.p);
+        ttsm__sb_free(&s);
     } else if (cfg->repo_id) {
-        strbuf s = {0};
-        sb_add(&s, "repo:", 5);
-        sb_add(&s, cfg->repo_id, strlen(cfg->repo_id));
-        if (!strchr(cfg->repo_id, '@'))
-            sb_add(&s, "@main", 5);
-        sb_field(&b, "source", s.failed ? "" : s.p);
+        ttsm__sb s = {0};
+        ttsm__sb_addf(&s, "repo:%s%s", cfg->repo_id, strchr(cfg->repo_id, '@') ? "" : "@main");
+        sb_field(&b, "source", ttsm__sb_str(&s));
         b.failed |= s.failed;
-        ttsm__free(s.p);
+        ttsm__sb_free(&s);
     } else {
         sb_field(&b, "source", "");
     }
@@ -153,42 +123,46 @@ ttsm_status ttsm_cache_key_canonical(const ttsm_load_config *cfg, char **out, si
                 sorted[i] = &cfg->params[i];
             qsort(sorted, cfg->n_params, sizeof *sorted, cmp_params);
             for (size_t i = 0; i < cfg->n_params; i++) {
-                strbuf s = {0};
-                char num[32];
-                int k = snprintf(num, sizeof num, "%zu:", strlen(sorted[i]->key));
-                sb_add(&s, num, (size_t)k);
-                sb_add(&s, sorted[i]->key, strlen(sorted[i]->key));
-                sb_add(&s, "=", 1);
-                sb_add(&s, sorted[i]->value, strlen(sorted[i]->value));
+                ttsm__sb s = {0};
                 /* "param:<len>:<klen>:<key>=<value>\n": the outer length
                  * bounds the value, the inner one the key. */
-                sb_field(&b, "param", s.failed ? "" : s.p);
+                ttsm__sb_addf(&s, "%zu:%s=%s", strlen(sorted[i]->key), sorted[i]->key,
+                              sorted[i]->value);
+                sb_field(&b, "param", ttsm__sb_str(&s));
                 b.failed |= s.failed;
-                ttsm__free(s.p);
+                ttsm__sb_free(&s);
             }
         }
         ttsm__free(sorted);
     }
     if (b.failed) {
-        ttsm__free(b.p);
+        ttsm__sb_free(&b);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, subject, "out of memory",
                          "building the cache key");
     }
-    *out = b.p;
     if (out_len)
         *out_len = b.len;
+    *out = ttsm__sb_take(&b);
     return TTSM_OK;
 }
 
-ttsm_status ttsm_cache_key(const ttsm_load_config *cfg, char out[TTSM_KEY_HEX_SIZE],
-                           ttsm_error *err)
+ttsm_status ttsm_cache_key_canonical(const ttsm_load_config *cfg, char **out, size_t *out_len,
+                                     ttsm_error *err)
 {
     if (!out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "config", "invalid argument",
                          "out is NULL");
+    ttsm__canon c;
+    ttsm_status st = ttsm__canonicalize(cfg, &c, err);
+    return st != TTSM_OK ? st : build(&c.cfg, out, out_len, err);
+}
+
+ttsm_status ttsm__cache_key_of(const ttsm_load_config *canonical, char out[TTSM_KEY_HEX_SIZE],
+                               ttsm_error *err)
+{
     char *canon;
     size_t len;
-    ttsm_status st = ttsm_cache_key_canonical(cfg, &canon, &len, err);
+    ttsm_status st = build(canonical, &canon, &len, err);
     if (st != TTSM_OK)
         return st;
     XXH128_canonical_t c;
@@ -201,4 +175,15 @@ ttsm_status ttsm_cache_key(const ttsm_load_config *cfg, char out[TTSM_KEY_HEX_SI
     out[32] = '\0';
     ttsm__free(canon);
     return TTSM_OK;
+}
+
+ttsm_status ttsm_cache_key(const ttsm_load_config *cfg, char out[TTSM_KEY_HEX_SIZE],
+                           ttsm_error *err)
+{
+    if (!out)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "config", "invalid argument",
+                         "out is NULL");
+    ttsm__canon c;
+    ttsm_status st = ttsm__canonicalize(cfg, &c, err);
+    return st != TTSM_OK ? st : ttsm__cache_key_of(&c.cfg, out, err);
 }

@@ -374,7 +374,11 @@ ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *
             return ttsm__err(err, TTSM_ERR_FORMAT, file, "element count overflows",
                              "tensor '%.*s' shape product exceeds 2^63", nlen, d->name);
     }
-    if (d->rank > 0 && be > 1 && d->shape[d->rank - 1] % be != 0)
+    /* Block-quantised types quantise each row; the bit-packed F4/F6 types
+     * pack the flattened elements, so only their total must fill bytes. */
+    int per_row = be > 1 && d->dtype != TTSM_DTYPE_F4 && d->dtype != TTSM_DTYPE_F6_E2M3 &&
+                  d->dtype != TTSM_DTYPE_F6_E3M2;
+    if (d->rank > 0 && per_row && d->shape[d->rank - 1] % be != 0)
         return ttsm__err(err, TTSM_ERR_FORMAT, file, "block size mismatch",
                          "tensor '%.*s' of %s: innermost dimension %lld is not a multiple of "
                          "the block size %u",
@@ -509,6 +513,21 @@ oom:
 
 /* ---- detection and open ----------------------------------------------- */
 
+/* A safetensors start: a header length that fits the file, then '{' -
+ * after JSON whitespace, which the reference reader accepts too. */
+static int safetensors_start(const unsigned char *h, size_t n, uint64_t size)
+{
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; i--)
+        len = len << 8 | h[i];
+    if (n < 9 || len > size - 8)
+        return 0;
+    size_t i = 8;
+    while (i < n && i - 8 < len && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r'))
+        i++;
+    return i < n && i - 8 < len && h[i] == '{';
+}
+
 static ttsm_status detect_and_read(ttsm_checkpoint *ck, ttsm_error *err)
 {
     const ttsm__file *f = &ck->files[0];
@@ -523,14 +542,17 @@ static ttsm_status detect_and_read(ttsm_checkpoint *ck, ttsm_error *err)
         return ttsm__read_gguf(ck, 0, err);
     if (n >= 4 && memcmp(h, "FUGG", 4) == 0)
         return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "bad magic",
-                         "magic 'FUGG' at offset 0: a pre-release GGUF prototype (or a byte-swapped "
-                         "file); convert the model again with a current llama.cpp");
+                         "magic 'FUGG' at offset 0: a pre-release GGUF prototype (mid-2023), not the "
+                         "released format; convert the model again with a current llama.cpp");
+    /* Before the pickle test: header lengths such as 0x280 begin 80 02. */
+    if (safetensors_start(h, n, f->size))
+        return ttsm__read_safetensors(ck, 0, err);
     if (n >= 4 && h[0] == 'P' && h[1] == 'K' &&
         ((h[2] == 3 && h[3] == 4) || (h[2] == 5 && h[3] == 6)))
         return ttsm__read_torch_zip(ck, 0, err);
     if (h[0] == 0x80 && n >= 2 && h[1] >= 2 && h[1] <= 5)
         return ttsm__read_torch_zip(ck, 0, err); /* a bare pickle: legacy torch.save */
-    if (n >= 9 && h[8] == '{')
+    if (n >= 9 && h[8] == '{') /* a header length that does not fit: says so */
         return ttsm__read_safetensors(ck, 0, err);
     size_t i = 0;
     while (i < n && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r'))

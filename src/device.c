@@ -6,12 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend_internal.h"
 #include "device_internal.h"
 #include "error_internal.h"
 
 size_t ttsm_device_count(void)
 {
-    return 1 + (size_t)ttsm__cuda_device_count();
+    return 1 + (size_t)ttsm__cuda_device_count() + ttsm__backend_device_count();
 }
 
 /* Host memory: total from sysconf, free as the kernel's MemAvailable (what
@@ -51,10 +52,12 @@ ttsm_status ttsm_device_get(size_t index, ttsm_device_info *out, ttsm_error *err
         cpu_info(out);
         return TTSM_OK;
     }
-    size_t n = ttsm_device_count();
+    size_t n = ttsm_device_count(), n_cuda = (size_t)ttsm__cuda_device_count();
     if (index >= n)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "device", "invalid argument",
                          "index %zu, but there are %zu devices", index, n);
+    if (index - 1 >= n_cuda)
+        return ttsm__backend_device_get(index - 1 - n_cuda, out, err);
     return ttsm__cuda_device_info((int)(index - 1), out, err);
 }
 
@@ -65,11 +68,12 @@ static void list_devices(char *buf, size_t size)
     size_t used = (size_t)snprintf(buf, size, "cpu");
     for (int i = 0; i < n && used < size; i++)
         used += (size_t)snprintf(buf + used, size - used, ", cuda:%d", i);
+    ttsm__backend_list(buf, size);
 }
 
 /* Parses the index of "cuda:N": decimal digits, no sign, no leading zero,
  * below 65536. @return the index or -1. */
-static long parse_index(const char *s)
+long ttsm__parse_device_index(const char *s)
 {
     if (!*s || (s[0] == '0' && s[1]) || strlen(s) > 5)
         return -1;
@@ -114,7 +118,7 @@ ttsm_status ttsm__device_resolve(const char *device, const char *subject, char *
     char shown[48];
     ttsm__format_trunc(shown, sizeof shown, "%s", device);
     if (strcmp(device, "cuda") == 0 || strncmp(device, "cuda:", 5) == 0) {
-        long idx = device[4] ? parse_index(device + 5) : 0;
+        long idx = device[4] ? ttsm__parse_device_index(device + 5) : 0;
         if (idx < 0)
             return device_error(subject, shown, "is not a device name",
                                 "write cuda:N with N a device index, e.g. cuda:0", err);
@@ -123,6 +127,9 @@ ttsm_status ttsm__device_resolve(const char *device, const char *subject, char *
         snprintf(out, out_size, "cuda:%ld", idx);
         return TTSM_OK;
     }
+    ttsm_status reg_st;
+    if (ttsm__backend_resolve(device, subject, out, out_size, &reg_st, err))
+        return reg_st;
     if (strcmp(device, "mps") == 0 || strcmp(device, "xpu") == 0)
         return device_error(subject, shown, "is not supported by this build", NULL, err);
 

@@ -6,15 +6,20 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_internal.h"
 #include "device_internal.h"
 #include "error_internal.h"
 
 typedef int CUresult;
 typedef int CUdevice;
 typedef void *CUcontext;
+typedef unsigned long long CUdeviceptr;
+typedef void *CUstream;
+typedef void *CUevent;
 
 /* Process-global by necessity: the CUDA driver itself is process-global
  * (cuInit, primary contexts), so the handle to it and what it told us are
@@ -36,7 +41,44 @@ static struct {
     CUresult (*CtxPop)(CUcontext *);
     CUresult (*MemGetInfo)(size_t *, size_t *);
     CUresult (*GetErrorString)(CUresult, const char **);
+    /* Memory and copies, optional at discovery (a driver without them can
+     * still be listed; the backend then fails at allocation). */
+    CUresult (*MemAlloc)(CUdeviceptr *, size_t);
+    CUresult (*MemFree)(CUdeviceptr);
+    CUresult (*MemHostAlloc)(void **, size_t, unsigned);
+    CUresult (*MemFreeHost)(void *);
+    CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+    CUresult (*StreamCreate)(CUstream *, unsigned);
+    CUresult (*StreamSynchronize)(CUstream);
+    CUresult (*EventCreate)(CUevent *, unsigned);
+    CUresult (*EventRecord)(CUevent, CUstream);
+    CUresult (*EventSynchronize)(CUevent);
 } cu;
+
+/* Upload state per device: the retained primary context (kept until the
+ * driver is reset, so PyTorch and we share it), a stream and a ring of
+ * pinned staging buffers whose copies overlap the next chunk's file read. */
+#define STAGE_RING 4
+#define STAGE_BYTES (16u << 20)
+#define MAX_CUDA_DEVICES 64
+static struct cudev {
+    pthread_mutex_t xfer; /* one upload at a time per device */
+    int has_ctx, has_ring;
+    CUcontext ctx;
+    CUstream stream;
+    void *stage[STAGE_RING];
+    CUevent ev[STAGE_RING];
+    int busy[STAGE_RING];
+    size_t next;
+} devs[MAX_CUDA_DEVICES] = {
+#define X1 {PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, NULL, {NULL}, {NULL}, {0}, 0}
+#define X4 X1, X1, X1, X1
+#define X16 X4, X4, X4, X4
+    X16, X16, X16, X16
+#undef X16
+#undef X4
+#undef X1
+};
 
 static const char *cu_error(CUresult r)
 {
@@ -91,6 +133,16 @@ static void discover(void)
     LOAD(MemGetInfo, "cuMemGetInfo_v2");
 #undef LOAD
     *(void **)&cu.GetErrorString = sym("cuGetErrorString"); /* optional */
+    *(void **)&cu.MemAlloc = sym("cuMemAlloc_v2");
+    *(void **)&cu.MemFree = sym("cuMemFree_v2");
+    *(void **)&cu.MemHostAlloc = sym("cuMemHostAlloc");
+    *(void **)&cu.MemFreeHost = sym("cuMemFreeHost");
+    *(void **)&cu.MemcpyHtoDAsync = sym("cuMemcpyHtoDAsync_v2");
+    *(void **)&cu.StreamCreate = sym("cuStreamCreate");
+    *(void **)&cu.StreamSynchronize = sym("cuStreamSynchronize");
+    *(void **)&cu.EventCreate = sym("cuEventCreate");
+    *(void **)&cu.EventRecord = sym("cuEventRecord");
+    *(void **)&cu.EventSynchronize = sym("cuEventSynchronize");
 
     CUresult r = cu.Init(0);
     if (r != 0) {
@@ -200,8 +252,189 @@ out:
 void ttsm__cuda_reset(void)
 {
     pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_CUDA_DEVICES; i++) {
+        struct cudev *d = &devs[i];
+        for (int k = 0; k < STAGE_RING && d->has_ring; k++)
+            if (d->stage[k])
+                cu.MemFreeHost(d->stage[k]);
+        if (d->has_ctx)
+            cu.PrimaryCtxRelease(i);
+        pthread_mutex_t m = d->xfer;
+        memset(d, 0, sizeof *d);
+        d->xfer = m;
+    }
     if (cu.dl)
         dlclose(cu.dl);
     memset(&cu, 0, sizeof cu);
     pthread_mutex_unlock(&lock);
+}
+
+/* ---- the cuda backend --------------------------------------------------- */
+
+static ttsm_status cu_fail(ttsm_error *err, int index, const char *call, CUresult r)
+{
+    char name[24];
+    snprintf(name, sizeof name, "cuda:%d", index);
+    return ttsm__err(err, r == 2 ? TTSM_ERR_OUT_OF_MEMORY : TTSM_ERR_DEVICE, name,
+                     "driver failure", "%s: %s (CUDA error %d)", call, cu_error(r), r);
+}
+
+/* Makes the device's primary context current (retained once). Takes `lock`
+ * for the one-time setup only. */
+static ttsm_status push_ctx(int index, ttsm_error *err)
+{
+    if (index < 0 || index >= MAX_CUDA_DEVICES)
+        return cu_fail(err, index, "device index", 101);
+    pthread_mutex_lock(&lock);
+    discover();
+    ttsm_status st = TTSM_OK;
+    struct cudev *d = &devs[index];
+    if (index >= cu.count)
+        st = cu_fail(err, index, "no such device", 101);
+    else if (!cu.MemAlloc || !cu.MemFree || !cu.MemHostAlloc || !cu.MemFreeHost ||
+             !cu.MemcpyHtoDAsync || !cu.StreamCreate || !cu.StreamSynchronize ||
+             !cu.EventCreate || !cu.EventRecord || !cu.EventSynchronize)
+        st = ttsm__err(err, TTSM_ERR_DEVICE, "cuda", "driver too old",
+                       "the driver lacks memory or stream functions");
+    else if (!d->has_ctx) {
+        CUdevice dev;
+        CUresult r = cu.DeviceGet(&dev, index);
+        if (r == 0)
+            r = cu.PrimaryCtxRetain(&d->ctx, dev);
+        if (r != 0)
+            st = cu_fail(err, index, "cuDevicePrimaryCtxRetain", r);
+        else
+            d->has_ctx = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    if (st == TTSM_OK) {
+        CUresult r = cu.CtxPush(d->ctx);
+        if (r != 0)
+            st = cu_fail(err, index, "cuCtxPushCurrent", r);
+    }
+    return st;
+}
+
+static void pop_ctx(void)
+{
+    cu.CtxPop(NULL);
+}
+
+static size_t cuda_count(void *user)
+{
+    (void)user;
+    return (size_t)ttsm__cuda_device_count();
+}
+
+static ttsm_status cuda_memory(void *user, int index, uint64_t *free_b, uint64_t *total,
+                               ttsm_error *err)
+{
+    (void)user;
+    ttsm_device_info info;
+    ttsm_status st = ttsm__cuda_device_info(index, &info, err);
+    if (st == TTSM_OK) {
+        *free_b = info.free_bytes;
+        *total = info.total_bytes;
+    }
+    return st;
+}
+
+static ttsm_status cuda_alloc(void *user, int index, uint64_t n, void **out, ttsm_error *err)
+{
+    (void)user;
+    ttsm_status st = push_ctx(index, err);
+    if (st != TTSM_OK)
+        return st;
+    CUdeviceptr p = 0;
+    CUresult r = n > SIZE_MAX ? 2 : cu.MemAlloc(&p, (size_t)n);
+    pop_ctx();
+    if (r != 0)
+        return cu_fail(err, index, "cuMemAlloc", r);
+    *out = (void *)(uintptr_t)p;
+    return TTSM_OK;
+}
+
+static void cuda_free(void *user, int index, void *ptr, uint64_t n)
+{
+    (void)user;
+    (void)n;
+    if (push_ctx(index, NULL) != TTSM_OK)
+        return;
+    cu.MemFree((CUdeviceptr)(uintptr_t)ptr);
+    pop_ctx();
+}
+
+/* Called with the context current and d->xfer held. */
+static ttsm_status ensure_ring(struct cudev *d, int index, ttsm_error *err)
+{
+    if (d->has_ring)
+        return TTSM_OK;
+    CUresult r = cu.StreamCreate(&d->stream, 1 /* non-blocking */);
+    if (r != 0)
+        return cu_fail(err, index, "cuStreamCreate", r);
+    for (int k = 0; k < STAGE_RING; k++) {
+        if ((r = cu.MemHostAlloc(&d->stage[k], STAGE_BYTES, 0)) != 0)
+            return cu_fail(err, index, "cuMemHostAlloc", r);
+        if ((r = cu.EventCreate(&d->ev[k], 2 /* disable timing */)) != 0)
+            return cu_fail(err, index, "cuEventCreate", r);
+        d->busy[k] = 0;
+    }
+    d->has_ring = 1;
+    return TTSM_OK;
+}
+
+static ttsm_status cuda_upload(void *user, int index, void *dst, const void *src, uint64_t n,
+                               ttsm_error *err)
+{
+    (void)user;
+    ttsm_status st = push_ctx(index, err);
+    if (st != TTSM_OK)
+        return st;
+    struct cudev *d = &devs[index];
+    pthread_mutex_lock(&d->xfer);
+    st = ensure_ring(d, index, err);
+    for (uint64_t off = 0; st == TTSM_OK && off < n;) {
+        size_t c = n - off < STAGE_BYTES ? (size_t)(n - off) : STAGE_BYTES;
+        size_t k = d->next++ % STAGE_RING;
+        CUresult r = d->busy[k] ? cu.EventSynchronize(d->ev[k]) : 0;
+        if (r == 0) {
+            /* This memcpy is where mmap pages are read from the file: it
+             * overlaps the copies still queued for the other buffers. */
+            memcpy(d->stage[k], (const unsigned char *)src + off, c);
+            r = cu.MemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst + off, d->stage[k], c, d->stream);
+        }
+        if (r == 0)
+            r = cu.EventRecord(d->ev[k], d->stream);
+        if (r != 0)
+            st = cu_fail(err, index, "upload", r);
+        d->busy[k] = 1;
+        off += c;
+    }
+    pthread_mutex_unlock(&d->xfer);
+    pop_ctx();
+    return st;
+}
+
+static ttsm_status cuda_sync(void *user, int index, ttsm_error *err)
+{
+    (void)user;
+    ttsm_status st = push_ctx(index, err);
+    if (st != TTSM_OK)
+        return st;
+    struct cudev *d = &devs[index];
+    pthread_mutex_lock(&d->xfer);
+    CUresult r = d->has_ring ? cu.StreamSynchronize(d->stream) : 0;
+    pthread_mutex_unlock(&d->xfer);
+    pop_ctx();
+    return r ? cu_fail(err, index, "cuStreamSynchronize", r) : TTSM_OK;
+}
+
+static const ttsm_backend cuda_backend = {
+    TTSM_BACKEND_VERSION, "cuda", 0, NULL, cuda_count, cuda_memory, cuda_alloc, cuda_free,
+    cuda_upload, cuda_sync,
+};
+
+const ttsm_backend *ttsm__cuda_backend(void)
+{
+    return &cuda_backend;
 }

@@ -21,4 +21,8 @@ void ttsm__cuda_reset(void);
 ttsm_status ttsm__device_resolve(const char *device, const char *subject, char *out,
                                  size_t out_size, ttsm_error *err);
 
+/* Parses the N of "kind:N": decimal digits, no sign, no leading zero,
+ * below 65536. @return N or -1. */
+long ttsm__parse_device_index(const char *s);
+
 #endif

@@ -37,7 +37,30 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* 1 when argv[i] is -h or --help. */
 int cli_is_help(const char *arg);
 
+/* Options every command takes, before or after its name (cli_globals.c). */
+typedef struct cli_globals {
+    const char *models_dirs, *hf_cache;
+    ttsm_device_budget budgets[TTSM_MANAGER_MAX_DEVICES];
+    char budget_names[TTSM_MANAGER_MAX_DEVICES][TTSM_DEVICE_NAME_MAX];
+    size_t n_budgets;
+    ttsm_io_mode io;
+    int io_set, verbose, quiet;
+} cli_globals;
+extern cli_globals cli_g;
+
+/* Removes the global options from argv. @return 0, or -1 after printing why. */
+int cli_parse_globals(int *argc, char **argv);
+/* Applies them: roots, hub cache, budgets, I/O mode, -v log, progress bar. */
+void cli_manager_options(ttsm_manager_options *o);
+/* The progress bar: start before a load or a verify, end after. */
+void cli_progress_start(void);
+int cli_progress(void *user, const char *key, uint64_t done, uint64_t total);
+void cli_progress_end(void);
+
 /* One entry per subcommand, each defined in its own tools/cmd_<name>.c. */
 extern const cli_command cli_cmd_devices, cli_cmd_key, cli_cmd_inspect;
+extern const cli_command cli_cmd_load;
+extern const cli_command cli_cmd_engines, cli_cmd_ls, cli_cmd_resolve, cli_cmd_say,
+    cli_cmd_verify;
 
 #endif

@@ -7,9 +7,15 @@
 #include "cli.h"
 
 static const cli_command *const commands[] = {
+    &cli_cmd_say,
+    &cli_cmd_engines,
+    &cli_cmd_ls,
+    &cli_cmd_resolve,
+    &cli_cmd_verify,
     &cli_cmd_devices,
     &cli_cmd_key,
     &cli_cmd_inspect,
+    &cli_cmd_load,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -62,12 +68,22 @@ static void overview(FILE *out)
                  "engines on CPU and CUDA.\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
-    fprintf(out, "\n'ttsm <command> --help' shows a command's options and examples.\n"
+    fprintf(out, "\nglobal options (before or after the command):\n"
+                 "  --models-dir DIRS   models roots, colon-separated (TTSM_MODELS_PATH)\n"
+                 "  --hf-cache DIR      HuggingFace hub cache (HF_HUB_CACHE, HF_HOME)\n"
+                 "  --budget SPEC       device budgets, e.g. cpu=8G,cuda:0=20G\n"
+                 "  --io MODE           mmap (default) or read\n"
+                 "  -v, --verbose       print the library's log (-vv: debug)\n"
+                 "  -q, --quiet         no progress bar\n"
+                 "\n'ttsm <command> --help' shows a command's options and examples;\n"
+                 "'man ttsm' (docs/ttsm.1) has exit codes and JSON fields.\n"
                  "ttsm --version prints the version.\n");
 }
 
 int main(int argc, char **argv)
 {
+    if (cli_parse_globals(&argc, argv) != 0)
+        return CLI_EXIT_USAGE;
     if (argc < 2) {
         overview(stderr);
         return CLI_EXIT_USAGE;

@@ -111,3 +111,87 @@ CUresult cuGetErrorString(CUresult e, const char **s)
     }
     return 0;
 }
+
+/* Memory and copies on host memory, so the CUDA upload path (primary
+ * context, pinned staging ring, async copies, events) runs without a GPU.
+ * FAKE_CUDA_MODE=allocfail makes cuMemAlloc fail with out of memory. */
+typedef unsigned long long CUdeviceptr;
+long fake_cuda_allocated, fake_cuda_copies, fake_cuda_host_allocs;
+
+CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n)
+{
+    if (strcmp(mode(), "allocfail") == 0)
+        return 2;
+    void *m = malloc(n);
+    if (!m)
+        return 2;
+    *p = (CUdeviceptr)(size_t)m;
+    fake_cuda_allocated += (long)n;
+    return 0;
+}
+
+CUresult cuMemFree_v2(CUdeviceptr p)
+{
+    free((void *)(size_t)p);
+    return 0;
+}
+
+CUresult cuMemHostAlloc(void **p, size_t n, unsigned flags)
+{
+    (void)flags;
+    *p = malloc(n);
+    fake_cuda_host_allocs++;
+    return *p ? 0 : 2;
+}
+
+CUresult cuMemFreeHost(void *p)
+{
+    free(p);
+    return 0;
+}
+
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, void *stream)
+{
+    (void)stream;
+    if (!current)
+        return 201; /* CUDA_ERROR_INVALID_CONTEXT: the library must push one */
+    memcpy((void *)(size_t)dst, src, n);
+    fake_cuda_copies++;
+    return 0;
+}
+
+CUresult cuStreamCreate(void **s, unsigned flags)
+{
+    (void)flags;
+    static char stream;
+    *s = &stream;
+    return 0;
+}
+
+CUresult cuStreamSynchronize(void *s)
+{
+    (void)s;
+    return 0;
+}
+
+CUresult cuEventCreate(void **e, unsigned flags)
+{
+    (void)flags;
+    static char events[64];
+    static int next;
+    *e = &events[next++ % 64];
+    return 0;
+}
+
+CUresult cuEventRecord(void *e, void *s)
+{
+    (void)e;
+    (void)s;
+    return 0;
+}
+
+CUresult cuEventSynchronize(void *e)
+{
+    (void)e;
+    return 0;
+}

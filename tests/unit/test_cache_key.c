@@ -199,7 +199,7 @@ static void no_collisions_where_the_seed_had_them(void **state)
     assert_string_not_equal(k1, k2);
     /* A language is not a model name. */
     ttsm_load_config c3 = ttsm_load_config_default(), c4 = ttsm_load_config_default();
-    c3.engine = c4.engine = "chatterbox";
+    c3.engine = c4.engine = "engine_without_manifest";
     c3.device = c4.device = "cpu";
     c3.model_name = "en";
     c4.language = "en";
@@ -254,12 +254,13 @@ static void allocation_failures(void **state)
 {
     (void)state;
     no_gpu();
-    ttsm_param p[] = {{"b", "2"}, {"a", "1"}, {"c", "3"}};
+    ttsm_param p[] = {{"attention_mode", "sdpa"}, {"use_x", "1"}, {"quantize_llm_4bit", "true"}};
     ttsm_load_config cfg = ttsm_load_config_default();
     cfg.engine = "vibevoice";
     cfg.repo_id = "microsoft/VibeVoice-1.5B";
+    cfg.n_params = 2;
+    p[1] = p[2];
     cfg.params = p;
-    cfg.n_params = 3;
     char want[33], key[33];
     key_of(&cfg, want);
     int failures = 0;
@@ -272,10 +273,77 @@ static void allocation_failures(void **state)
             assert_string_equal(key, want);
             break;
         }
-        tu_assert_error(st, &err, TTSM_ERR_OUT_OF_MEMORY, "vibevoice: out of memory");
+        tu_assert_error(st, &err, TTSM_ERR_OUT_OF_MEMORY, "out of memory");
         failures++;
     }
     assert_true(failures > 3);
+}
+
+static void the_registry_shapes_the_key(void **state)
+{
+    (void)state;
+    no_gpu();
+    char a[33], b[33];
+    ttsm_load_config c = ttsm_load_config_default();
+    c.device = "cpu";
+    /* 23-language ChatterBox: one model for every language. */
+    c.engine = "chatterbox_official_23lang";
+    c.language = "en";
+    key_of(&c, a);
+    c.language = "French";
+    key_of(&c, b);
+    assert_string_equal(a, b);
+    /* F5-TTS: the language picks the fine-tune. */
+    c.engine = "f5tts";
+    c.language = "de";
+    key_of(&c, a);
+    c.language = "es";
+    key_of(&c, b);
+    assert_string_not_equal(a, b);
+    /* The same model named three ways. */
+    c.engine = "chatterbox";
+    c.language = NULL;
+    key_of(&c, a);
+    c.engine = "ChatterBox";
+    c.model_name = "English";
+    key_of(&c, b);
+    assert_string_equal(a, b);
+    c.model_name = NULL;
+    c.language = "english";
+    key_of(&c, b);
+    assert_string_equal(a, b);
+}
+
+static void registry_errors(void **state)
+{
+    (void)state;
+    no_gpu();
+    char k[33];
+    ttsm_error err;
+    ttsm_load_config c = ttsm_load_config_default();
+    c.device = "cpu";
+    c.engine = "chatterbox";
+    c.language = "Klingon";
+    tu_assert_error(ttsm_cache_key(&c, k, &err), &err, TTSM_ERR_NOT_FOUND,
+                    "chatterbox: language not found: \"Klingon\" is not a language of this "
+                    "engine (en, de");
+    c.language = NULL;
+    c.model_name = "Swahili";
+    tu_assert_error(ttsm_cache_key(&c, k, &err), &err, TTSM_ERR_NOT_FOUND,
+                    "no model \"Swahili\" (models: English, German");
+    c.model_name = NULL;
+    c.model_type = "hubert";
+    tu_assert_error(ttsm_cache_key(&c, k, &err), &err, TTSM_ERR_NOT_FOUND,
+                    "model type not found: hubert (tts, vc)");
+    c.model_type = "tts";
+    ttsm_param p = {"model_version", "v3"};
+    c.params = &p;
+    c.n_params = 1;
+    tu_assert_error(ttsm_cache_key(&c, k, &err), &err, TTSM_ERR_INVALID_ARGUMENT,
+                    "unknown param: \"model_version\" (params of this engine: none)");
+    c.engine = "chatterbox_official_23lang";
+    tu_assert_error(ttsm_cache_key(&c, k, &err), &err, TTSM_ERR_INVALID_ARGUMENT,
+                    "model_version=v3 is not an allowed value (v1, v2)");
 }
 
 int main(void)
@@ -289,6 +357,8 @@ int main(void)
         cmocka_unit_test(bad_repo_ids),
         cmocka_unit_test(invalid_configs_and_arguments),
         cmocka_unit_test(allocation_failures),
+        cmocka_unit_test(the_registry_shapes_the_key),
+        cmocka_unit_test(registry_errors),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     ttsm__cuda_reset();

@@ -1,0 +1,23 @@
+# Writes a C file holding every engines/*.json manifest as a byte array, so
+# the manifests are compiled into the library (run by the build; see
+# CMakeLists.txt). Inputs: -DDIR=<engines folder> -DOUT=<file.c>.
+file(GLOB files "${DIR}/*.json")
+list(SORT files)
+set(c "/* Generated from the engines folder by cmake/embed_manifests.cmake. Do not edit. */\n")
+string(APPEND c "#include \"registry_internal.h\"\n\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  get_filename_component(name "${f}" NAME)
+  file(READ "${f}" hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND c "static const unsigned char manifest_${i}[] = {${bytes} 0x00};\n")
+  string(APPEND table "    {\"${name}\", (const char *)manifest_${i}, ${len}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND c "\nconst ttsm__builtin_manifest ttsm__builtin_manifests[] = {\n${table}};\n")
+string(APPEND c "const size_t ttsm__n_builtin_manifests = ${i};\n")
+file(WRITE "${OUT}.tmp" "${c}")
+file(RENAME "${OUT}.tmp" "${OUT}")

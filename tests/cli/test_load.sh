@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# test_load.sh - `ttsm load`: one load then hits through the cache, JSON
+# shape, budgets and exit codes.
+. "$(dirname "$0")/lib.sh"
+
+python3 - "$TMP/m.safetensors" <<'PY'
+import json, struct, sys
+h = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(16))
+PY
+
+run "$TTSM" load --model-path "$TMP/m.safetensors" --device cpu --repeat 3 --json
+expect_rc 0
+results=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(a["result"] for a in d["attempts"]), d["stats"]["loads"], d["stats"]["hits"], d["entries"][0]["refs"], d["entries"][0]["bytes"], d["entries"][0]["device"])' <<<"$OUT")
+expect_eq "$results" "load hit hit 1 2 3 16 cpu" "one load, two hits, three references"
+
+run "$TTSM" load file --model-path "$TMP/m.safetensors" --device cpu --repeat 2
+expect_rc 0
+expect_out "hits 1, misses 1, loads 1"
+expect_out "REFS"
+
+run "$TTSM" load --model-path "$TMP/m.safetensors" --device cpu --budget cpu=8
+expect_rc 5
+expect_err "cpu: over budget: file/$TMP/m.safetensors needs 16 bytes; budget 8, in use 0"
+
+run "$TTSM" load --model-path "$TMP/missing.safetensors" --device cpu
+expect_rc 3
+run "$TTSM" load --model-path "$TMP/m.safetensors" --device tpu
+expect_rc 4
+run "$TTSM" load --device cpu
+expect_rc 2
+run "$TTSM" load --model-path "$TMP/m.safetensors" --repeat 0
+expect_rc 2
+run "$TTSM" load nosuchengine --model-path "$TMP/m.safetensors" --device cpu
+expect_rc 3
+expect_err "engine not found"
+run "$TTSM" load --help
+expect_rc 0
+expect_out "usage: ttsm load"
+done_testing

@@ -1,0 +1,316 @@
+/* cmd_verify.c - `ttsm verify FILE... | ENGINE [...]`: reads every byte of
+ * a checkpoint (or of every file of a model), checks its structure and
+ * sizes, and where a file is a HuggingFace hub-cache blob - named by its
+ * SHA-256 - checks the hash (OpenSSL's libcrypto). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "usage: ttsm verify FILE...                 [--json]\n"
+            "       ttsm verify ENGINE [--model M] [--language L] [--type T]\n"
+            "                   [--param k=v ...]       [--json]\n\n"
+            "Reads every byte of each file and checks it: checkpoints are opened by the\n"
+            "strict readers (every shard of an index), JSON is parsed, and a file that\n"
+            "is a hub-cache blob (.../blobs/<64 hex digits>) must hash to its name\n"
+            "(SHA-256). With ENGINE, checks every file of the model as `ttsm resolve`\n"
+            "finds it. Reports per file; exits 6 on any mismatch or invalid file,\n"
+            "3 when a required file is missing.\n\n"
+            "  --json   {\"ok\", \"files\": [{\"path\", \"kind\", \"bytes\", \"sha256\",\n"
+            "           \"blob_checked\", \"ok\", \"error\"}]}\n\n"
+            "examples:\n"
+            "  ttsm verify ~/.cache/huggingface/hub/models--ResembleAI--chatterbox/snapshots/*/ve.pt\n"
+            "  ttsm verify chatterbox --language fr --models-dir ~/ComfyUI/models\n");
+}
+
+typedef struct result {
+    json_t *files;
+    int bad, missing;
+    uint64_t total, done;
+} result;
+
+/* The SHA-256 a blob path promises, or NULL. */
+static const char *blob_hash(const char *real)
+{
+    const char *slash = strrchr(real, '/');
+    if (!slash || slash - real < 6 || strncmp(slash - 6, "/blobs", 6) != 0)
+        return NULL;
+    const char *name = slash + 1;
+    if (strlen(name) != 64)
+        return NULL;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return NULL;
+    return name;
+}
+
+/* Hashes a whole file, feeding the progress bar. */
+static int hash_file(const char *path, char hex[65], uint64_t *bytes, result *r, char *why,
+                     size_t why_size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, why_size, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    static unsigned char buf[1 << 20];
+    ssize_t n;
+    *bytes = 0;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        *bytes += (uint64_t)n;
+        r->done += (uint64_t)n;
+        cli_progress(NULL, path, r->done, r->total);
+    }
+    int err = n < 0 ? errno : 0;
+    close(fd);
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    if (err) {
+        snprintf(why, why_size, "read failed after %llu bytes: %s", (unsigned long long)*bytes,
+                 strerror(err));
+        return -1;
+    }
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+static void check_one(const char *path, const char *kind, result *r)
+{
+    char why[512] = "";
+    char hex[65] = "";
+    uint64_t bytes = 0;
+    int ok = 1, blob_checked = 0;
+    struct stat sb;
+    char *real = realpath(path, NULL);
+    if (!real || stat(real, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(why, sizeof why, "not a readable regular file");
+        ok = 0;
+    }
+    /* Structure first: the strict readers (every shard of an index). */
+    if (ok && strcmp(kind, "tensors") == 0) {
+        ttsm_checkpoint_options co = ttsm_checkpoint_options_default();
+        co.io_mode = TTSM_IO_READ;
+        ttsm_checkpoint *ck;
+        ttsm_error err;
+        ttsm_status st = ttsm_checkpoint_open(path, &co, &ck, &err);
+        if (st != TTSM_OK) {
+            snprintf(why, sizeof why, "%s", err.message);
+            ok = 0;
+        } else {
+            for (size_t i = 1; i < ttsm_checkpoint_file_count(ck); i++)
+                check_one(ttsm_checkpoint_file_path(ck, i), "shard", r);
+            if (ttsm_checkpoint_format(ck) == TTSM_FORMAT_SAFETENSORS_SHARDED &&
+                ttsm_checkpoint_file_count(ck) > 0)
+                check_one(ttsm_checkpoint_file_path(ck, 0), "shard", r);
+            ttsm_checkpoint_close(ck);
+        }
+    } else if (ok && strcmp(kind, "json") == 0) {
+        json_error_t je;
+        json_t *j = json_load_file(path, 0, &je);
+        if (!j) {
+            snprintf(why, sizeof why, "invalid JSON: %s at line %d, column %d", je.text, je.line,
+                     je.column);
+            ok = 0;
+        }
+        json_decref(j);
+    }
+    /* Then every byte, and the hash where the name promises one. */
+    if (ok && hash_file(real, hex, &bytes, r, why, sizeof why) != 0)
+        ok = 0;
+    if (ok && bytes != (uint64_t)sb.st_size) {
+        snprintf(why, sizeof why, "read %llu bytes, the file has %lld", (unsigned long long)bytes,
+                 (long long)sb.st_size);
+        ok = 0;
+    }
+    const char *want = real ? blob_hash(real) : NULL;
+    if (ok && want) {
+        blob_checked = 1;
+        if (strcmp(want, hex) != 0) {
+            snprintf(why, sizeof why, "SHA-256 %s does not match its blob name %s", hex, want);
+            ok = 0;
+        }
+    }
+    r->bad += !ok;
+    json_array_append_new(r->files,
+                          json_pack("{s:s, s:s, s:I, s:s?, s:b, s:b, s:s?}", "path", path, "kind",
+                                    kind, "bytes", (json_int_t)bytes, "sha256", *hex ? hex : NULL,
+                                    "blob_checked", blob_checked, "ok", ok, "error",
+                                    ok ? NULL : why));
+    free(real);
+}
+
+static uint64_t size_of(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+static int run(int argc, char **argv)
+{
+    int json = 0;
+    ttsm_load_config cfg = ttsm_load_config_default();
+    cfg.device = "cpu";
+    const char *files[256];
+    size_t n_files = 0;
+    ttsm_param params[TTSM_CONFIG_PARAMS_MAX];
+    char *keys[TTSM_CONFIG_PARAMS_MAX];
+    size_t n_params = 0;
+    int rc = CLI_EXIT_OK;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **t = NULL;
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        if (a[0] != '-') {
+            if (n_files == 256) {
+                rc = cli_usage_error("verify", "at most 256 files");
+                goto out;
+            }
+            files[n_files++] = a;
+            continue;
+        }
+        if (strcmp(a, "--model") == 0)
+            t = &cfg.model_name;
+        else if (strcmp(a, "--language") == 0)
+            t = &cfg.language;
+        else if (strcmp(a, "--type") == 0)
+            t = &cfg.model_type;
+        else if (strcmp(a, "--param") != 0) {
+            rc = cli_usage_error("verify", "unknown option '%s'", a);
+            goto out;
+        }
+        if (i + 1 >= argc) {
+            rc = cli_usage_error("verify", "%s needs a value", a);
+            goto out;
+        }
+        const char *v = argv[++i];
+        if (t) {
+            *t = v;
+            continue;
+        }
+        const char *eq = strchr(v, '=');
+        if (!eq || eq == v || n_params == TTSM_CONFIG_PARAMS_MAX) {
+            rc = cli_usage_error("verify", "--param wants k=v, got '%s'", v);
+            goto out;
+        }
+        keys[n_params] = strndup(v, (size_t)(eq - v));
+        params[n_params].key = keys[n_params];
+        params[n_params++].value = eq + 1;
+    }
+    if (n_files == 0) {
+        rc = cli_usage_error("verify", "name FILEs or an ENGINE");
+        goto out;
+    }
+    result r = {json_array(), 0, 0, 0, 0};
+    /* One name that is an engine (and not a file): verify its model. */
+    struct stat sb;
+    if (n_files == 1 && stat(files[0], &sb) != 0 && ttsm_engine_find(files[0])) {
+        cfg.engine = files[0];
+        cfg.params = params;
+        cfg.n_params = n_params;
+        char *report;
+        ttsm_error err;
+        ttsm_status st = ttsm_resolve(&cfg, cli_g.models_dirs, cli_g.hf_cache, &report, &err);
+        if (st != TTSM_OK) {
+            json_decref(r.files);
+            rc = cli_fail(st, &err);
+            goto out;
+        }
+        json_t *rep = json_loads(report, 0, NULL);
+        ttsm_free(report);
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(rep, "components"), i, c) {
+            const char *p = json_string_value(json_object_get(c, "path"));
+            if (p)
+                r.total += size_of(p);
+        }
+        cli_progress_start();
+        json_array_foreach(json_object_get(rep, "components"), i, c) {
+            const char *p = json_string_value(json_object_get(c, "path"));
+            if (p) {
+                check_one(p, json_string_value(json_object_get(c, "kind")), &r);
+            } else if (!json_is_true(json_object_get(c, "optional"))) {
+                r.missing++;
+                json_array_append_new(
+                    r.files, json_pack("{s:n, s:s, s:I, s:n, s:b, s:b, s:s}", "path", "kind",
+                                       json_string_value(json_object_get(c, "kind")), "bytes",
+                                       (json_int_t)0, "sha256", "blob_checked", 0, "ok", 0,
+                                       "error", "missing (see ttsm resolve)"));
+            }
+        }
+        cli_progress_end();
+        json_decref(rep);
+    } else {
+        for (size_t i = 0; i < n_files; i++)
+            r.total += size_of(files[i]);
+        cli_progress_start();
+        for (size_t i = 0; i < n_files; i++) {
+            /* Decide the kind by content, as the library does: a checkpoint
+             * if a reader takes it, else JSON if it parses, else bytes. */
+            ttsm_checkpoint *ck = NULL;
+            int is_ck = ttsm_checkpoint_open(files[i], NULL, &ck, NULL) == TTSM_OK;
+            if (is_ck)
+                ttsm_checkpoint_close(ck);
+            size_t l = strlen(files[i]);
+            const char *kind = is_ck ? "tensors"
+                               : (l > 5 && strcmp(files[i] + l - 5, ".json") == 0) ? "json"
+                               : strstr(files[i], ".safetensors") || strstr(files[i], ".gguf") ||
+                                       strstr(files[i], ".pt") || strstr(files[i], ".bin")
+                                   ? "tensors"
+                                   : "blob";
+            check_one(files[i], kind, &r);
+        }
+        cli_progress_end();
+    }
+    int ok = r.bad == 0 && r.missing == 0;
+    if (json) {
+        json_t *root = json_pack("{s:b, s:o}", "ok", ok, "files", r.files);
+        char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        puts(s);
+        free(s);
+        json_decref(root);
+    } else {
+        size_t i;
+        json_t *f;
+        json_array_foreach(r.files, i, f) {
+            const char *path = json_string_value(json_object_get(f, "path"));
+            if (json_is_true(json_object_get(f, "ok")))
+                printf("ok        %s  %llu bytes  sha256 %s%s\n", path,
+                       (unsigned long long)json_integer_value(json_object_get(f, "bytes")),
+                       json_string_value(json_object_get(f, "sha256")),
+                       json_is_true(json_object_get(f, "blob_checked")) ? " (= blob name)" : "");
+            else
+                printf("FAILED    %s  %s\n", path ? path : json_string_value(json_object_get(f, "kind")),
+                       json_string_value(json_object_get(f, "error")));
+        }
+        json_decref(r.files);
+    }
+    rc = ok ? CLI_EXIT_OK : r.bad ? CLI_EXIT_FORMAT : CLI_EXIT_NOT_FOUND;
+out:
+    for (size_t i = 0; i < n_params; i++)
+        free(keys[i]);
+    return rc;
+}
+
+const cli_command cli_cmd_verify = {"verify", "read every byte of a model's files and check them",
+                                    run, help};
