@@ -62,5 +62,6 @@ extern const cli_command cli_cmd_devices, cli_cmd_key, cli_cmd_inspect;
 extern const cli_command cli_cmd_load;
 extern const cli_command cli_cmd_engines, cli_cmd_ls, cli_cmd_resolve, cli_cmd_say,
     cli_cmd_verify;
+extern const cli_command cli_cmd_convert;
 
 #endif

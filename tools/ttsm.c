@@ -16,6 +16,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_key,
     &cli_cmd_inspect,
     &cli_cmd_load,
+    &cli_cmd_convert,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

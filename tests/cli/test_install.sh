@@ -33,12 +33,15 @@ int main(void)
 }
 C
 export PKG_CONFIG_PATH=$(dirname "$pc")
-run sh -c "cc -std=c11 -Wall -Werror -o '$TMP/prog' '$TMP/prog.c' \$(pkg-config --cflags --libs ttsm)"
+# A sanitizer build's libraries need the same compiler and runtime to link.
+CC=${TTSM_CC:-cc}
+SAN=${TTSM_SANITIZE:+-fsanitize=$TTSM_SANITIZE}
+run sh -c "$CC $SAN -std=c11 -Wall -Werror -o '$TMP/prog' '$TMP/prog.c' \$(pkg-config --cflags --libs ttsm)"
 expect_rc 0
 want=$(TTSM_CUDA_DRIVER=/nonexistent "$TTSM" key chatterbox --device cpu)
 TTSM_CUDA_DRIVER=/nonexistent LD_LIBRARY_PATH=$libdir run "$TMP/prog"; expect_rc 0
 expect_out "$want"
-run sh -c "cc -std=c11 -o '$TMP/prog-static' '$TMP/prog.c' \$(pkg-config --cflags ttsm) '$libdir/libttsm.a' \$(pkg-config --static --libs-only-other --libs-only-l ttsm | sed 's/-lttsm//')"
+run sh -c "$CC $SAN -std=c11 -o '$TMP/prog-static' '$TMP/prog.c' \$(pkg-config --cflags ttsm) '$libdir/libttsm.a' \$(pkg-config --static --libs-only-other --libs-only-l ttsm | sed 's/-lttsm//')"
 expect_rc 0
 TTSM_CUDA_DRIVER=/nonexistent run "$TMP/prog-static"; expect_rc 0; expect_out "$want"
 ldd "$TMP/prog-static" | grep -q libttsm && fail "static program links libttsm.so"

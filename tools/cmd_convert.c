@@ -1,0 +1,362 @@
+/* cmd_convert.c - `ttsm convert IN OUT.safetensors`: rewrites any checkpoint
+ * ttsm reads (PyTorch, safetensors, GGUF with plain element types) as one
+ * safetensors file, without running any code from IN. The output is written
+ * to a temporary file beside OUT and renamed into place, so a failure never
+ * leaves a partial OUT. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* The reference safetensors reader refuses headers above 100 MB. */
+#define MAX_HEADER_BYTES 100000000u
+#define GATHER_CHUNK (1u << 16)
+
+static void help(FILE *out)
+{
+    fprintf(out,
+            "usage: ttsm convert IN OUT.safetensors [--force]\n"
+            "\n"
+            "Writes the tensors of IN (a PyTorch .pt/.pth/.bin, a safetensors or a GGUF\n"
+            "file) to OUT in safetensors format. IN is read as data: pickled code in a\n"
+            "PyTorch file is refused, never run.\n"
+            "\n"
+            "  - tensor bytes are copied unchanged; views with strides (transposes,\n"
+            "    slices) are written as contiguous copies, since safetensors has no strides\n"
+            "  - tensors that share storage (tied weights) each get their own copy, as\n"
+            "    safetensors requires\n"
+            "  - non-tensor values (an RVC model's config, sr, f0, version ...) go into\n"
+            "    __metadata__ as strings: a str as itself, anything else as its JSON text\n"
+            "  - element types safetensors lacks (C128, C32, block-quantised GGUF types)\n"
+            "    are refused\n"
+            "\n"
+            "options:\n"
+            "  --force   replace OUT if it exists (otherwise an existing OUT is an error)\n"
+            "\n"
+            "OUT is written to a temporary file in its folder and renamed when complete.\n"
+            "\n"
+            "examples:\n"
+            "  ttsm convert model.pth model.safetensors\n"
+            "  ttsm convert voices/Claire.pth /tmp/claire.safetensors --force\n"
+            "  ttsm convert model-q8.gguf model.safetensors\n"
+            "\n"
+            "exit codes: 0 ok, 1 OUT exists or cannot be written, 2 usage, 3 IN not found,\n"
+            "6 IN is not a valid checkpoint or has a type safetensors cannot store, 7 I/O.\n");
+}
+
+/* Element types the safetensors format defines. */
+static int safetensors_dtype(ttsm_dtype d)
+{
+    switch (d) {
+    case TTSM_DTYPE_BOOL: case TTSM_DTYPE_U8: case TTSM_DTYPE_I8: case TTSM_DTYPE_U16:
+    case TTSM_DTYPE_I16: case TTSM_DTYPE_F16: case TTSM_DTYPE_BF16: case TTSM_DTYPE_U32:
+    case TTSM_DTYPE_I32: case TTSM_DTYPE_F32: case TTSM_DTYPE_U64: case TTSM_DTYPE_I64:
+    case TTSM_DTYPE_F64: case TTSM_DTYPE_F8_E5M2: case TTSM_DTYPE_F8_E4M3:
+    case TTSM_DTYPE_F8_E8M0: case TTSM_DTYPE_F4: case TTSM_DTYPE_F6_E2M3:
+    case TTSM_DTYPE_F6_E3M2: case TTSM_DTYPE_C64:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Bytes of the tensor once contiguous. */
+static uint64_t dense_bytes(const ttsm_tensor_info *t)
+{
+    uint32_t be = 1, bb = 1;
+    ttsm_dtype_block(t->dtype, &be, &bb);
+    return t->n_elements / be * bb;
+}
+
+static int fail_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail_msg(int code, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "ttsm convert: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+/* The safetensors header; NULL after printing why. */
+static char *build_header(ttsm_checkpoint *ck, size_t *len, int *code)
+{
+    json_t *root = json_object(), *meta = json_object();
+    char *text = NULL;
+    *code = CLI_EXIT_FAILURE;
+    if (!root || !meta)
+        goto oom;
+    size_t nm = ttsm_checkpoint_metadata_count(ck);
+    for (size_t i = 0; i < nm; i++) {
+        const ttsm_metadata_entry *m = ttsm_checkpoint_metadata(ck, i);
+        json_t *v = NULL;
+        if (strcmp(m->type, "str") == 0) {
+            json_t *s = json_loads(m->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+            if (s && json_is_string(s))
+                v = json_stringn(json_string_value(s), json_string_length(s));
+            json_decref(s);
+        }
+        if (!v)
+            v = json_string(m->json);
+        if (!v || json_object_set_new(meta, m->key, v) != 0) {
+            *code = CLI_EXIT_FORMAT;
+            fprintf(stderr, "ttsm convert: metadata key or value of '%.200s' is not valid "
+                            "UTF-8 (or memory ran out)\n", m->key);
+            goto fail;
+        }
+    }
+    if (nm && json_object_set(root, "__metadata__", meta) != 0)
+        goto oom;
+    uint64_t offset = 0;
+    size_t nt = ttsm_checkpoint_tensor_count(ck);
+    for (size_t i = 0; i < nt; i++) {
+        const ttsm_tensor_info *t = ttsm_checkpoint_tensor(ck, i);
+        if (!safetensors_dtype(t->dtype)) {
+            *code = CLI_EXIT_FORMAT;
+            fprintf(stderr, "ttsm convert: tensor '%s' has element type %s, which safetensors "
+                            "cannot store\n", t->name, ttsm_dtype_name(t->dtype));
+            goto fail;
+        }
+        if (strcmp(t->name, "__metadata__") == 0) {
+            *code = CLI_EXIT_FORMAT;
+            fprintf(stderr, "ttsm convert: a tensor is named '__metadata__', which safetensors "
+                            "reserves\n");
+            goto fail;
+        }
+        json_t *shape = json_array(), *offs = json_array(), *ent = json_object();
+        if (!shape || !offs || !ent) {
+            json_decref(shape);
+            json_decref(offs);
+            json_decref(ent);
+            goto oom;
+        }
+        for (uint32_t d = 0; d < t->rank; d++)
+            json_array_append_new(shape, json_integer(t->shape[d]));
+        uint64_t end = offset + dense_bytes(t);
+        json_array_append_new(offs, json_integer((json_int_t)offset));
+        json_array_append_new(offs, json_integer((json_int_t)end));
+        json_object_set_new(ent, "dtype", json_string(ttsm_dtype_name(t->dtype)));
+        json_object_set_new(ent, "shape", shape);
+        json_object_set_new(ent, "data_offsets", offs);
+        if (json_object_set_new(root, t->name, ent) != 0) {
+            *code = CLI_EXIT_FORMAT;
+            fprintf(stderr, "ttsm convert: tensor name '%.200s' is not valid UTF-8 (or memory "
+                            "ran out)\n", t->name);
+            goto fail;
+        }
+        offset = end;
+    }
+    text = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (!text)
+        goto oom;
+    size_t n = strlen(text);
+    /* Tensor data starts 8-byte aligned: pad the header with spaces. */
+    size_t padded = (n + 7) & ~(size_t)7;
+    if (padded > MAX_HEADER_BYTES) {
+        *code = CLI_EXIT_FORMAT;
+        fprintf(stderr, "ttsm convert: the safetensors header would be %zu bytes; readers "
+                        "refuse more than %u\n", padded, MAX_HEADER_BYTES);
+        goto fail;
+    }
+    char *p = realloc(text, padded + 1);
+    if (!p)
+        goto oom;
+    text = p;
+    memset(text + n, ' ', padded - n);
+    text[padded] = '\0';
+    *len = padded;
+    json_decref(root);
+    json_decref(meta);
+    return text;
+oom:
+    fprintf(stderr, "ttsm convert: out of memory building the header\n");
+    *code = CLI_EXIT_OUT_OF_MEMORY;
+fail:
+    free(text);
+    json_decref(root);
+    json_decref(meta);
+    return NULL;
+}
+
+/* Writes a strided view element by element, in row-major order. */
+static int write_gathered(FILE *fp, const ttsm_tensor_info *t, const unsigned char *base)
+{
+    uint32_t bb = 1;
+    ttsm_dtype_block(t->dtype, NULL, &bb);
+    size_t es = bb;
+    unsigned char buf[GATHER_CHUNK];
+    size_t used = 0;
+    int64_t idx[64] = {0};
+    for (uint64_t n = 0; n < t->n_elements; n++) {
+        uint64_t off = 0;
+        for (uint32_t d = 0; d < t->rank; d++)
+            off += (uint64_t)idx[d] * (uint64_t)t->strides[d];
+        if (used + es > sizeof buf) {
+            if (fwrite(buf, 1, used, fp) != used)
+                return -1;
+            used = 0;
+        }
+        memcpy(buf + used, base + off * es, es);
+        used += es;
+        for (uint32_t d = t->rank; d-- > 0;) {
+            if (++idx[d] < t->shape[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+    return used && fwrite(buf, 1, used, fp) != used ? -1 : 0;
+}
+
+static int write_all(ttsm_checkpoint *ck, int fd, const char *header, size_t hlen,
+                     size_t *n_strided)
+{
+    FILE *fp = fdopen(fd, "wb");
+    if (!fp) {
+        close(fd);
+        return fail_msg(CLI_EXIT_IO, "cannot write: %s", strerror(errno));
+    }
+    unsigned char lenb[8];
+    for (int i = 0; i < 8; i++)
+        lenb[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    int ok = fwrite(lenb, 1, 8, fp) == 8 && fwrite(header, 1, hlen, fp) == hlen;
+    size_t nt = ttsm_checkpoint_tensor_count(ck);
+    for (size_t i = 0; ok && i < nt; i++) {
+        const ttsm_tensor_info *t = ttsm_checkpoint_tensor(ck, i);
+        if (t->n_elements == 0)
+            continue;
+        const void *data;
+        ttsm_error err;
+        ttsm_status st = ttsm_checkpoint_tensor_data(ck, t, &data, &err);
+        if (st != TTSM_OK) {
+            fclose(fp);
+            return cli_fail(st, &err);
+        }
+        if (t->contiguous) {
+            ok = fwrite(data, 1, (size_t)t->nbytes, fp) == t->nbytes;
+        } else {
+            ok = write_gathered(fp, t, data) == 0;
+            (*n_strided)++;
+        }
+    }
+    if (ok)
+        ok = fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+    int e = errno;
+    if (fclose(fp) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok)
+        return fail_msg(CLI_EXIT_IO, "writing failed: %s", strerror(e));
+    return CLI_EXIT_OK;
+}
+
+/* Moves tmp to out: replacing it with --force, else only if out is still
+ * absent (link fails on an existing name, so a racing writer is not lost). */
+static int publish(const char *tmp, const char *out, int force)
+{
+    if (force) {
+        if (rename(tmp, out) != 0)
+            return fail_msg(CLI_EXIT_IO, "cannot rename to %s: %s", out, strerror(errno));
+        return CLI_EXIT_OK;
+    }
+    if (link(tmp, out) == 0) {
+        unlink(tmp);
+        return CLI_EXIT_OK;
+    }
+    if (errno == EEXIST)
+        return fail_msg(CLI_EXIT_FAILURE, "%s appeared while converting; use --force to "
+                                          "replace it", out);
+    /* File systems without hard links: check, then rename. */
+    if (access(out, F_OK) == 0)
+        return fail_msg(CLI_EXIT_FAILURE, "%s exists; use --force to replace it", out);
+    if (rename(tmp, out) != 0)
+        return fail_msg(CLI_EXIT_IO, "cannot rename to %s: %s", out, strerror(errno));
+    return CLI_EXIT_OK;
+}
+
+static int run(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL;
+    int force = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-f") == 0)
+            force = 1;
+        else if (argv[i][0] == '-' && argv[i][1] != '\0')
+            return cli_usage_error("convert", "unknown option '%s'", argv[i]);
+        else if (!in)
+            in = argv[i];
+        else if (!out)
+            out = argv[i];
+        else
+            return cli_usage_error("convert", "unexpected argument '%s'", argv[i]);
+    }
+    if (!in || !out)
+        return cli_usage_error("convert", "needs IN and OUT");
+    struct stat sb;
+    if (!force && stat(out, &sb) == 0)
+        return fail_msg(CLI_EXIT_FAILURE, "%s exists; use --force to replace it", out);
+
+    ttsm_error err;
+    ttsm_checkpoint *ck;
+    ttsm_status st = ttsm_checkpoint_open(in, NULL, &ck, &err);
+    if (st != TTSM_OK)
+        return cli_fail(st, &err);
+    size_t hlen;
+    int code;
+    char *header = build_header(ck, &hlen, &code);
+    if (!header) {
+        ttsm_checkpoint_close(ck);
+        return code;
+    }
+
+    /* The temporary file lives beside OUT, so the rename stays on one file
+     * system and is atomic. */
+    const char *slash = strrchr(out, '/');
+    size_t dlen = slash ? (size_t)(slash - out) + 1 : 0;
+    size_t tlen = strlen(out) + 32;
+    char *tmp = malloc(tlen);
+    if (!tmp) {
+        free(header);
+        ttsm_checkpoint_close(ck);
+        return fail_msg(CLI_EXIT_OUT_OF_MEMORY, "out of memory");
+    }
+    snprintf(tmp, tlen, "%.*s.%s.ttsm-XXXXXX", (int)dlen, out, out + dlen);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        code = fail_msg(CLI_EXIT_IO, "cannot create a temporary file beside %s: %s", out,
+                        strerror(errno));
+    } else {
+        mode_t um = umask(0);
+        umask(um);
+        fchmod(fd, 0666 & ~um);
+        size_t n_strided = 0;
+        code = write_all(ck, fd, header, hlen, &n_strided);
+        if (code == CLI_EXIT_OK)
+            code = publish(tmp, out, force);
+        if (code != CLI_EXIT_OK) {
+            unlink(tmp);
+        } else {
+            printf("wrote %s: %zu tensors (%zu strided views made contiguous), %zu metadata "
+                   "entries\n",
+                   out, ttsm_checkpoint_tensor_count(ck), n_strided,
+                   ttsm_checkpoint_metadata_count(ck));
+        }
+    }
+    free(tmp);
+    free(header);
+    ttsm_checkpoint_close(ck);
+    return code;
+}
+
+const cli_command cli_cmd_convert = {"convert", "write a checkpoint as safetensors (no code run)",
+                                     run, help};
