@@ -146,14 +146,21 @@ static ttsm_status build(const ttsm_load_config *cfg, char **out, size_t *out_le
     return TTSM_OK;
 }
 
-ttsm_status ttsm_cache_key_canonical(const ttsm_load_config *cfg, char **out, size_t *out_len,
-                                     ttsm_error *err)
+/* What both public entry points do first: check `out`, canonicalise. */
+static ttsm_status canonical_then(const ttsm_load_config *cfg, const void *out, ttsm__canon *c,
+                                  ttsm_error *err)
 {
     if (!out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "config", "invalid argument",
                          "out is NULL");
+    return ttsm__canonicalize(cfg, c, err);
+}
+
+ttsm_status ttsm_cache_key_canonical(const ttsm_load_config *cfg, char **out, size_t *out_len,
+                                     ttsm_error *err)
+{
     ttsm__canon c;
-    ttsm_status st = ttsm__canonicalize(cfg, &c, err);
+    ttsm_status st = canonical_then(cfg, out, &c, err);
     return st != TTSM_OK ? st : build(&c.cfg, out, out_len, err);
 }
 
@@ -180,10 +187,7 @@ ttsm_status ttsm__cache_key_of(const ttsm_load_config *canonical, char out[TTSM_
 ttsm_status ttsm_cache_key(const ttsm_load_config *cfg, char out[TTSM_KEY_HEX_SIZE],
                            ttsm_error *err)
 {
-    if (!out)
-        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "config", "invalid argument",
-                         "out is NULL");
     ttsm__canon c;
-    ttsm_status st = ttsm__canonicalize(cfg, &c, err);
+    ttsm_status st = canonical_then(cfg, out, &c, err);
     return st != TTSM_OK ? st : ttsm__cache_key_of(&c.cfg, out, err);
 }

@@ -582,18 +582,18 @@ static ttsm_status detect_and_read(ttsm_checkpoint *ck, ttsm_error *err)
                      n > 4 ? h[4] : 0, n > 5 ? h[5] : 0, n > 6 ? h[6] : 0, n > 7 ? h[7] : 0);
 }
 
-ttsm_status ttsm_checkpoint_open(const char *path, const ttsm_checkpoint_options *options,
-                                 ttsm_checkpoint **out, ttsm_error *err)
+/* A file, or memory (fuzzing), then detection and the reader. */
+static ttsm_status open_source(const char *name, int memory, const void *data, size_t size,
+                               const ttsm_checkpoint_options *opts, ttsm_checkpoint **out,
+                               ttsm_error *err)
 {
-    if (!path || !*path || !out)
-        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, NULL, "ttsm_checkpoint_open",
-                         "path and out must be given");
     ttsm_checkpoint *ck;
-    ttsm_status st = ttsm__ckpt_new(path, options, &ck, err);
+    ttsm_status st = ttsm__ckpt_new(name, opts, &ck, err);
     if (st != TTSM_OK)
         return st;
     uint32_t fi;
-    st = ttsm__ckpt_add_file(ck, path, &fi, err);
+    st = memory ? ttsm__ckpt_add_memory(ck, name, data, size, 0, &fi, err)
+              : ttsm__ckpt_add_file(ck, name, &fi, err);
     if (st == TTSM_OK)
         st = detect_and_read(ck, err);
     if (st != TTSM_OK) {
@@ -604,24 +604,20 @@ ttsm_status ttsm_checkpoint_open(const char *path, const ttsm_checkpoint_options
     return TTSM_OK;
 }
 
+ttsm_status ttsm_checkpoint_open(const char *path, const ttsm_checkpoint_options *options,
+                                 ttsm_checkpoint **out, ttsm_error *err)
+{
+    if (!path || !*path || !out)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, NULL, "ttsm_checkpoint_open",
+                         "path and out must be given");
+    return open_source(path, 0, NULL, 0, options, out, err);
+}
+
 ttsm_status ttsm__checkpoint_open_memory(const void *data, size_t size, const char *name,
                                          const ttsm_checkpoint_options *opts,
                                          ttsm_checkpoint **out, ttsm_error *err)
 {
-    ttsm_checkpoint *ck;
-    ttsm_status st = ttsm__ckpt_new(name, opts, &ck, err);
-    if (st != TTSM_OK)
-        return st;
-    uint32_t fi;
-    st = ttsm__ckpt_add_memory(ck, name, data, size, 0, &fi, err);
-    if (st == TTSM_OK)
-        st = detect_and_read(ck, err);
-    if (st != TTSM_OK) {
-        ttsm_checkpoint_close(ck);
-        return st;
-    }
-    *out = ck;
-    return TTSM_OK;
+    return open_source(name, 1, data, size, opts, out, err);
 }
 
 /* ---- accessors -------------------------------------------------------- */

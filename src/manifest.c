@@ -322,6 +322,19 @@ static void free_repo(ttsm__repo *r)
     ttsm__free(r->subfolder);
 }
 
+/* Model types named by a model or component must be the engine's. */
+static int check_types(parser *p, const ttsm__manifest *m, char *const *types, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int ok = 0;
+        for (size_t j = 0; j < m->n_model_types && !ok; j++)
+            ok = strcmp(types[i], m->model_types[j]) == 0;
+        if (!ok)
+            return fail(p, "type \"%s\" is not one of the engine's model_types", types[i]);
+    }
+    return 0;
+}
+
 static int parse_comp(parser *p, const ttsm__manifest *m, json_t *v, ttsm__comp_spec *c)
 {
     static const char *const keys[] = {"name",  "kind",   "files",  "optional", "subfolder",
@@ -365,13 +378,8 @@ static int parse_comp(parser *p, const ttsm__manifest *m, json_t *v, ttsm__comp_
         if (rc != 0)
             return -1;
     }
-    for (size_t i = 0; i < c->n_types; i++) {
-        int ok = 0;
-        for (size_t j = 0; j < m->n_model_types && !ok; j++)
-            ok = strcmp(c->types[i], m->model_types[j]) == 0;
-        if (!ok)
-            return fail(p, "type \"%s\" is not one of the engine's model_types", c->types[i]);
-    }
+    if (check_types(p, m, c->types, c->n_types) != 0)
+        return -1;
     json_t *w = json_object_get(v, "when");
     if (w) {
         if (!json_is_object(w) || json_object_size(w) != 1)
@@ -491,13 +499,8 @@ static int parse_model(parser *p, const ttsm__manifest *m, json_t *sets, json_t 
         if (!(ms->language = dup(p, code)))
             return -1;
     }
-    for (size_t i = 0; i < ms->n_types; i++) {
-        int ok = 0;
-        for (size_t j = 0; j < m->n_model_types && !ok; j++)
-            ok = strcmp(ms->types[i], m->model_types[j]) == 0;
-        if (!ok)
-            return fail(p, "type \"%s\" is not one of the engine's model_types", ms->types[i]);
-    }
+    if (check_types(p, m, ms->types, ms->n_types) != 0)
+        return -1;
     json_t *repos = json_object_get(v, "repos");
     if (repos) {
         size_t at = push(p, ".repos");

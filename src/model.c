@@ -111,12 +111,11 @@ ttsm_status ttsm_model_create(const ttsm_factory_ctx *ctx, ttsm_model **out, tts
     return TTSM_OK;
 }
 
-ttsm_status ttsm_model_add_checkpoint(ttsm_model *m, const char *component, const char *path,
-                                      ttsm_error *err)
+/* The next component slot, named `component` (unique in the model); the
+ * caller fills it and counts it (m->n_comps++) once it is complete. */
+static ttsm_status next_component(ttsm_model *m, const char *component, ttsm__component **out,
+                                  ttsm_error *err)
 {
-    if (!m || !component || !*component || !path || m->state != TTSM__LOADING)
-        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_model_add_checkpoint",
-                         "invalid argument", "a model in a factory, a component name and a path");
     for (size_t i = 0; i < m->n_comps; i++)
         if (strcmp(m->comps[i].name, component) == 0)
             return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, m->engine, "duplicate component",
@@ -129,7 +128,21 @@ ttsm_status ttsm_model_add_checkpoint(ttsm_model *m, const char *component, cons
     memset(c, 0, sizeof *c);
     if (!(c->name = ttsm__strdup(component)))
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->engine, "out of memory", "name");
-    ttsm_status st = host_acquire(m->mgr, path, &c->host, err);
+    *out = c;
+    return TTSM_OK;
+}
+
+ttsm_status ttsm_model_add_checkpoint(ttsm_model *m, const char *component, const char *path,
+                                      ttsm_error *err)
+{
+    if (!m || !component || !*component || !path || m->state != TTSM__LOADING)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_model_add_checkpoint",
+                         "invalid argument", "a model in a factory, a component name and a path");
+    ttsm__component *c;
+    ttsm_status st = next_component(m, component, &c, err);
+    if (st != TTSM_OK)
+        return st;
+    st = host_acquire(m->mgr, path, &c->host, err);
     if (st != TTSM_OK) {
         ttsm__free(c->name);
         return st;
@@ -177,23 +190,14 @@ ttsm_status ttsm_model_add_file(ttsm_model *m, const char *component, const char
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_model_add_file",
                          "invalid argument",
                          "a model in a factory, a component name, a path and a file kind");
-    for (size_t i = 0; i < m->n_comps; i++)
-        if (strcmp(m->comps[i].name, component) == 0)
-            return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, m->engine, "duplicate component",
-                             "'%.200s' is already part of the model", component);
     ttsm_status st = check_file(path, kind, err);
-    if (st != TTSM_OK)
+    ttsm__component *c;
+    if (st != TTSM_OK || (st = next_component(m, component, &c, err)) != TTSM_OK)
         return st;
-    if (ttsm__grow((void **)&m->comps, &m->cap_comps, m->n_comps + 1, sizeof *m->comps,
-                   MAX_COMPONENTS) != 0)
-        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->engine, "out of memory",
-                         "components (at most %u)", MAX_COMPONENTS);
-    ttsm__component *c = &m->comps[m->n_comps];
-    memset(c, 0, sizeof *c);
     c->kind = (int)kind;
-    if (!(c->name = ttsm__strdup(component)) || !(c->path = ttsm__strdup(path))) {
+    if (!(c->path = ttsm__strdup(path))) {
         ttsm__free(c->name);
-        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->engine, "out of memory", "name");
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->engine, "out of memory", "path");
     }
     m->n_comps++;
     return TTSM_OK;

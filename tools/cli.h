@@ -57,6 +57,16 @@ void cli_progress_start(void);
 int cli_progress(void *user, const char *key, uint64_t done, uint64_t total);
 void cli_progress_end(void);
 
+/* --param k=v, repeated: keys are copied, values borrowed from argv. */
+typedef struct cli_params {
+    ttsm_param p[TTSM_CONFIG_PARAMS_MAX];
+    char *keys[TTSM_CONFIG_PARAMS_MAX];
+    size_t n;
+} cli_params;
+/* @return 0, or the usage exit code after printing why. */
+int cli_params_add(const char *cmd, cli_params *ps, const char *kv);
+void cli_params_free(cli_params *ps);
+
 /* One entry per subcommand, each defined in its own tools/cmd_<name>.c. */
 extern const cli_command cli_cmd_devices, cli_cmd_key, cli_cmd_inspect;
 extern const cli_command cli_cmd_load;

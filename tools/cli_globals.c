@@ -184,3 +184,25 @@ void cli_manager_options(ttsm_manager_options *o)
         o->log = log_line;
     o->progress = cli_progress;
 }
+
+int cli_params_add(const char *cmd, cli_params *ps, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return cli_usage_error(cmd, "--param wants k=v, got '%s'", kv);
+    if (ps->n == TTSM_CONFIG_PARAMS_MAX)
+        return cli_usage_error(cmd, "more than %d params", TTSM_CONFIG_PARAMS_MAX);
+    if (!(ps->keys[ps->n] = strndup(kv, (size_t)(eq - kv))))
+        return cli_usage_error(cmd, "out of memory");
+    ps->p[ps->n].key = ps->keys[ps->n];
+    ps->p[ps->n].value = eq + 1;
+    ps->n++;
+    return 0;
+}
+
+void cli_params_free(cli_params *ps)
+{
+    for (size_t i = 0; i < ps->n; i++)
+        free(ps->keys[i]);
+    ps->n = 0;
+}

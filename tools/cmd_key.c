@@ -34,9 +34,7 @@ static void help(FILE *out)
 static int run(int argc, char **argv)
 {
     ttsm_load_config cfg = ttsm_load_config_default();
-    ttsm_param params[TTSM_CONFIG_PARAMS_MAX];
-    char *owned[TTSM_CONFIG_PARAMS_MAX];
-    size_t n_params = 0;
+    cli_params ps = {0};
     int explain = 0, json = 0, rc;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -71,19 +69,8 @@ static int run(int argc, char **argv)
                 *target = v;
                 continue;
             }
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v) {
-                rc = cli_usage_error("key", "--param wants k=v, got '%s'", v);
+            if ((rc = cli_params_add("key", &ps, v)) != 0)
                 goto out;
-            }
-            if (n_params == TTSM_CONFIG_PARAMS_MAX) {
-                rc = cli_usage_error("key", "more than %d params", TTSM_CONFIG_PARAMS_MAX);
-                goto out;
-            }
-            owned[n_params] = strndup(v, (size_t)(eq - v));
-            params[n_params].key = owned[n_params];
-            params[n_params].value = eq + 1;
-            n_params++;
             continue;
         }
         if (a[0] == '-') {
@@ -100,8 +87,8 @@ static int run(int argc, char **argv)
         rc = cli_usage_error("key", "missing ENGINE");
         goto out;
     }
-    cfg.params = params;
-    cfg.n_params = n_params;
+    cfg.params = ps.p;
+    cfg.n_params = ps.n;
 
     ttsm_error err;
     char key[TTSM_KEY_HEX_SIZE];
@@ -128,8 +115,7 @@ static int run(int argc, char **argv)
     ttsm_free(canon);
     rc = CLI_EXIT_OK;
 out:
-    for (size_t i = 0; i < n_params; i++)
-        free(owned[i]);
+    cli_params_free(&ps);
     return rc;
 }
 

@@ -64,9 +64,7 @@ static int run(int argc, char **argv)
     int hit[MAX_REPEAT];
     double took[MAX_REPEAT];
     size_t n_models = 0;
-    ttsm_param params[TTSM_CONFIG_PARAMS_MAX];
-    char *param_keys[TTSM_CONFIG_PARAMS_MAX];
-    size_t n_params = 0;
+    cli_params ps = {0};
     ttsm_manager *mgr = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -103,15 +101,8 @@ static int run(int argc, char **argv)
         else if (strcmp(a, "--type") == 0)
             cfg.model_type = v;
         else if (strcmp(a, "--param") == 0) {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v || n_params == TTSM_CONFIG_PARAMS_MAX) {
-                rc = cli_usage_error("load", "--param wants k=v, got '%s'", v);
+            if ((rc = cli_params_add("load", &ps, v)) != 0)
                 goto out;
-            }
-            param_keys[n_params] = strndup(v, (size_t)(eq - v));
-            params[n_params].key = param_keys[n_params];
-            params[n_params].value = eq + 1;
-            n_params++;
         }
         else if (strcmp(a, "--repeat") == 0) {
             char *end;
@@ -130,8 +121,8 @@ static int run(int argc, char **argv)
         goto out;
     }
     cli_manager_options(&opt);
-    cfg.params = params;
-    cfg.n_params = n_params;
+    cfg.params = ps.p;
+    cfg.n_params = ps.n;
     ttsm_error err;
     ttsm_status st = ttsm_manager_create(&opt, &mgr, &err);
     if (st != TTSM_OK) {
@@ -233,8 +224,7 @@ out:
     for (size_t i = 0; i < n_models; i++)
         ttsm_model_release(models[i]);
     ttsm_manager_destroy(mgr);
-    for (size_t i = 0; i < n_params; i++)
-        free(param_keys[i]);
+    cli_params_free(&ps);
     return rc;
 }
 

@@ -39,15 +39,13 @@ static void ls_help(FILE *out)
 typedef struct opts {
     ttsm_load_config cfg;
     const char *models_dirs, *hf_cache;
-    ttsm_param params[TTSM_CONFIG_PARAMS_MAX];
-    char *keys[TTSM_CONFIG_PARAMS_MAX];
+    cli_params ps;
     int json, all;
 } opts;
 
 static void free_opts(opts *o)
 {
-    for (size_t i = 0; i < o->cfg.n_params; i++)
-        free(o->keys[i]);
+    cli_params_free(&o->ps);
 }
 
 static int parse(const char *cmd, int argc, char **argv, opts *o)
@@ -57,7 +55,7 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
     o->hf_cache = cli_g.hf_cache;
     o->cfg = ttsm_load_config_default();
     o->cfg.device = "cpu"; /* resolution does not depend on the device */
-    o->cfg.params = o->params;
+    o->cfg.params = o->ps.p;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **t = NULL;
@@ -97,12 +95,10 @@ static int parse(const char *cmd, int argc, char **argv, opts *o)
             *t = v;
             continue;
         }
-        const char *eq = strchr(v, '=');
-        if (!eq || eq == v || o->cfg.n_params == TTSM_CONFIG_PARAMS_MAX)
-            return cli_usage_error(cmd, "--param wants k=v, got '%s'", v);
-        o->keys[o->cfg.n_params] = strndup(v, (size_t)(eq - v));
-        o->params[o->cfg.n_params].key = o->keys[o->cfg.n_params];
-        o->params[o->cfg.n_params++].value = eq + 1;
+        int rc = cli_params_add(cmd, &o->ps, v);
+        if (rc)
+            return rc;
+        o->cfg.n_params = o->ps.n;
     }
     return 0;
 }

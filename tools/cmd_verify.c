@@ -169,9 +169,7 @@ static int run(int argc, char **argv)
     cfg.device = "cpu";
     const char *files[256];
     size_t n_files = 0;
-    ttsm_param params[TTSM_CONFIG_PARAMS_MAX];
-    char *keys[TTSM_CONFIG_PARAMS_MAX];
-    size_t n_params = 0;
+    cli_params ps = {0};
     int rc = CLI_EXIT_OK;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -207,14 +205,8 @@ static int run(int argc, char **argv)
             *t = v;
             continue;
         }
-        const char *eq = strchr(v, '=');
-        if (!eq || eq == v || n_params == TTSM_CONFIG_PARAMS_MAX) {
-            rc = cli_usage_error("verify", "--param wants k=v, got '%s'", v);
+        if ((rc = cli_params_add("verify", &ps, v)) != 0)
             goto out;
-        }
-        keys[n_params] = strndup(v, (size_t)(eq - v));
-        params[n_params].key = keys[n_params];
-        params[n_params++].value = eq + 1;
     }
     if (n_files == 0) {
         rc = cli_usage_error("verify", "name FILEs or an ENGINE");
@@ -225,8 +217,8 @@ static int run(int argc, char **argv)
     struct stat sb;
     if (n_files == 1 && stat(files[0], &sb) != 0 && ttsm_engine_find(files[0])) {
         cfg.engine = files[0];
-        cfg.params = params;
-        cfg.n_params = n_params;
+        cfg.params = ps.p;
+        cfg.n_params = ps.n;
         char *report;
         ttsm_error err;
         ttsm_status st = ttsm_resolve(&cfg, cli_g.models_dirs, cli_g.hf_cache, &report, &err);
@@ -307,8 +299,7 @@ static int run(int argc, char **argv)
     }
     rc = ok ? CLI_EXIT_OK : r.bad ? CLI_EXIT_FORMAT : CLI_EXIT_NOT_FOUND;
 out:
-    for (size_t i = 0; i < n_params; i++)
-        free(keys[i]);
+    cli_params_free(&ps);
     return rc;
 }
 
