@@ -74,8 +74,9 @@ static int is_dir(const char *p)
 
 /* Looks for `pattern` ("name", "model_*.pt", "{model}.pth") in `dir`. A '*'
  * matches the latest file in version order (model_1250000 after
- * model_200000). @return a malloc'd path or NULL. */
-static char *match_in(const char *dir, const char *pattern, const char *model)
+ * model_200000). @return a malloc'd path or NULL; running out of memory sets
+ * *oom, so it is not mistaken for a missing file. */
+static char *match_in(const char *dir, const char *pattern, const char *model, int *oom)
 {
     ttsm__sb pat = {0};
     for (const char *p = pattern; *p;) {
@@ -89,13 +90,16 @@ static char *match_in(const char *dir, const char *pattern, const char *model)
     char *result = NULL;
     const char *pt = ttsm__sb_str(&pat);
     const char *star = strchr(pt, '*');
-    if (pat.failed)
+    if (pat.failed) {
+        *oom = 1;
         goto out;
+    }
     if (!star) {
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", dir, pt);
-        if (!full.failed && is_file(full.p))
-            result = ttsm__sb_take(&full);
+        *oom |= full.failed;
+        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+            *oom = 1;
         ttsm__sb_free(&full);
         goto out;
     }
@@ -109,6 +113,7 @@ static char *match_in(const char *dir, const char *pattern, const char *model)
     }
     const char *name_pat = slash ? slash + 1 : pt;
     size_t pre = (size_t)(star - name_pat), post = strlen(star + 1);
+    *oom |= sub.failed;
     DIR *d = sub.failed ? NULL : opendir(sub.p);
     char *best = NULL;
     struct dirent *de;
@@ -122,6 +127,8 @@ static char *match_in(const char *dir, const char *pattern, const char *model)
             if (c) {
                 ttsm__free(best);
                 best = c;
+            } else {
+                *oom = 1;
             }
         }
     }
@@ -130,8 +137,9 @@ static char *match_in(const char *dir, const char *pattern, const char *model)
     if (best) {
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", ttsm__sb_str(&sub), best);
-        if (!full.failed && is_file(full.p))
-            result = ttsm__sb_take(&full);
+        *oom |= full.failed;
+        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+            *oom = 1;
         ttsm__sb_free(&full);
         ttsm__free(best);
     }
@@ -209,16 +217,18 @@ typedef struct finder {
     size_t n_roots;
     char hub[PATH_MAX];
     int have_hub;
+    int oom; /* a path could not be built: out of memory, not "not found" */
 } finder;
 
 /* Tries every alternative of `cs` in `dir`. */
-static char *try_dir(const char *dir, const ttsm__comp_spec *cs, const char *model, ttsm__sb *tried)
+static char *try_dir(const char *dir, const ttsm__comp_spec *cs, const char *model, ttsm__sb *tried,
+                     int *oom)
 {
     ttsm__sb_addf(tried, "%s%s", tried->len ? "; " : "", dir);
     if (!is_dir(dir))
         return NULL;
     for (size_t i = 0; i < cs->n_files; i++) {
-        char *p = match_in(dir, cs->files[i], model);
+        char *p = match_in(dir, cs->files[i], model, oom);
         if (p)
             return p;
     }
@@ -226,8 +236,8 @@ static char *try_dir(const char *dir, const ttsm__comp_spec *cs, const char *mod
 }
 
 /* Finds component `cs` of model `ms` (which may be a shared model). */
-static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
-                     const ttsm__comp_spec *cs, ttsm__resolved_comp *rc, ttsm_error *err)
+static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
+                             const ttsm__comp_spec *cs, ttsm__resolved_comp *rc, ttsm_error *err)
 {
     ttsm__sb tried = {0};
     ttsm__sb dir = {0};
@@ -235,7 +245,7 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
     const char *sub = cs->subfolder;
     const char *mfolder = ms->folder ? ms->folder : ms->name;
 
-#define DIR_RESET() (ttsm__sb_free(&dir))
+#define DIR_RESET() (f->oom |= dir.failed, ttsm__sb_free(&dir))
 #define DIR_SUB()                                                                               \
     do {                                                                                        \
         if (sub)                                                                                \
@@ -247,7 +257,7 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
     if (!found && f->cfg->model_path && !is_shared && is_dir(f->cfg->model_path)) {
         ttsm__sb_adds(&dir, f->cfg->model_path);
         DIR_SUB();
-        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried)))
+        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
             rc->origin = "explicit";
         DIR_RESET();
     }
@@ -258,13 +268,13 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
         else
             ttsm__sb_addf(&dir, "%s/TTS/%s/%s", f->root[r], f->m->folder, mfolder);
         DIR_SUB();
-        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried)))
+        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
             rc->origin = "models root";
         DIR_RESET();
         for (size_t l = 0; !found && l < f->m->n_legacy && !ms->dir; l++) {
             ttsm__sb_addf(&dir, "%s/%s/%s", f->root[r], f->m->legacy[l], mfolder);
             DIR_SUB();
-            if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried)))
+            if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
                 rc->origin = "legacy folder";
             DIR_RESET();
         }
@@ -273,13 +283,13 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
     for (size_t d = 0; !found && d < ms->n_system_dirs; d++) {
         ttsm__sb_adds(&dir, ms->system_dirs[d]);
         DIR_SUB();
-        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried)))
+        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
             rc->origin = "system folder";
         DIR_RESET();
     }
     /* 4. The hub cache: the component's own repo, else the model's repos in
-     * order (the first is the primary, the rest are fallback repos). An
-     * explicit cfg repo_id comes before them. */
+     * order (the first is the primary, the rest are fallback repos); or
+     * only the repo the config names. */
     ttsm__repo cfg_repo = {0};
     char cfg_id[TTSM_CONFIG_VALUE_MAX + 1];
     if (f->cfg->repo_id && !cs->repo) {
@@ -291,11 +301,12 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
         }
         cfg_repo.id = cfg_id;
     }
-    size_t n_repos = cs->repo ? 1 : ms->n_repos + (cfg_repo.id ? 1 : 0);
+    /* A repo the caller names is the only one searched: its revision is
+     * part of the cache key, so falling back to another repo (or to main)
+     * would load files the key does not describe. */
+    size_t n_repos = cs->repo || cfg_repo.id ? 1 : ms->n_repos;
     for (size_t i = 0; !found && f->have_hub && i < n_repos; i++) {
-        const ttsm__repo *repo = cs->repo          ? cs->repo
-                                 : cfg_repo.id && i == 0 ? &cfg_repo
-                                                         : &ms->repos[i - (cfg_repo.id ? 1 : 0)];
+        const ttsm__repo *repo = cs->repo ? cs->repo : cfg_repo.id ? &cfg_repo : &ms->repos[i];
         ttsm__sb repo_dir = {0};
         ttsm__sb_addf(&repo_dir, "%s/%s--", f->hub, repo->dataset ? "datasets" : "models");
         for (const char *c = repo->id; *c; c++) {
@@ -306,11 +317,12 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
         }
         const char *rev = repo->revision ? repo->revision : "main";
         char commit[41];
+        f->oom |= repo_dir.failed;
         int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, err);
         if (hc < 0) {
             ttsm__sb_free(&repo_dir);
             ttsm__sb_free(&tried);
-            return -1;
+            return TTSM_ERR_FORMAT;
         }
         if (hc > 0) {
             ttsm__sb_addf(&tried, "%shub %s@%s (not in cache)", tried.len ? "; " : "", repo->id,
@@ -336,13 +348,14 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
         for (size_t a = 0; a < cs->n_files && all_gone; a++) {
             ttsm__sb g = {0};
             ttsm__sb_addf(&g, "%s/%s", ttsm__sb_str(&gone), cs->files[a]);
+            f->oom |= g.failed;
             all_gone = !g.failed && is_file(g.p);
             ttsm__sb_free(&g);
         }
         if (all_gone && cs->n_files) {
             ttsm__sb_addf(&tried, "%shub %s@%s (marked absent in .no_exist)",
                           tried.len ? "; " : "", repo->id, rev);
-        } else if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried))) {
+        } else if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom))) {
             rc->origin = "hub cache";
             if (check_inside(repo_dir.p, found, err) != 0) {
                 ttsm__free(found);
@@ -350,20 +363,21 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
                 ttsm__sb_free(&dir);
                 ttsm__sb_free(&repo_dir);
                 ttsm__sb_free(&tried);
-                return -1;
+                return TTSM_ERR_FORMAT;
             }
         }
+        f->oom |= gone.failed;
         ttsm__sb_free(&gone);
         DIR_RESET();
         ttsm__sb_free(&repo_dir);
     }
 #undef DIR_RESET
 #undef DIR_SUB
-    if (tried.failed) {
+    if (tried.failed || f->oom) {
         ttsm__free(found);
         ttsm__sb_free(&tried);
         ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory", "resolving");
-        return -1;
+        return TTSM_ERR_OUT_OF_MEMORY;
     }
     if (found) {
         char loc[PATH_MAX];
@@ -372,11 +386,11 @@ static int find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
         if (!rc->path) {
             ttsm__sb_free(&tried);
             ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory", "resolving");
-            return -1;
+            return TTSM_ERR_OUT_OF_MEMORY;
         }
     }
     rc->searched = ttsm__sb_take(&tried);
-    return 0;
+    return TTSM_OK;
 }
 
 static int wanted(const ttsm__comp_spec *cs, const ttsm_load_config *cfg, const ttsm__manifest *m)
@@ -469,12 +483,10 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
         if (rc->borrowed)
             sub.model_path = NULL, sub.repo_id = NULL;
         f.cfg = &sub;
-        int r = find_comp(&f, src, is_shared || rc->borrowed, spec, rc, err);
+        st = find_comp(&f, src, is_shared || rc->borrowed, spec, rc, err);
         f.cfg = cfg;
-        if (r != 0) {
-            st = err ? err->code : TTSM_ERR_FORMAT;
+        if (st != TTSM_OK)
             goto done;
-        }
         if (!rc->path && !spec->optional && !cs->optional)
             out->n_missing++;
     }
@@ -505,18 +517,32 @@ ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subjec
         const ttsm__resolved_comp *rc = &r->comps[i];
         if (rc->path || (rc->spec && rc->spec->optional))
             continue;
+        /* The names looked for: "{model}" stands for the model whose files
+         * they are (RVC's Claire.pth), as match_in() substituted it. */
+        const char *owner = rc->from_model ? rc->from_model : r->model->name;
         ttsm__sb files = {0};
-        for (size_t a = 0; rc->spec && a < rc->spec->n_files; a++)
-            ttsm__sb_addf(&files, "%s%s", a ? "|" : "", rc->spec->files[a]);
+        for (size_t a = 0; rc->spec && a < rc->spec->n_files; a++) {
+            if (a)
+                ttsm__sb_adds(&files, "|");
+            for (const char *p = rc->spec->files[a]; *p;) {
+                if (strncmp(p, "{model}", 7) == 0) {
+                    ttsm__sb_adds(&files, owner);
+                    p += 7;
+                } else {
+                    ttsm__sb_add(&files, p++, 1);
+                }
+            }
+        }
         ttsm_status st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "file not found",
                                    "%s%s%s%s (searched: %s)", ttsm__sb_str(&files),
                                    rc->from_model ? " from " : "",
                                    rc->from_model ? rc->from_model : "",
                                    rc->borrowed ? " (borrowed)" : "",
                                    rc->searched ? rc->searched : "nowhere: no models root or hub cache");
-        ttsm__err_hint(err, "put the files under <models root>/TTS/%s/<model> (--models-dir or "
+        ttsm__err_hint(err, "put the files under <models root>/TTS/%s%s (--models-dir or "
                             "TTSM_MODELS_PATH), or download the repo into the HuggingFace cache",
-                       r->manifest->folder);
+                       r->model->dir ? r->model->dir : r->manifest->folder,
+                       r->model->dir ? "" : "/<model>");
         ttsm__sb_free(&files);
         return st;
     }
