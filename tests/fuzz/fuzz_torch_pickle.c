@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "alloc_internal.h"
-#include "checkpoint_internal.h"
+#include "fuzz_common.h"
 #include "torch_pickle_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -92,25 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_error(st, &err);
     }
     if (st == TTSM_OK) {
-        volatile unsigned sum = 0;
-        for (size_t i = 0; i < ttsm_checkpoint_tensor_count(ck); i++) {
-            const ttsm_tensor_info *t = ttsm_checkpoint_tensor(ck, i);
-            const void *p;
-            if (ttsm_checkpoint_find(ck, t->name) != t ||
-                ttsm_checkpoint_tensor_data(ck, t, &p, &err) != TTSM_OK)
-                abort();
-            const unsigned char *b = p;
-            for (uint64_t k = 0; k < t->nbytes; k++)
-                sum += b[k];
-        }
-        for (size_t i = 0; i < ttsm_checkpoint_metadata_count(ck); i++) {
-            const ttsm_metadata_entry *e = ttsm_checkpoint_metadata(ck, i);
-            json_t *j = json_loads(e->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-            if (!j)
-                abort();
-            json_decref(j);
-        }
-        (void)sum;
+        fuzz_check_checkpoint(ck, size, TTSM__MAX_RANK);
     }
     ttsm_checkpoint_close(ck);
     ttsm__pickle_arena_free(a);

@@ -1,0 +1,49 @@
+/* fuzz_common.h - what every checkpoint harness checks once a reader has
+ * accepted an input: each tensor is found again by its name, lies inside
+ * the input when it is backed by it, and every one of its bytes can be
+ * read (so ASan sees any range the reader got wrong); every metadata entry
+ * is found by its key and holds valid JSON. A broken promise aborts. */
+#ifndef TTSM_FUZZ_COMMON_H
+#define TTSM_FUZZ_COMMON_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "checkpoint_internal.h"
+
+static inline void fuzz_check_checkpoint(ttsm_checkpoint *ck, size_t input_size,
+                                         uint32_t max_rank)
+{
+    volatile unsigned sum = 0;
+    for (size_t i = 0; i < ttsm_checkpoint_tensor_count(ck); i++) {
+        const ttsm_tensor_info *t = ttsm_checkpoint_tensor(ck, i);
+        if (ttsm_checkpoint_find(ck, t->name) != t || t->rank > max_rank)
+            abort();
+        if (t->file_offset != UINT64_MAX &&
+            (t->file_offset > input_size || t->nbytes > input_size - t->file_offset))
+            abort();
+        const void *p;
+        ttsm_error err;
+        if (ttsm_checkpoint_tensor_data(ck, t, &p, &err) != TTSM_OK)
+            abort();
+        const unsigned char *b = p;
+        for (uint64_t k = 0; k < t->nbytes; k++)
+            sum += b[k];
+        for (uint32_t k = 0; k < t->rank; k++)
+            sum += (unsigned)(t->shape[k] ^ t->strides[k]);
+    }
+    for (size_t i = 0; i < ttsm_checkpoint_metadata_count(ck); i++) {
+        const ttsm_metadata_entry *e = ttsm_checkpoint_metadata(ck, i);
+        if (!e->type[0] || ttsm_checkpoint_metadata_find(ck, e->key) != e)
+            abort();
+        json_t *j = json_loads(e->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!j)
+            abort();
+        json_decref(j);
+    }
+    (void)ttsm_checkpoint_total_bytes(ck);
+    (void)sum;
+}
+
+#endif
