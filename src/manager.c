@@ -523,11 +523,14 @@ again:
 typedef struct chain_step {
     ttsm_manager *mgr;
     ttsm_load_config cfg;
+    const ttsm__canon *canon; /* cfg already canonical (the first try), or NULL */
 } chain_step;
 
 static ttsm_status load_step(void *user, ttsm_model **out, ttsm_error *err)
 {
     chain_step *cs = user;
+    if (cs->canon)
+        return load_once(cs->mgr, cs->canon, out, err);
     ttsm__canon c;
     ttsm_status st = ttsm__canonicalize(&cs->cfg, &c, err);
     return st != TTSM_OK ? st : load_once(cs->mgr, &c, out, err);
@@ -536,10 +539,11 @@ static ttsm_status load_step(void *user, ttsm_model **out, ttsm_error *err)
 /* Device -> cpu when the caller allowed it (a manager option, since params
  * are part of the key). */
 static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_config *cfg,
-                                             ttsm_model **out, ttsm_error *err)
+                                             const ttsm__canon *canon, ttsm_model **out,
+                                             ttsm_error *err)
 {
     ttsm_error first;
-    chain_step cs = {mgr, *cfg};
+    chain_step cs = {mgr, *cfg, canon};
     ttsm_status st = load_step(&cs, out, &first);
     if (st == TTSM_OK)
         return st;
@@ -548,6 +552,7 @@ static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_
         ttsm_device_resolve(cfg->device, dev, sizeof dev, NULL) == TTSM_OK &&
         strcmp(dev, "cpu") != 0) {
         cs.cfg.device = "cpu";
+        cs.canon = NULL;
         ttsm__log(mgr, TTSM_LOG_WARN, "falling back to cpu: %s", first.message);
         st = load_step(&cs, out, err);
         if (st != TTSM_OK)
@@ -562,7 +567,7 @@ static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_
 static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *err)
 {
     chain_step *cs = user;
-    return load_with_device_fallback(cs->mgr, &cs->cfg, out, err);
+    return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, out, err);
 }
 
 ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
@@ -575,8 +580,9 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
     ttsm_status st = ttsm__canonicalize(cfg, &c, err);
     if (st != TTSM_OK)
         return st;
+    /* The hit path canonicalises once: the first try reuses `c`. */
     if (!c.manifest || !c.manifest->has_fallback)
-        return load_with_device_fallback(mgr, cfg, out, err);
+        return load_with_device_fallback(mgr, cfg, &c, out, err);
 
     /* The chain a manifest declares (ENGINES.md): the model asked for; a
      * variant's base model; for a language other than English, the
@@ -587,11 +593,11 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
     chain_step steps[3];
     ttsm_fallback_step fs[3];
     size_t n = 0;
-    steps[n] = (chain_step){mgr, *cfg};
+    steps[n] = (chain_step){mgr, *cfg, &c};
     fs[n] = (ttsm_fallback_step){ms->name, load_device_step, &steps[n], NULL, NULL};
     n++;
     if (ms->variant_of) {
-        steps[n] = (chain_step){mgr, *cfg};
+        steps[n] = (chain_step){mgr, *cfg, NULL};
         steps[n].cfg.model_name = ms->variant_of;
         steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
         fs[n] = (ttsm_fallback_step){ms->variant_of, load_device_step, &steps[n],
@@ -600,7 +606,7 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
     }
     const ttsm__model_spec *lf = ttsm__manifest_model(m, m->language_fallback);
     if (lf && lf != ms && ms->language && lf->language && strcmp(ms->language, lf->language) != 0) {
-        steps[n] = (chain_step){mgr, *cfg};
+        steps[n] = (chain_step){mgr, *cfg, NULL};
         steps[n].cfg.model_name = lf->name;
         steps[n].cfg.language = NULL;
         steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
@@ -609,7 +615,7 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
         n++;
     }
     if (n == 1)
-        return load_with_device_fallback(mgr, cfg, out, err);
+        return load_with_device_fallback(mgr, cfg, &c, out, err);
     st = ttsm_fallback_run(fs, n, out, err);
     if (st == TTSM_OK && strcmp((*out)->label, ms->name) != 0)
         ttsm__log(mgr, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name, ms->name,
