@@ -21,8 +21,12 @@
 /* "<name>:<len>:<value>\n" */
 static void sb_field(ttsm__sb *b, const char *name, const char *value)
 {
-    ttsm__sb_addf(b, "%s:%zu:", name, strlen(value));
-    ttsm__sb_adds(b, value);
+    size_t n = strlen(value);
+    ttsm__sb_adds(b, name);
+    ttsm__sb_add(b, ":", 1);
+    ttsm__sb_addu(b, n);
+    ttsm__sb_add(b, ":", 1);
+    ttsm__sb_add(b, value, n);
     ttsm__sb_add(b, "\n", 1);
 }
 
@@ -56,14 +60,17 @@ static ttsm_status build(const ttsm_load_config *cfg, char **out, size_t *out_le
 {
     ttsm_status st;
 
+    /* "<engine>[/<model>]" names the config in errors; it is only built
+     * when one happens, to keep the hit path free of printf. */
     char subject[2 * TTSM_CONFIG_NAME_MAX + 2];
-    ttsm__format_trunc(subject, sizeof subject, "%s%s%s", cfg->engine,
-                       cfg->model_name ? "/" : "", cfg->model_name ? cfg->model_name : "");
+#define SUBJECT()                                                                               \
+    (ttsm__format_trunc(subject, sizeof subject, "%s%s%s", cfg->engine,                         \
+                        cfg->model_name ? "/" : "", cfg->model_name ? cfg->model_name : ""),    \
+     subject)
 
     char device[TTSM_DEVICE_NAME_MAX];
-    st = ttsm__device_resolve(cfg->device, subject, device, sizeof device, err);
-    if (st != TTSM_OK)
-        return st;
+    if (ttsm__device_resolve(cfg->device, NULL, device, sizeof device, NULL) != TTSM_OK)
+        return ttsm__device_resolve(cfg->device, SUBJECT(), device, sizeof device, err);
 
     char language[TTSM_CONFIG_NAME_MAX + 1] = "";
     if (cfg->language) {
@@ -82,7 +89,7 @@ static ttsm_status build(const ttsm_load_config *cfg, char **out, size_t *out_le
         if (!real) {
             int e = errno;
             return ttsm__err(err, e == ENOENT || e == ENOTDIR ? TTSM_ERR_NOT_FOUND : TTSM_ERR_IO,
-                             subject, "model path not usable", "%s: %s", cfg->model_path,
+                             SUBJECT(), "model path not usable", "%s: %s", cfg->model_path,
                              strerror(e));
         }
     } else if (cfg->repo_id) {
@@ -126,8 +133,11 @@ static ttsm_status build(const ttsm_load_config *cfg, char **out, size_t *out_le
                 ttsm__sb s = {0};
                 /* "param:<len>:<klen>:<key>=<value>\n": the outer length
                  * bounds the value, the inner one the key. */
-                ttsm__sb_addf(&s, "%zu:%s=%s", strlen(sorted[i]->key), sorted[i]->key,
-                              sorted[i]->value);
+                ttsm__sb_addu(&s, strlen(sorted[i]->key));
+                ttsm__sb_add(&s, ":", 1);
+                ttsm__sb_adds(&s, sorted[i]->key);
+                ttsm__sb_add(&s, "=", 1);
+                ttsm__sb_adds(&s, sorted[i]->value);
                 sb_field(&b, "param", ttsm__sb_str(&s));
                 b.failed |= s.failed;
                 ttsm__sb_free(&s);
@@ -137,9 +147,10 @@ static ttsm_status build(const ttsm_load_config *cfg, char **out, size_t *out_le
     }
     if (b.failed) {
         ttsm__sb_free(&b);
-        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, subject, "out of memory",
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, SUBJECT(), "out of memory",
                          "building the cache key");
     }
+#undef SUBJECT
     if (out_len)
         *out_len = b.len;
     *out = ttsm__sb_take(&b);

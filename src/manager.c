@@ -104,6 +104,7 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
 
 static void manager_free(ttsm_manager *mgr)
 {
+    ttsm__free(mgr->buckets);
     ttsm__free((void *)mgr->opt.models_dirs);
     ttsm__free((void *)mgr->opt.hf_cache);
     for (size_t i = 0; i < mgr->n_invalid; i++)
@@ -117,7 +118,44 @@ static void manager_free(ttsm_manager *mgr)
 
 /* ---- the cache list (under lock) -------------------------------------- */
 
-static void list_remove(ttsm_manager *mgr, ttsm_model *e)
+/* The key index: a chained hash over the cached entries, so a hit costs
+ * the same with 10,000 entries as with one. Keys are hex digests already,
+ * so their first 16 digits are the hash. */
+static size_t bucket_of(const ttsm_manager *mgr, const char *key)
+{
+    uint64_t h = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = key[i];
+        h = h << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return (size_t)h & (mgr->n_buckets - 1);
+}
+
+/* Doubles the index when it is full. A failed allocation keeps the old
+ * one: chains grow longer, lookups stay correct. */
+static void index_grow(ttsm_manager *mgr)
+{
+    if (mgr->n_cached < mgr->n_buckets)
+        return;
+    size_t n = mgr->n_buckets ? mgr->n_buckets * 2 : 64;
+    ttsm_model **b = ttsm__calloc(n, sizeof *b);
+    if (!b)
+        return;
+    ttsm_model **old = mgr->buckets;
+    size_t old_n = mgr->n_buckets;
+    mgr->buckets = b;
+    mgr->n_buckets = n;
+    for (size_t i = 0; i < old_n; i++)
+        for (ttsm_model *e = old[i], *next; e; e = next) {
+            next = e->hnext;
+            size_t k = bucket_of(mgr, e->key);
+            e->hnext = b[k];
+            b[k] = e;
+        }
+    ttsm__free(old);
+}
+
+static void list_unlink(ttsm_manager *mgr, ttsm_model *e)
 {
     if (e->prev)
         e->prev->next = e->next;
@@ -128,10 +166,9 @@ static void list_remove(ttsm_manager *mgr, ttsm_model *e)
     else
         mgr->tail = e->prev;
     e->prev = e->next = NULL;
-    mgr->n_cached--;
 }
 
-static void list_append(ttsm_manager *mgr, ttsm_model *e)
+static void list_link_tail(ttsm_manager *mgr, ttsm_model *e)
 {
     e->prev = mgr->tail;
     e->next = NULL;
@@ -140,12 +177,55 @@ static void list_append(ttsm_manager *mgr, ttsm_model *e)
     else
         mgr->head = e;
     mgr->tail = e;
+}
+
+/* An entry leaves the cache: off the list and out of the index. */
+static void list_remove(ttsm_manager *mgr, ttsm_model *e)
+{
+    list_unlink(mgr, e);
+    if (mgr->n_buckets) {
+        ttsm_model **pp = &mgr->buckets[bucket_of(mgr, e->key)];
+        while (*pp && *pp != e)
+            pp = &(*pp)->hnext;
+        if (*pp)
+            *pp = e->hnext;
+    }
+    e->hnext = NULL;
+    mgr->n_cached--;
+}
+
+/* An entry joins the cache as the most recently used. */
+static void list_append(ttsm_manager *mgr, ttsm_model *e)
+{
+    index_grow(mgr);
+    list_link_tail(mgr, e);
+    e->hnext = NULL;
+    if (mgr->n_buckets) {
+        size_t k = bucket_of(mgr, e->key);
+        e->hnext = mgr->buckets[k];
+        mgr->buckets[k] = e;
+    }
     mgr->n_cached++;
+}
+
+/* A hit: the entry becomes the most recently used; the index is unchanged. */
+static void list_touch(ttsm_manager *mgr, ttsm_model *e)
+{
+    if (mgr->tail == e)
+        return;
+    list_unlink(mgr, e);
+    list_link_tail(mgr, e);
 }
 
 static ttsm_model *find(ttsm_manager *mgr, const char *key)
 {
-    for (ttsm_model *e = mgr->head; e; e = e->next)
+    if (!mgr->n_buckets) { /* the index could never be allocated */
+        for (ttsm_model *e = mgr->head; e; e = e->next)
+            if (strcmp(e->key, key) == 0)
+                return e;
+        return NULL;
+    }
+    for (ttsm_model *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
         if (strcmp(e->key, key) == 0)
             return e;
     return NULL;
@@ -455,8 +535,7 @@ again:
         atomic_fetch_add(&e->refs, 1);
         mgr->stats.hits++;
         e->last_used = now;
-        list_remove(mgr, e);
-        list_append(mgr, e);
+        list_touch(mgr, e);
         pthread_mutex_unlock(&mgr->lock);
         *out = e;
         return TTSM_OK;

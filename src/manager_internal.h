@@ -52,6 +52,7 @@ struct ttsm_model {
     ttsm_status fail_st;
     ttsm_error *fail_err; /* for waiters of a failed load */
     struct ttsm_model *prev, *next; /* cache list, least recently used first */
+    struct ttsm_model *hnext;       /* the next entry in its key-index bucket */
 };
 
 struct ttsm_factory_ctx {
@@ -75,6 +76,8 @@ struct ttsm_manager {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     ttsm_model *head, *tail; /* the cache: LRU order */
+    ttsm_model **buckets;    /* key index over the cache list (chained) */
+    size_t n_buckets;        /* 0 or a power of two */
     size_t n_cached, n_orphans, n_alive;
     int closing;
     ttsm__devslot devs[TTSM_MANAGER_MAX_DEVICES];

@@ -14,7 +14,17 @@ void ttsm__sb_add(ttsm__sb *b, const char *s, size_t n)
 {
     if (b->failed)
         return;
-    if (n > SB_MAX || ttsm__grow((void **)&b->p, &b->cap, b->len + n + 1, 1, SB_MAX) != 0) {
+    if (b->len + n < b->cap) { /* the common case: it fits */
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+        b->p[b->len] = '\0';
+        return;
+    }
+    /* Start at 256 bytes: canonical keys and messages fit in one allocation. */
+    size_t need = b->len + n + 1;
+    if (b->cap == 0 && need < 256)
+        need = 256;
+    if (n > SB_MAX || ttsm__grow((void **)&b->p, &b->cap, need, 1, SB_MAX) != 0) {
         b->failed = 1;
         return;
     }
@@ -79,4 +89,15 @@ void ttsm__sb_free(ttsm__sb *b)
     ttsm__free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
+}
+
+void ttsm__sb_addu(ttsm__sb *b, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    ttsm__sb_add(b, digits + sizeof digits - n, n);
 }

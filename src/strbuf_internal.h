@@ -5,6 +5,7 @@
 #define TTSM_STRBUF_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error_internal.h"
 
@@ -17,6 +18,8 @@ typedef struct ttsm__sb {
 void ttsm__sb_add(ttsm__sb *b, const char *s, size_t n);
 void ttsm__sb_adds(ttsm__sb *b, const char *s);
 void ttsm__sb_addf(ttsm__sb *b, const char *fmt, ...) TTSM__PRINTF(2, 3);
+/* A decimal number, without printf (the cache key's hot path). */
+void ttsm__sb_addu(ttsm__sb *b, uint64_t v);
 /* The string ("" when empty); valid until the next add or free. */
 const char *ttsm__sb_str(const ttsm__sb *b);
 /* Hands the buffer over (caller frees with ttsm__free); NULL if failed. */
