@@ -621,6 +621,55 @@ TTSM_API const ttsm_model_tensor *ttsm_model_get_tensor(const ttsm_model *model,
 /** Looks a tensor up by name in component `component`. NULL when absent. */
 TTSM_API const ttsm_model_tensor *ttsm_model_find_tensor(const ttsm_model *model,
                                                          size_t component, const char *name);
+/** The opened checkpoint behind a tensors component, for its format and
+ *  metadata (ttsm_checkpoint_metadata*). Owned by the model: valid while you
+ *  hold a reference; do not close it. NULL for json/blob components or out
+ *  of range. */
+TTSM_API const ttsm_checkpoint *ttsm_model_component_checkpoint(const ttsm_model *model,
+                                                                size_t component);
+
+/* ------------------------------------------------------------------------ */
+/* DLPack export (docs/python.md). Any tensor of a loaded model becomes a    */
+/* DLPack managed tensor without a copy: the struct layouts are in dlpack.h  */
+/* (DLPack 1.1 ABI). Each export holds its own model reference; its deleter  */
+/* drops it, from any thread. A manager may be destroyed while exports live: */
+/* the entry becomes an orphan and is freed with the last of them.           */
+/* ------------------------------------------------------------------------ */
+
+struct DLManagedTensor;
+struct DLManagedTensorVersioned;
+
+/* Flags of ttsm_model_export_dlpack*() (0: the tensor as it is). */
+#define TTSM_DLPACK_BITS 1u     /* elements as unsigned integers of the same width
+                                   (BOOL, F8_* -> uint8, BF16 -> uint16, C64 -> uint64),
+                                   for consumers that lack the dtype */
+#define TTSM_DLPACK_BYTES 2u    /* the tensor's bytes (nbytes, gaps of a strided view
+                                   included) as a 1-D uint8 tensor: any dtype, also
+                                   block-quantised and sub-byte ones */
+#define TTSM_DLPACK_WRITABLE 4u /* versioned only: leave DLPACK_FLAG_BITMASK_READ_ONLY
+                                   clear (by default it is set: a cache entry's memory
+                                   is shared by all its holders) */
+
+/** Exports tensor `index` of component `component` as a DLPack 1.1
+ *  DLManagedTensorVersioned on the model's device (cpu: kDLCPU; cuda:N:
+ *  kDLCUDA, N). The data pointer is the tensor's own (no copy); shape and
+ *  strides are copies. Call `(*out)->deleter(*out)` when done (or hand it to
+ *  a consumer that does). @return TTSM_OK; TTSM_ERR_INVALID_ARGUMENT for a
+ *  bad model, index or flags, or a dtype DLPack cannot describe
+ *  (block-quantised, sub-byte; complex C128 with TTSM_DLPACK_BITS) naming
+ *  it; TTSM_ERR_DEVICE for a device kind DLPack has no code for;
+ *  TTSM_ERR_OUT_OF_MEMORY. */
+TTSM_API ttsm_status ttsm_model_export_dlpack(ttsm_model *model, size_t component, size_t index,
+                                              unsigned flags,
+                                              struct DLManagedTensorVersioned **out,
+                                              ttsm_error *err);
+/** The same as a legacy DLManagedTensor (no version, no flags: consumers
+ *  may write into it; writes change the cached entry for every holder, and
+ *  never the file). TTSM_DLPACK_WRITABLE is accepted and means nothing here. */
+TTSM_API ttsm_status ttsm_model_export_dlpack_legacy(ttsm_model *model, size_t component,
+                                                     size_t index, unsigned flags,
+                                                     struct DLManagedTensor **out,
+                                                     ttsm_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* The engine registry (DESIGN §7; docs/engines.md). Engines come from JSON */
