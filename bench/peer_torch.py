@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""peer_torch.py - the PyTorch peer: torch.load of .pt files to usable
+tensors, with and without weights_only, timed inside this process (the
+interpreter and `import torch` are not counted; bench/run times them apart).
+Also writes the .pt twin of a safetensors file (the same weights).
+
+Usage: peer_torch.py load [--reps N] [--budget S] LABEL=PATH ...   (JSON lines)
+       peer_torch.py save SRC.safetensors OUT.pt
+       peer_torch.py startup                         (imports, then exits)
+"""
+import collections
+import gc
+import json
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def repeat(fn, reps, budget_s):
+    """Times fn() up to reps times after a warm-up (a first run slower than
+    0.3 s counts as a sample instead), stopping early once budget_s is spent."""
+    times, spent = [], 0
+    for r in range(reps + 1):
+        gc.collect()
+        t0 = time.perf_counter_ns()
+        fn()
+        dt = time.perf_counter_ns() - t0
+        spent += dt
+        if r or dt > 3e8:
+            times.append(dt)
+        if len(times) >= reps or (times and spent > budget_s * 1e9):
+            break
+    return sorted(times)
+
+
+def load(args):
+    reps, budget = 5, 10.0
+    while args[:1] in (["--reps"], ["--budget"]):
+        if args[0] == "--reps":
+            reps = int(args[1])
+        else:
+            budget = float(args[1])
+        args = args[2:]
+    for spec in args:
+        label, path = spec.split("=", 1)
+        for wo in (False, True):
+            count = []
+
+            def run():
+                sd = torch.load(path, weights_only=wo)
+                count[:] = [len(sd)]
+            times = repeat(run, reps, budget)
+            n, count = len(times), count[0]
+            print(json.dumps({"bench": "peer", "peer": "torch.load" + (" weights_only" if wo
+                                                                       else ""),
+                              "label": label, "tensors": count,
+                              "file_bytes": os.path.getsize(path), "reps": n,
+                              "median_ns": times[len(times) // 2], "min_ns": times[0]}),
+                  flush=True)
+
+
+def save(src, out):
+    """The same weights as `src` (a safetensors file), saved by torch.save."""
+    with open(src, "rb") as f:
+        (hl,) = struct.unpack("<Q", f.read(8))
+        hdr = json.loads(f.read(hl))
+    mm = np.memmap(src, dtype=np.uint8, mode="r")
+    sd = collections.OrderedDict()
+    for name, t in hdr.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        arr = np.array(mm[8 + hl + a:8 + hl + b]).view(np.float32).reshape(t["shape"])
+        sd[name] = torch.from_numpy(arr)
+    torch.save(sd, out)
+
+
+def main(argv):
+    if argv[:1] == ["startup"]:
+        return 0
+    if argv[:1] == ["load"]:
+        load(argv[1:])
+        return 0
+    if argv[:1] == ["save"] and len(argv) == 3:
+        save(argv[1], argv[2])
+        return 0
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

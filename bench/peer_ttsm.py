@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""peer_ttsm.py - our own Python binding (python/ttsm, ctypes) measured like
+the peers: Manager.load + Model.state_dict() (every tensor a torch.Tensor
+through DLPack, no copy), and cache hits through Python (one and two
+threads) against ttsm.cache_key() and a bare ctypes call. Timed inside this
+process; start-up (interpreter, import torch, import ttsm) is apart. Where
+the binding cannot be imported or used it prints one "unavailable" line
+saying why, so the report shows "not measured" instead of a number.
+
+Usage: peer_ttsm.py statedict [--reps N] [--budget S] LABEL=PATH ...
+       peer_ttsm.py cache --path FILE [--samples N]
+       peer_ttsm.py cuda PATH     (load on cuda:0; time to the first torch.from_dlpack)
+       peer_ttsm.py startup
+"""
+import gc
+import json
+import os
+import sys
+import threading
+import time
+
+
+def emit(rec):
+    print(json.dumps(rec), flush=True)
+
+
+def unavailable(what, why):
+    emit({"bench": "peer_unavailable", "peer": "ttsm python " + what, "why": why})
+    return 0
+
+
+try:
+    import torch  # noqa: F401  (state_dict hands out torch tensors)
+    import ttsm
+except Exception as e:  # the report says "not measured" with this reason
+    IMPORT_ERROR = "%s: %s" % (type(e).__name__, e)
+else:
+    IMPORT_ERROR = None
+
+
+def statedict(args):
+    reps, budget = 5, 10.0
+    while args[:1] in (["--reps"], ["--budget"]):
+        if args[0] == "--reps":
+            reps = int(args[1])
+        else:
+            budget = float(args[1])
+        args = args[2:]
+    for spec in args:
+        label, path = spec.split("=", 1)
+        times, count, spent = [], 0, 0
+        for r in range(reps + 1):  # the first is a warm-up unless slower than 0.3 s
+            gc.collect()
+            with ttsm.Manager() as mgr:
+                t0 = time.perf_counter_ns()
+                with mgr.load("file", model_path=path, device="cpu") as m:
+                    sd = m.state_dict()
+                    dt = time.perf_counter_ns() - t0
+                    count = len(sd)
+                    del sd
+            spent += dt
+            if r or dt > 3e8:
+                times.append(dt)
+            if len(times) >= reps or (times and spent > budget * 1e9):
+                break
+        times.sort()
+        emit({"bench": "peer", "peer": "ttsm python state_dict", "label": label,
+              "tensors": count, "reps": len(times), "median_ns": times[len(times) // 2],
+              "min_ns": times[0]})
+
+
+def _q(v, q):
+    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+
+
+def cache(args):
+    path, samples = None, 50000
+    while args:
+        if args[0] == "--path":
+            path, args = args[1], args[2:]
+        elif args[0] == "--samples":
+            samples, args = int(args[1]), args[2:]
+        else:
+            raise SystemExit("peer_ttsm.py cache: unknown option " + args[0])
+    lib = ttsm._c
+    with ttsm.Manager() as mgr:
+        mgr.load("file", model_path=path, device="cpu").close()
+
+        def hits(out, n, start=None):
+            if start:
+                start.wait()
+            pc = time.perf_counter_ns
+            for _ in range(n):
+                t0 = pc()
+                m = mgr.load("file", model_path=path, device="cpu")
+                out.append(pc() - t0)
+                m.close()
+
+        def timed(fn, n):
+            out, pc = [], time.perf_counter_ns
+            for _ in range(n):
+                t0 = pc()
+                fn()
+                out.append(pc() - t0)
+            out.sort()
+            return out
+
+        floor = timed(lambda: None, samples)
+        ctypes_call = timed(lib.ttsm_version, samples)
+        hits([], samples // 10)  # warm-up
+        # A hit and its baseline (the key alone) take turns, so other work
+        # on the machine disturbs both alike.
+        key, one, pc = [], [], time.perf_counter_ns
+        for _ in range(samples):
+            t0 = pc()
+            ttsm.cache_key("file", model_path=path, device="cpu")
+            t1 = pc()
+            m = mgr.load("file", model_path=path, device="cpu")
+            t2 = pc()
+            m.close()
+            key.append(t1 - t0)
+            one.append(t2 - t1)
+        key.sort()
+        one.sort()
+        two = [[], []]
+        bar = threading.Barrier(2)
+        th = threading.Thread(target=hits, args=(two[1], samples, bar))
+        th.start()
+        hits(two[0], samples, bar)
+        th.join()
+        both = sorted(two[0] + two[1])
+        st = mgr.stats()
+    rec = {"bench": "py_cache", "samples": samples, "hits": st.hits, "misses": st.misses}
+    for name, v in (("hit1", one), ("hit2", both), ("key", key), ("ctypes", ctypes_call),
+                    ("timer", floor)):
+        rec[name + "_median_ns"] = _q(v, 0.5)
+        rec[name + "_p99_ns"] = _q(v, 0.99)
+    emit(rec)
+
+
+def cuda(args):
+    if not torch.cuda.is_available():
+        return unavailable("cuda", "this torch (%s) has no CUDA: torch.cuda.is_available() is "
+                           "False" % torch.__version__)
+    path = args[0]
+    torch.cuda.init()
+    with ttsm.Manager() as mgr:
+        t0 = time.perf_counter_ns()
+        with mgr.load("file", model_path=path, device="cuda:0") as m:
+            t1 = time.perf_counter_ns()
+            first = next(iter(m.tensors().values()))
+            t = torch.from_dlpack(first)
+            torch.cuda.synchronize()
+            t2 = time.perf_counter_ns()
+            emit({"bench": "gpu_dlpack", "load_ns": t1 - t0, "first_from_dlpack_ns": t2 - t1,
+                  "device": str(t.device), "torch": torch.__version__})
+            del t
+    return 0
+
+
+def main(argv):
+    mode = argv[0] if argv else ""
+    if mode not in ("statedict", "cache", "cuda", "startup"):
+        sys.stderr.write(__doc__)
+        return 2
+    if IMPORT_ERROR:
+        return unavailable(mode, IMPORT_ERROR)
+    if mode == "startup":
+        return 0
+    try:
+        {"statedict": statedict, "cache": cache, "cuda": cuda}[mode](argv[1:])
+    except Exception as e:  # a binding that is not usable yet: say so, never a number
+        return unavailable(mode, "%s: %s" % (type(e).__name__, e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
