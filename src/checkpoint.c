@@ -166,7 +166,7 @@ static ttsm_status push_file(ttsm_checkpoint *ck, const char *path, ttsm__file *
 ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t *index,
                                 ttsm_error *err)
 {
-    ttsm__file *f;
+    ttsm__file *f = NULL;
     ttsm_status st = push_file(ck, path, &f, index, err);
     if (st != TTSM_OK)
         return st;
@@ -205,7 +205,7 @@ ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t 
 ttsm_status ttsm__ckpt_add_memory(ttsm_checkpoint *ck, const char *name, const void *mem,
                                   uint64_t size, int take, uint32_t *index, ttsm_error *err)
 {
-    ttsm__file *f;
+    ttsm__file *f = NULL;
     ttsm_status st = push_file(ck, name, &f, index, err);
     if (st != TTSM_OK) {
         if (take)
@@ -232,7 +232,12 @@ ttsm_status ttsm__file_read(const ttsm__file *f, uint64_t off, void *buf, size_t
         memcpy(buf, f->mem + off, len);
         return TTSM_OK;
     }
-    if (f->map) {
+    /* Headers are read with pread even when the file is mapped: a reader
+     * that visits many small headers (a zip's local headers) would
+     * otherwise fault in a page of the mapping per header, making open
+     * cost grow with file size; and a file that shrank gives an error
+     * here instead of SIGBUS. */
+    if (f->fd < 0 && f->map) {
         memcpy(buf, (const unsigned char *)f->map + off, len);
         return TTSM_OK;
     }
@@ -587,7 +592,7 @@ static ttsm_status open_source(const char *name, int memory, const void *data, s
                                const ttsm_checkpoint_options *opts, ttsm_checkpoint **out,
                                ttsm_error *err)
 {
-    ttsm_checkpoint *ck;
+    ttsm_checkpoint *ck = NULL;
     ttsm_status st = ttsm__ckpt_new(name, opts, &ck, err);
     if (st != TTSM_OK)
         return st;

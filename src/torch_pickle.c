@@ -938,8 +938,8 @@ static ttsm_status persistent(up *u, const ttsm__pv *pid, ttsm__pv **out)
 static ttsm_status step(up *u, int *done, ttsm__pv **root)
 {
     ttsm_status st;
-    ttsm__pv *v = NULL, *k = NULL, *c = NULL, **items;
-    size_t n;
+    ttsm__pv *v = NULL, *k = NULL, *c = NULL, **items = NULL;
+    size_t n = 0;
     if ((st = need(u, 1)) != TTSM_OK)
         return st;
     u->op_pos = u->pos;
@@ -1139,8 +1139,8 @@ static ttsm_status step(up *u, int *done, ttsm__pv **root)
         return push(u, s->v);
     }
     case 'c': { /* GLOBAL */
-        const char *m, *nm;
-        size_t ml, nl;
+        const char *m = NULL, *nm = NULL;
+        size_t ml = 0, nl = 0;
         if ((st = read_line(u, &m, &ml)) != TTSM_OK || (st = read_line(u, &nm, &nl)) != TTSM_OK)
             return st;
         return push_global(u, m, ml, nm, nl);
@@ -1159,7 +1159,7 @@ static ttsm_status step(up *u, int *done, ttsm__pv **root)
         if ((st = pop(u, &v)) != TTSM_OK || (st = top(u, &c)) != TTSM_OK)
             return st;
         {
-            ttsm__pv *r;
+            ttsm__pv *r = NULL;
             if ((st = call(u, c, v, 0, &r)) != TTSM_OK)
                 return st;
             u->stack[u->sp - 1] = r;
@@ -1190,7 +1190,7 @@ static ttsm_status step(up *u, int *done, ttsm__pv **root)
         if (c->kind == TTSM__PV_GLOBAL && allowed[c->u.global].kind == G_TENSOR_CLASS &&
             strcmp(allowed[c->u.global].name, "Parameter") == 0 && v->kind == TTSM__PV_TUPLE &&
             v->u.seq.n >= 1 && v->u.seq.n <= 2) {
-            ttsm__pv *r;
+            ttsm__pv *r = NULL;
             if ((st = as_parameter(u, v->u.seq.items[0], &r)) != TTSM_OK)
                 return st;
             u->stack[u->sp - 1] = r;
@@ -1216,8 +1216,8 @@ static ttsm_status step(up *u, int *done, ttsm__pv **root)
                          (unsigned long long)(u->src->base + u->op_pos));
     }
     case 'i': { /* INST: module and name inline, then a call */
-        const char *m, *nm;
-        size_t ml, nl;
+        const char *m = NULL, *nm = NULL;
+        size_t ml = 0, nl = 0;
         char mm[120], nn[120], what[260];
         if ((st = read_line(u, &m, &ml)) != TTSM_OK || (st = read_line(u, &nm, &nl)) != TTSM_OK)
             return st;
