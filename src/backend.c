@@ -96,6 +96,7 @@ ttsm_status ttsm_register_backend(const ttsm_backend *b, ttsm_error *err)
     regs[n_regs].b = *b;
     regs[n_regs].b.name = regs[n_regs].name;
     n_regs++;
+    ttsm__config_changed();
 out:
     pthread_mutex_unlock(&lock);
     return st;

@@ -20,6 +20,12 @@ void ttsm__backend_list(char *buf, size_t size);
 size_t ttsm__backend_device_count(void);
 ttsm_status ttsm__backend_device_get(size_t k, ttsm_device_info *out, ttsm_error *err);
 
+/* A counter bumped whenever what a config means may change: an engine or
+ * a manifest registered or replaced, a backend registered, CUDA discovery
+ * reset. Managers' hit memos compare it. */
+uint64_t ttsm__config_generation(void);
+void ttsm__config_changed(void);
+
 /* The built-in tables. */
 const ttsm_backend *ttsm__cpu_backend(void);
 const ttsm_backend *ttsm__cuda_backend(void);

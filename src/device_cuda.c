@@ -267,6 +267,7 @@ void ttsm__cuda_reset(void)
         dlclose(cu.dl);
     memset(&cu, 0, sizeof cu);
     pthread_mutex_unlock(&lock);
+    ttsm__config_changed(); /* "auto" may resolve differently now */
 }
 
 /* ---- the cuda backend --------------------------------------------------- */

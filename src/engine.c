@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "alloc_internal.h"
 #include "backend_internal.h"
@@ -23,6 +24,18 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static ttsm__engine engines[MAX_ENGINES];
 static size_t n_engines;
+
+static _Atomic uint64_t generation = 1;
+
+uint64_t ttsm__config_generation(void)
+{
+    return atomic_load(&generation);
+}
+
+void ttsm__config_changed(void)
+{
+    atomic_fetch_add(&generation, 1);
+}
 
 ttsm_engine_caps ttsm_engine_caps_default(void)
 {
@@ -76,6 +89,7 @@ ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
             strcpy(e->devices, caps->devices);
             e->caps.devices = e->devices;
         }
+        ttsm__config_changed();
     }
     pthread_mutex_unlock(&lock);
     return st;
@@ -135,6 +149,7 @@ ttsm_status ttsm__engine_register_manifest(const ttsm__manifest *m, ttsm_factory
         /* An override: readers holding the old manifest keep a valid one,
          * since manifests are never freed. */
         __atomic_store_n(&e->manifest, m, __ATOMIC_RELEASE);
+        ttsm__config_changed();
     } else if (n_engines == MAX_ENGINES) {
         st = ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, m->source, "too many engines",
                        "at most %d engines can be registered", MAX_ENGINES);
@@ -151,6 +166,7 @@ ttsm_status ttsm__engine_register_manifest(const ttsm__manifest *m, ttsm_factory
         e->caps.devices = e->devices;
         __atomic_store_n(&e->manifest, m, __ATOMIC_RELEASE);
         n_engines++;
+        ttsm__config_changed();
     }
     pthread_mutex_unlock(&lock);
     return st;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "alloc_internal.h"
 #include "canonical_internal.h"
@@ -104,6 +105,8 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
 
 static void manager_free(ttsm_manager *mgr)
 {
+    for (size_t i = 0; i < TTSM__MEMO_SLOTS; i++)
+        ttsm__free(mgr->memo[i].raw);
     ttsm__free(mgr->buckets);
     ttsm__free((void *)mgr->opt.models_dirs);
     ttsm__free((void *)mgr->opt.hf_cache);
@@ -272,8 +275,12 @@ static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
     if (ka == 0)
         return 0;
     size_t n = 0;
+    /* Entries move to the tail when loaded, hit or released, so last use
+     * grows along the list: the first one used recently ends the sweep. */
     for (ttsm_model *e = mgr->head, *next; e; e = next) {
         next = e->next;
+        if (now - e->last_used < ka * 1000000ull && e->state == TTSM__READY)
+            break;
         if (evictable(e) && now - e->last_used >= ka * 1000000ull) {
             evict(mgr, e, "idle longer than keep-alive");
             n++;
@@ -456,12 +463,18 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm_model *e, const ttsm__engin
     pthread_mutex_lock(&mgr->lock);
     ttsm__devslot *d = &mgr->devs[e->slot];
     d->reserved -= bytes;
+    /* A failed load stays listed until fail_entry() takes it out: with its
+     * reservation returned it holds nothing (the soak test saw listings sum
+     * past the budget). */
+    if (st != TTSM_OK)
+        e->bytes = 0;
     if (st == TTSM_OK) {
         d->in_use += bytes;
         d->entries++;
         e->state = TTSM__READY;
         atomic_store(&e->refs, 1);
         e->last_used = now_ns(mgr);
+        list_touch(mgr, e); /* keep the list ordered by last use */
         mgr->stats.loads++;
         pthread_cond_broadcast(&mgr->cond);
     }
@@ -649,17 +662,100 @@ static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *er
     return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, out, err);
 }
 
+/* ---- the hit memo (see manager_internal.h) ----------------------------- */
+
+/* The config's fields, each as a presence byte and the string with its NUL;
+ * 0 when it holds a model_path or does not fit. */
+static size_t raw_config(const ttsm_load_config *c, char *buf, size_t size)
+{
+    if (c->model_path)
+        return 0;
+    const char *f[] = {c->engine, c->model_type, c->model_name, c->device, c->language,
+                       c->repo_id};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof f / sizeof f[0] + 2 * c->n_params; i++) {
+        size_t k = i - sizeof f / sizeof f[0];
+        const char *v = i < sizeof f / sizeof f[0] ? f[i]
+                        : k % 2 == 0             ? c->params[k / 2].key
+                                                 : c->params[k / 2].value;
+        size_t l = v ? strlen(v) + 1 : 0;
+        if (n + 1 + l > size)
+            return 0;
+        buf[n++] = v ? 1 : 0;
+        if (v) {
+            memcpy(buf + n, v, l);
+            n += l;
+        }
+    }
+    return n;
+}
+
+/* A hit through the memo. @return 1 with *out set, or 0: take the full path. */
+static int memo_hit(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
+                    ttsm_model **out)
+{
+    ttsm__memo_slot *slot = &mgr->memo[h % TTSM__MEMO_SLOTS];
+    uint64_t now = now_ns(mgr), gen = ttsm__config_generation();
+    int hit = 0;
+    pthread_mutex_lock(&mgr->lock);
+    if (slot->raw && slot->hash == h && slot->gen == gen && slot->raw_len == len &&
+        memcmp(slot->raw, raw, len) == 0) {
+        sweep_locked(mgr, now);
+        ttsm_model *e = find(mgr, slot->key);
+        if (e && e->state == TTSM__READY) {
+            atomic_fetch_add(&e->refs, 1);
+            mgr->stats.hits++;
+            e->last_used = now;
+            list_touch(mgr, e);
+            *out = e;
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return hit;
+}
+
+static void memo_fill(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
+                      const ttsm_load_config *canonical)
+{
+    char key[TTSM_KEY_HEX_SIZE];
+    if (ttsm__cache_key_of(canonical, key, NULL) != TTSM_OK)
+        return;
+    char *copy = ttsm__malloc(len);
+    if (!copy)
+        return; /* the memo is an optimisation: without it, hits take the full path */
+    memcpy(copy, raw, len);
+    ttsm__memo_slot *slot = &mgr->memo[h % TTSM__MEMO_SLOTS];
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__free(slot->raw);
+    slot->raw = copy;
+    slot->raw_len = len;
+    slot->hash = h;
+    slot->gen = ttsm__config_generation();
+    memcpy(slot->key, key, sizeof key);
+    pthread_mutex_unlock(&mgr->lock);
+}
+
 ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                       ttsm_error *err)
 {
     if (!mgr || !cfg || !out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
                          "manager, config and out must not be NULL");
+    char raw[1024];
+    size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
+                         ? raw_config(cfg, raw, sizeof raw)
+                         : 0;
+    uint64_t h = raw_len ? XXH3_64bits(raw, raw_len) : 0;
+    if (raw_len && memo_hit(mgr, raw, raw_len, h, out))
+        return TTSM_OK;
     ttsm__canon c;
     ttsm_status st = ttsm__canonicalize(cfg, &c, err);
     if (st != TTSM_OK)
         return st;
-    /* The hit path canonicalises once: the first try reuses `c`. */
+    if (raw_len)
+        memo_fill(mgr, raw, raw_len, h, &c.cfg);
+    /* The full path canonicalises once: the first try reuses `c`. */
     if (!c.manifest || !c.manifest->has_fallback)
         return load_with_device_fallback(mgr, cfg, &c, out, err);
 
@@ -721,6 +817,10 @@ void ttsm_model_release(ttsm_model *m)
     size_t before = atomic_fetch_sub(&m->refs, 1);
     if (before == 1) {
         m->last_used = now;
+        /* The list stays ordered by last use, so eviction takes the least
+         * recently used and the keep-alive sweep can stop early. */
+        if (m->state == TTSM__READY)
+            list_touch(mgr, m);
         if (m->state == TTSM__ORPHAN && m->waiters == 0)
             last = entry_free(mgr, m);
     }

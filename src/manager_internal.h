@@ -64,6 +64,18 @@ struct ttsm_factory_ctx {
     int created;
 };
 
+/* The hit memo: a config seen before (without model_path, whose canonical
+ * form depends on the file system) maps straight to its key, so a hit
+ * skips canonicalisation. Valid while the process-wide configuration
+ * generation (engines, backends, CUDA discovery) is unchanged. */
+#define TTSM__MEMO_SLOTS 64
+typedef struct ttsm__memo_slot {
+    uint64_t hash, gen;
+    char *raw; /* the config's fields as ttsm_load saw them */
+    size_t raw_len;
+    char key[TTSM_KEY_HEX_SIZE];
+} ttsm__memo_slot;
+
 typedef struct ttsm__devslot {
     char name[TTSM_DEVICE_NAME_MAX];
     uint64_t budget; /* configured; UINT64_MAX none */
@@ -77,6 +89,7 @@ struct ttsm_manager {
     pthread_cond_t cond;
     ttsm_model *head, *tail; /* the cache: LRU order */
     ttsm_model **buckets;    /* key index over the cache list (chained) */
+    ttsm__memo_slot memo[TTSM__MEMO_SLOTS];
     size_t n_buckets;        /* 0 or a power of two */
     size_t n_cached, n_orphans, n_alive;
     int closing;
