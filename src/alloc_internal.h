@@ -20,6 +20,11 @@ char *ttsm__strndup(const char *s, size_t n);
 void ttsm__alloc_fail_after(long n);
 /* Allocations attempted since the last ttsm__alloc_fail_after() call. */
 long ttsm__alloc_count(void);
+/* The call site (a code address in the library: the caller of ttsm__malloc
+ * and friends, of ttsm__strdup or of ttsm__grow) of the allocation the hook
+ * made fail first since the last ttsm__alloc_fail_after(); NULL when none
+ * failed. Torture tests count distinct sites as injection points. */
+void *ttsm__alloc_fail_site(void);
 
 /* Grows *buf (element size `elem`) to hold at least `need` elements,
  * doubling; refuses to exceed `max_elems`. @return 0, or -1 when out of

@@ -69,8 +69,11 @@ static ttsm_status build(const ttsm_load_config *cfg, char **out, size_t *out_le
      subject)
 
     char device[TTSM_DEVICE_NAME_MAX];
-    if (ttsm__device_resolve(cfg->device, NULL, device, sizeof device, NULL) != TTSM_OK)
-        return ttsm__device_resolve(cfg->device, SUBJECT(), device, sizeof device, err);
+    /* Resolved again for the message; a device can come back in between
+     * (the soak test drops one), and then that answer is the one to use. */
+    if (ttsm__device_resolve(cfg->device, NULL, device, sizeof device, NULL) != TTSM_OK &&
+        (st = ttsm__device_resolve(cfg->device, SUBJECT(), device, sizeof device, err)) != TTSM_OK)
+        return st;
 
     char language[TTSM_CONFIG_NAME_MAX + 1] = "";
     if (cfg->language) {

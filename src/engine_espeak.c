@@ -55,14 +55,16 @@ static int on_samples(short *wav, int n, espeak_EVENT *events)
     return 0;
 }
 
+/* espeak-ng stays initialised at zero references: espeak_Terminate soon
+ * after espeak_Initialize can hang for good (libespeak-ng 1.51: its worker
+ * thread and the terminating thread each wait for the other; the
+ * allocation torture's load/unload cycles hit it under ASan). It is
+ * terminated only to switch to another data folder. */
 static void release_espeak(void *data)
 {
     (void)data;
     pthread_mutex_lock(&lock);
-    if (--init_refs == 0) {
-        espeak_Terminate();
-        init_dir[0] = '\0';
-    }
+    init_refs--;
     pthread_mutex_unlock(&lock);
 }
 
@@ -96,7 +98,11 @@ ttsm_status ttsm__espeak_factory(const ttsm_load_config *cfg, const ttsm_factory
                        "espeak-ng is already running from %s/espeak-ng-data in this process; "
                        "it cannot also run from %s/espeak-ng-data",
                        init_dir, dir);
-    } else if (init_refs == 0) {
+    } else if (strcmp(init_dir, dir) != 0) {
+        if (init_dir[0]) {
+            espeak_Terminate();
+            init_dir[0] = '\0';
+        }
         int hz = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, dir, 0);
         if (hz <= 0) {
             st = ttsm__err(err, TTSM_ERR_ENGINE, "espeak-ng", "initialisation failed",

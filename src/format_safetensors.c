@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "alloc_internal.h"
+#include "json_internal.h"
 #include "safetensors_internal.h"
 
 /* The dtypes safetensors defines (safetensors 0.6/0.7), with bits per
@@ -495,7 +496,7 @@ static ttsm_status load_header(reader *r, const ttsm__file *f, json_t **root)
     *root = json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!*root) {
         enum json_error_code code = json_error_code(&je);
-        if (code == json_error_out_of_memory)
+        if (ttsm__json_oom(&je))
             st = ttsm__err(r->err, TTSM_ERR_OUT_OF_MEMORY, r->path, "out of memory",
                            "parsing the header");
         else

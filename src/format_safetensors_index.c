@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "alloc_internal.h"
+#include "json_internal.h"
 #include "safetensors_internal.h"
 
 #define NAME_SHOW 160
@@ -79,7 +80,7 @@ ttsm_status ttsm__st_index_parse(const char *subject, const void *data, size_t l
     ix.root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!ix.root) {
         enum json_error_code code = json_error_code(&je);
-        if (code == json_error_out_of_memory)
+        if (ttsm__json_oom(&je))
             return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, subject, "out of memory",
                              "parsing the index");
         return ttsm__err(err, TTSM_ERR_FORMAT, subject,

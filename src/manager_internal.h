@@ -15,6 +15,8 @@ typedef struct ttsm__host {
     char *path; /* canonical */
     ttsm_checkpoint *ck;
     size_t refs;
+    uint64_t identity; /* device, inode, size, mtime of its files when opened */
+    int detached;      /* replaced on disk: out of the table, freed at refs 0 */
     struct ttsm__host *next;
 } ttsm__host;
 

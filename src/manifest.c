@@ -10,6 +10,7 @@
 #include "alloc_internal.h"
 #include "config_internal.h"
 #include "error_internal.h"
+#include "json_internal.h"
 #include "manifest_internal.h"
 
 typedef struct parser {
@@ -114,6 +115,21 @@ static int safe_rel_path(const char *s, int glob)
             return 1;
         seg = end + 1;
     }
+}
+
+/* A model's name is its folder when it has no "folder", and what
+ * "{model}" in file names stands for: one path segment, so a manifest
+ * cannot reach outside the engine folder through it. */
+static int check_model_name(parser *p, const char *name)
+{
+    int ok = strcmp(name, ".") != 0 && strcmp(name, "..") != 0 && !strchr(name, '/') &&
+             !strchr(name, '\\');
+    for (const char *c = name; ok && *c; c++)
+        ok = (unsigned char)*c >= 0x20;
+    return ok ? 0
+              : fail(p, "model name \"%s\" must be usable as a folder name (no '/', '\\', "
+                        "control characters, '.' or '..')",
+                     name);
 }
 
 /* Reads an optional string field (required when `req`). */
@@ -482,6 +498,8 @@ static int parse_model(parser *p, const ttsm__manifest *m, json_t *sets, json_t 
         return -1;
     if (shared ? get_str(p, v, "name", 0, &ms->name) : get_str(p, v, "name", 1, &ms->name))
         return -1;
+    if (ms->name && check_model_name(p, ms->name) != 0)
+        return -1;
     if (get_str(p, v, "language", 0, &ms->language) != 0 ||
         get_path(p, v, "folder", 0, &ms->folder) != 0 ||
         get_path(p, v, "dir", 0, &ms->dir) != 0 ||
@@ -699,6 +717,8 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
     parser p = {source, err, TTSM_OK, ""};
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root && ttsm__json_oom(&je))
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "parsing");
     if (!root)
         return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest",
                          "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
@@ -833,7 +853,7 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
             if (parse_model(&p, m, sets, v, ms, 1) != 0)
                 goto done;
             ttsm__free(ms->name);
-            if (!(ms->name = dup(&p, k)))
+            if (!(ms->name = dup(&p, k)) || check_model_name(&p, ms->name) != 0)
                 goto done;
             if (!ms->folder && !ms->dir) {
                 fail(&p, "a shared model needs \"folder\" (below the engine folder) or \"dir\"");

@@ -15,6 +15,7 @@
 #include "alloc_internal.h"
 #include "checkpoint_internal.h"
 #include "error_internal.h"
+#include "json_internal.h"
 #include "manager_internal.h"
 #include "resolve_internal.h"
 
@@ -36,6 +37,35 @@ void ttsm__log(ttsm_manager *mgr, int level, const char *fmt, ...)
 
 /* ---- the shared host table ------------------------------------------- */
 
+/* Folds what identifies a file's contents - device, inode, size and
+ * modification time - into `h`. A file renamed over, rewritten or
+ * truncated since gives another value (docs/reliability.md). */
+static uint64_t identity_add(uint64_t h, const struct stat *sb, int ok)
+{
+    uint64_t v[5] = {ok ? (uint64_t)sb->st_dev : UINT64_MAX, ok ? (uint64_t)sb->st_ino : 0,
+                     ok ? (uint64_t)sb->st_size : 0, ok ? (uint64_t)sb->st_mtim.tv_sec : 0,
+                     ok ? (uint64_t)sb->st_mtim.tv_nsec : 0};
+    for (int i = 0; i < 5; i++)
+        h = (h ^ v[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The identity of the files a checkpoint reads: as opened (fstat of its
+ * descriptors) or as they are now on disk (stat of their paths). `top` is
+ * the stat of the path the table is keyed by (an index is not among the
+ * checkpoint's files once its shards are open). */
+static uint64_t identity_of(const ttsm_checkpoint *ck, const struct stat *top, int opened)
+{
+    uint64_t h = identity_add(0xcbf29ce484222325ull, top, 1);
+    for (size_t i = 0; i < ck->n_files; i++) {
+        struct stat sb;
+        int ok = opened ? ck->files[i].fd >= 0 && fstat(ck->files[i].fd, &sb) == 0
+                        : stat(ck->files[i].path, &sb) == 0;
+        h = identity_add(h, &sb, ok);
+    }
+    return h;
+}
+
 static ttsm_status host_acquire(ttsm_manager *mgr, const char *path, ttsm__host **out,
                                 ttsm_error *err)
 {
@@ -47,10 +77,20 @@ static ttsm_status host_acquire(ttsm_manager *mgr, const char *path, ttsm__host 
         return ttsm__err(err, TTSM_ERR_NOT_FOUND, path, "file not found", "no such file");
     ttsm_status st = TTSM_OK;
     pthread_mutex_lock(&mgr->host_lock);
-    ttsm__host *h;
-    for (h = mgr->hosts; h; h = h->next)
+    ttsm__host *h, **pp;
+    for (pp = &mgr->hosts; (h = *pp) != NULL; pp = &h->next)
         if (strcmp(h->path, canon) == 0)
             break;
+    /* A file replaced since it was opened is opened again: this load gets
+     * the new contents, entries holding the old checkpoint keep it. */
+    if (h && identity_of(h->ck, &sb, 0) != h->identity) {
+        ttsm__log(mgr, TTSM_LOG_INFO, "%s changed on disk since it was opened: opening it again",
+                  canon);
+        *pp = h->next;
+        h->next = NULL;
+        h->detached = 1;
+        h = NULL;
+    }
     if (h) {
         h->refs++;
     } else {
@@ -69,6 +109,7 @@ static ttsm_status host_acquire(ttsm_manager *mgr, const char *path, ttsm__host 
             goto out;
         }
         h->refs = 1;
+        h->identity = identity_of(h->ck, &sb, 1);
         h->next = mgr->hosts;
         mgr->hosts = h;
         mgr->host_opens++;
@@ -85,9 +126,10 @@ static void host_release(ttsm_manager *mgr, ttsm__host *h)
     pthread_mutex_lock(&mgr->host_lock);
     if (--h->refs == 0) {
         ttsm__host **pp = &mgr->hosts;
-        while (*pp != h)
+        while (!h->detached && *pp != h)
             pp = &(*pp)->next;
-        *pp = h->next;
+        if (!h->detached)
+            *pp = h->next;
         ttsm_checkpoint_close(h->ck);
         ttsm__free(h->path);
         ttsm__free(h);
@@ -120,6 +162,11 @@ static ttsm_status next_component(ttsm_model *m, const char *component, ttsm__co
         if (strcmp(m->comps[i].name, component) == 0)
             return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, m->engine, "duplicate component",
                              "'%.200s' is already part of the model", component);
+    /* A cap, not memory: a folder of that many checkpoints is not one model. */
+    if (m->n_comps >= MAX_COMPONENTS)
+        return ttsm__err(err, TTSM_ERR_FORMAT, m->engine, "too many components",
+                         "'%.200s' would be component %u; a model has at most %u", component,
+                         MAX_COMPONENTS + 1, MAX_COMPONENTS);
     if (ttsm__grow((void **)&m->comps, &m->cap_comps, m->n_comps + 1, sizeof *m->comps,
                    MAX_COMPONENTS) != 0)
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->engine, "out of memory",
@@ -174,6 +221,8 @@ static ttsm_status check_file(const char *path, ttsm_file_kind kind, ttsm_error 
                          (unsigned long long)MAX_JSON_BYTES);
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
+    if (!j && ttsm__json_oom(&je))
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, path, "out of memory", "parsing JSON");
     if (!j)
         return ttsm__err(err, TTSM_ERR_FORMAT, path, "invalid JSON",
                          "%s at line %d, column %d (byte %d)", je.text, je.line, je.column,

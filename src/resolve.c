@@ -18,6 +18,7 @@
 #include "alloc_internal.h"
 #include "canonical_internal.h"
 #include "resolve_internal.h"
+#include "safetensors_internal.h"
 #include "strbuf_internal.h"
 
 #define MAX_ROOTS 32
@@ -208,6 +209,53 @@ static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
     return ok ? 0 : -1;
 }
 
+/* A sharded index found in the hub names shards that are symlinks into
+ * blobs/ as well: each that exists must also resolve inside the repo
+ * folder. An index that does not parse is left to its reader, which says
+ * why at load. @return 0 ok, -1 escape (err set), -2 out of memory. */
+static int check_shards_inside(const char *repo_dir, const char *index, ttsm_error *err)
+{
+    static const char suffix[] = ".index.json";
+    size_t n = strlen(index);
+    const char *slash = strrchr(index, '/');
+    if (!slash || n < sizeof suffix - 1 || strcmp(index + n - (sizeof suffix - 1), suffix) != 0)
+        return 0;
+    struct stat sb;
+    FILE *fp = fopen(index, "rb");
+    if (!fp)
+        return 0;
+    if (fstat(fileno(fp), &sb) != 0 || sb.st_size <= 0 ||
+        (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
+        fclose(fp);
+        return 0;
+    }
+    size_t len = (size_t)sb.st_size;
+    char *buf = ttsm__malloc(len);
+    size_t got = buf ? fread(buf, 1, len, fp) : 0;
+    fclose(fp);
+    if (!buf)
+        return -2;
+    ttsm__st_index ix;
+    ttsm_status st = got == len ? ttsm__st_index_parse(index, buf, len, &ix, NULL) : TTSM_ERR_IO;
+    ttsm__free(buf);
+    if (st != TTSM_OK)
+        return st == TTSM_ERR_OUT_OF_MEMORY ? -2 : 0;
+    size_t dir_len = (size_t)(slash - index) + 1;
+    int rc = 0;
+    for (size_t i = 0; i < ix.n_shards && rc == 0; i++) {
+        ttsm__sb path = {0};
+        ttsm__sb_add(&path, index, dir_len);
+        ttsm__sb_adds(&path, ix.shards[i]);
+        if (path.failed)
+            rc = -2;
+        else if (stat(path.p, &sb) == 0 && check_inside(repo_dir, path.p, err) != 0)
+            rc = -1;
+        ttsm__sb_free(&path);
+    }
+    ttsm__st_index_free(&ix);
+    return rc;
+}
+
 typedef struct finder {
     const ttsm__manifest *m;
     const ttsm_load_config *cfg;
@@ -357,12 +405,18 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
                           tried.len ? "; " : "", repo->id, rev);
         } else if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom))) {
             rc->origin = "hub cache";
-            if (check_inside(repo_dir.p, found, err) != 0) {
+            int bad = check_inside(repo_dir.p, found, err) != 0 ? -1 : 0;
+            if (!bad)
+                bad = check_shards_inside(repo_dir.p, found, err);
+            if (bad) {
                 ttsm__free(found);
                 ttsm__sb_free(&gone);
                 ttsm__sb_free(&dir);
                 ttsm__sb_free(&repo_dir);
                 ttsm__sb_free(&tried);
+                if (bad == -2)
+                    return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory",
+                                     "checking shards");
                 return TTSM_ERR_FORMAT;
             }
         }

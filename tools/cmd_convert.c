@@ -88,6 +88,31 @@ static int fail_msg(int code, const char *fmt, ...)
     return code;
 }
 
+/* Strict UTF-8 (no overlong forms, surrogates or values past U+10FFFF), as
+ * jansson checks keys and strings: lets a refusal be told from memory
+ * running out. */
+static int utf8_valid(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned c = *s++;
+        int n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : (c & 0xf0) == 0xe0 ? 2
+                : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+        if (n < 0)
+            return 0;
+        unsigned v = n == 0 ? c : c & (0x3fu >> n);
+        for (int i = 0; i < n; i++, s++) {
+            if ((*s & 0xc0) != 0x80)
+                return 0;
+            v = v << 6 | (*s & 0x3fu);
+        }
+        if ((n == 2 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
+            (n == 3 && (v < 0x10000 || v > 0x10ffff)))
+            return 0;
+    }
+    return 1;
+}
+
 /* The safetensors header; NULL after printing why. */
 static char *build_header(ttsm_checkpoint *ck, size_t *len, int *code)
 {
@@ -101,19 +126,29 @@ static char *build_header(ttsm_checkpoint *ck, size_t *len, int *code)
         const ttsm_metadata_entry *m = ttsm_checkpoint_metadata(ck, i);
         json_t *v = NULL;
         if (strcmp(m->type, "str") == 0) {
-            json_t *s = json_loads(m->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-            if (s && json_is_string(s))
-                v = json_stringn(json_string_value(s), json_string_length(s));
+            json_error_t je;
+            json_t *s = json_loads(m->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+            /* jansson reports a failed first allocation with no text */
+            if (!s && (json_error_code(&je) == json_error_out_of_memory || !je.text[0]))
+                goto oom;
+            if (s && json_is_string(s) &&
+                !(v = json_stringn(json_string_value(s), json_string_length(s)))) {
+                json_decref(s);
+                goto oom;
+            }
             json_decref(s);
         }
-        if (!v)
-            v = json_string(m->json);
-        if (!v || json_object_set_new(meta, m->key, v) != 0) {
+        if (!utf8_valid(m->key) || (!v && !utf8_valid(m->json))) {
+            json_decref(v);
             *code = CLI_EXIT_FORMAT;
             fprintf(stderr, "ttsm convert: metadata key or value of '%.200s' is not valid "
-                            "UTF-8 (or memory ran out)\n", m->key);
+                            "UTF-8\n", m->key);
             goto fail;
         }
+        if (!v && !(v = json_string(m->json)))
+            goto oom;
+        if (json_object_set_new(meta, m->key, v) != 0)
+            goto oom;
     }
     if (nm && json_object_set(root, "__metadata__", meta) != 0)
         goto oom;
@@ -133,27 +168,29 @@ static char *build_header(ttsm_checkpoint *ck, size_t *len, int *code)
                             "reserves\n");
             goto fail;
         }
+        if (!utf8_valid(t->name)) {
+            *code = CLI_EXIT_FORMAT;
+            fprintf(stderr, "ttsm convert: tensor name '%.200s' is not valid UTF-8\n", t->name);
+            goto fail;
+        }
+        /* The *_new calls take their value even when they fail, so one
+         * flag collects every failure (all of them out of memory here). */
         json_t *shape = json_array(), *offs = json_array(), *ent = json_object();
-        if (!shape || !offs || !ent) {
-            json_decref(shape);
-            json_decref(offs);
+        int bad = !shape || !offs || !ent;
+        for (uint32_t d = 0; d < t->rank; d++)
+            bad |= json_array_append_new(shape, json_integer(t->shape[d])) != 0;
+        uint64_t end = offset + dense_bytes(t);
+        bad |= json_array_append_new(offs, json_integer((json_int_t)offset)) != 0;
+        bad |= json_array_append_new(offs, json_integer((json_int_t)end)) != 0;
+        bad |= json_object_set_new(ent, "dtype", json_string(ttsm_dtype_name(t->dtype))) != 0;
+        bad |= json_object_set_new(ent, "shape", shape) != 0;
+        bad |= json_object_set_new(ent, "data_offsets", offs) != 0;
+        if (bad) {
             json_decref(ent);
             goto oom;
         }
-        for (uint32_t d = 0; d < t->rank; d++)
-            json_array_append_new(shape, json_integer(t->shape[d]));
-        uint64_t end = offset + dense_bytes(t);
-        json_array_append_new(offs, json_integer((json_int_t)offset));
-        json_array_append_new(offs, json_integer((json_int_t)end));
-        json_object_set_new(ent, "dtype", json_string(ttsm_dtype_name(t->dtype)));
-        json_object_set_new(ent, "shape", shape);
-        json_object_set_new(ent, "data_offsets", offs);
-        if (json_object_set_new(root, t->name, ent) != 0) {
-            *code = CLI_EXIT_FORMAT;
-            fprintf(stderr, "ttsm convert: tensor name '%.200s' is not valid UTF-8 (or memory "
-                            "ran out)\n", t->name);
-            goto fail;
-        }
+        if (json_object_set_new(root, t->name, ent) != 0)
+            goto oom;
         offset = end;
     }
     text = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);

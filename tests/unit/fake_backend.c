@@ -2,25 +2,46 @@
  * counters are atomics so the stress test can run it from many threads. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fake_backend.h"
 
 static _Atomic uint64_t allocated[2], peak[2], free_mem[2] = {1ull << 40, 1ull << 40};
-static _Atomic long fail_after, uploads;
+static _Atomic long fail_after, fail_upload_after, uploads;
+static _Atomic size_t count = 2;
 
 static size_t f_count(void *user)
 {
     (void)user;
-    return 2;
+    return atomic_load(&count);
+}
+
+static ttsm_status gone(int index, ttsm_error *err)
+{
+    if ((size_t)index < atomic_load(&count))
+        return TTSM_OK;
+    if (err) {
+        err->code = TTSM_ERR_DEVICE;
+        snprintf(err->message, sizeof err->message, "fake:%d: device is gone", index);
+    }
+    return TTSM_ERR_DEVICE;
+}
+
+/* Counts down an injection counter: 1 when this call is the one to fail. */
+static int injected(_Atomic long *counter)
+{
+    long f = atomic_load(counter);
+    return f > 0 && atomic_fetch_sub(counter, 1) == 1;
 }
 
 static ttsm_status f_memory(void *user, int index, uint64_t *free_b, uint64_t *total,
                             ttsm_error *err)
 {
     (void)user;
-    (void)err;
+    if (gone(index, err) != TTSM_OK)
+        return TTSM_ERR_DEVICE;
     *free_b = atomic_load(&free_mem[index]);
     *total = 1ull << 40;
     return TTSM_OK;
@@ -29,8 +50,9 @@ static ttsm_status f_memory(void *user, int index, uint64_t *free_b, uint64_t *t
 static ttsm_status f_alloc(void *user, int index, uint64_t n, void **out, ttsm_error *err)
 {
     (void)user;
-    long f = atomic_load(&fail_after);
-    if (f > 0 && atomic_fetch_sub(&fail_after, 1) == 1) {
+    if (gone(index, err) != TTSM_OK)
+        return TTSM_ERR_DEVICE;
+    if (injected(&fail_after)) {
         if (err) {
             err->code = TTSM_ERR_OUT_OF_MEMORY;
             strcpy(err->message, "fake: injected allocation failure");
@@ -59,8 +81,15 @@ static ttsm_status f_upload(void *user, int index, void *dst, const void *src, u
                             ttsm_error *err)
 {
     (void)user;
-    (void)index;
-    (void)err;
+    if (gone(index, err) != TTSM_OK)
+        return TTSM_ERR_DEVICE;
+    if (injected(&fail_upload_after)) {
+        if (err) {
+            err->code = TTSM_ERR_DEVICE;
+            strcpy(err->message, "fake: injected upload failure");
+        }
+        return TTSM_ERR_DEVICE;
+    }
     memcpy(dst, src, n);
     atomic_fetch_add(&uploads, 1);
     return TTSM_OK;
@@ -95,6 +124,14 @@ void fake_set_free(int index, uint64_t bytes)
 void fake_fail_alloc_after(long n)
 {
     atomic_store(&fail_after, n);
+}
+void fake_fail_upload_after(long n)
+{
+    atomic_store(&fail_upload_after, n);
+}
+void fake_set_count(size_t n)
+{
+    atomic_store(&count, n > 2 ? 2 : n);
 }
 long fake_upload_count(void)
 {
