@@ -18,7 +18,7 @@ typedef struct ttsm__sb {
 void ttsm__sb_add(ttsm__sb *b, const char *s, size_t n);
 void ttsm__sb_adds(ttsm__sb *b, const char *s);
 void ttsm__sb_addf(ttsm__sb *b, const char *fmt, ...) TTSM__PRINTF(2, 3);
-/* A decimal number, without printf (the cache key's hot path). */
+/* A decimal number, formatted by hand for the cache key's hot path. */
 void ttsm__sb_addu(ttsm__sb *b, uint64_t v);
 /* The string ("" when empty); valid until the next add or free. */
 const char *ttsm__sb_str(const ttsm__sb *b);

@@ -92,6 +92,27 @@ def _param_text(v):
     return str(v)
 
 
+class _Handle:
+    """What Manager and Model share: a C handle that close() gives back
+    (idempotently), as a context manager and when collected."""
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class _Config:
     """A ttsm_load_config and the bytes it points into (kept alive with it)."""
 
@@ -174,7 +195,7 @@ def engines():
             for i in range(lib.ttsm_engine_count())]
 
 
-class Manager:
+class Manager(_Handle):
     """One libttsm manager: the cache every load goes through.
 
     models_dir: a folder or a list of folders (models roots; default
@@ -368,24 +389,9 @@ class Manager:
         if h is not None:
             lib.ttsm_manager_destroy(h)
 
-    @property
-    def closed(self):
-        return self._handle is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
-class Model:
+class Model(_Handle):
     """One reference to a loaded model (a cache entry). close() (or leaving a
     ``with`` block, or garbage collection) drops it; tensors taken from the
     model hold references of their own, so they outlive it safely."""
@@ -537,21 +543,6 @@ class Model:
         if h is not None:
             self._release(h)
 
-    @property
-    def closed(self):
-        return self._handle is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         return "ttsm.Model(%s/%s on %s, key %s, %d bytes)" % (self.engine, self.name,
