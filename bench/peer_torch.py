@@ -9,7 +9,6 @@ Usage: peer_torch.py load [--reps N] [--budget S] LABEL=PATH ...   (JSON lines)
        peer_torch.py startup                         (imports, then exits)
 """
 import collections
-import gc
 import json
 import os
 import struct
@@ -19,32 +18,11 @@ import time
 import numpy as np
 import torch
 
-
-def repeat(fn, reps, budget_s):
-    """Times fn() up to reps times after a warm-up (a first run slower than
-    0.3 s counts as a sample instead), stopping early once budget_s is spent."""
-    times, spent = [], 0
-    for r in range(reps + 1):
-        gc.collect()
-        t0 = time.perf_counter_ns()
-        fn()
-        dt = time.perf_counter_ns() - t0
-        spent += dt
-        if r or dt > 3e8:
-            times.append(dt)
-        if len(times) >= reps or (times and spent > budget_s * 1e9):
-            break
-    return sorted(times)
+from peer_util import parse_reps, repeat
 
 
 def load(args):
-    reps, budget = 5, 10.0
-    while args[:1] in (["--reps"], ["--budget"]):
-        if args[0] == "--reps":
-            reps = int(args[1])
-        else:
-            budget = float(args[1])
-        args = args[2:]
+    reps, budget, args = parse_reps(args)
     for spec in args:
         label, path = spec.split("=", 1)
         for wo in (False, True):

@@ -12,12 +12,13 @@ Usage: peer_ttsm.py statedict [--reps N] [--budget S] LABEL=PATH ...
        peer_ttsm.py cuda PATH     (load on cuda:0; time to the first torch.from_dlpack)
        peer_ttsm.py startup
 """
-import gc
 import json
 import os
 import sys
 import threading
 import time
+
+from peer_util import parse_reps, repeat
 
 
 def emit(rec):
@@ -39,33 +40,23 @@ else:
 
 
 def statedict(args):
-    reps, budget = 5, 10.0
-    while args[:1] in (["--reps"], ["--budget"]):
-        if args[0] == "--reps":
-            reps = int(args[1])
-        else:
-            budget = float(args[1])
-        args = args[2:]
+    reps, budget, args = parse_reps(args)
     for spec in args:
         label, path = spec.split("=", 1)
-        times, count, spent = [], 0, 0
-        for r in range(reps + 1):  # the first is a warm-up unless slower than 0.3 s
-            gc.collect()
+        count = [0]
+
+        def run():  # the manager is set up and torn down outside the timing
             with ttsm.Manager() as mgr:
                 t0 = time.perf_counter_ns()
                 with mgr.load("file", model_path=path, device="cpu") as m:
                     sd = m.state_dict()
                     dt = time.perf_counter_ns() - t0
-                    count = len(sd)
+                    count[0] = len(sd)
                     del sd
-            spent += dt
-            if r or dt > 3e8:
-                times.append(dt)
-            if len(times) >= reps or (times and spent > budget * 1e9):
-                break
-        times.sort()
+            return dt
+        times = repeat(run, reps, budget)
         emit({"bench": "peer", "peer": "ttsm python state_dict", "label": label,
-              "tensors": count, "reps": len(times), "median_ns": times[len(times) // 2],
+              "tensors": count[0], "reps": len(times), "median_ns": times[len(times) // 2],
               "min_ns": times[0]})
 
 
