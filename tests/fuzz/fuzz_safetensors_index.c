@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "alloc_internal.h"
-#include "safetensors_internal.h"
+#include "base/alloc.h"
+#include "formats/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint_internal.h"
+#include "formats/table.h"
 #include "testutil.h"
 
 /* Builds a safetensors image from a header and data (header space-padded). */

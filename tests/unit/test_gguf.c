@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc_internal.h"
-#include "checkpoint_internal.h"
+#include "base/alloc.h"
+#include "formats/table.h"
 #include "testutil.h"
 
 #define FIXTURES TTSM_SOURCE_DIR "/tests/fixtures/gguf/"

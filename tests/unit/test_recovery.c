@@ -55,14 +55,14 @@ static void manager_names_no_engine(void **state)
 {
     (void)state;
     size_t len;
-    unsigned char *src = tu_read_file(TTSM_SOURCE_DIR "/src/manager.c", &len);
+    unsigned char *src = tu_read_file(TTSM_SOURCE_DIR "/src/cache/manager.c", &len);
     assert_non_null(src);
     for (size_t i = 0; i < ttsm_engine_count(); i++) {
         const char *name = ttsm_engine_name(ttsm_engine_get(i));
         char quoted[300];
         snprintf(quoted, sizeof quoted, "\"%s\"", name);
         if (strstr((const char *)src, quoted))
-            fail_msg("src/manager.c names engine %s", quoted);
+            fail_msg("src/cache/manager.c names engine %s", quoted);
     }
     free(src);
 }
