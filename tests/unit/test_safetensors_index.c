@@ -230,14 +230,22 @@ static void parse_lists_distinct_shards_in_order(void **state)
     assert_string_equal(ix.shards[0], "s-1.safetensors");
     assert_string_equal(ix.shards[1], "s-10.safetensors");
     assert_string_equal(ix.shards[2], "s-2.safetensors");
-    assert_null(ix.metadata);
+    assert_int_equal(ix.n_meta, 0);
+    /* The map keeps file order and points each tensor at its shard. */
+    assert_int_equal(ix.n_map, 4);
+    assert_string_equal(ix.map[0].name, "x");
+    assert_string_equal(ix.shards[ix.map[0].shard], "s-2.safetensors");
+    assert_string_equal(ix.shards[ix.map[3].shard], "s-10.safetensors");
+    assert_int_equal(ttsm__st_index_find(&ix, "y", 1), 1);
+    assert_int_equal(ttsm__st_index_find(&ix, "v", 1), -1);
     ttsm__st_index_free(&ix);
     ttsm__st_index_free(NULL);
 
     const char *arr = "[1, 2]";
     tu_assert_error(ttsm__st_index_parse("mem", arr, strlen(arr), &ix, &err), &err,
                     TTSM_ERR_FORMAT, "mem: not a sharded index: the file is a JSON array");
-    assert_null(ix.root);
+    assert_int_equal(ix.n_shards, 0);
+    assert_null(ix.map);
 }
 
 static void in_memory_index_never_opens_files(void **state)
@@ -455,6 +463,73 @@ static void allocation_failures_are_reported_not_leaked(void **state)
     }
 }
 
+
+/* jansson's nesting limit, its spelling of values in the metadata, and the
+ * same answers through windows so small that every token crosses one. */
+static void json_limits_and_text_are_jansson_s(void **state)
+{
+    (void)state;
+    for (int extra = 0; extra < 2; extra++) {
+        /* The top object is depth 1, "x" depth 2: 2047 arrays inside it
+         * reach jansson's 2048, one more goes past. */
+        size_t depth = 2047 + (size_t)extra;
+        char *j = malloc(2 * depth + 128);
+        size_t n = (size_t)sprintf(j, "{\"x\": ");
+        memset(j + n, '[', depth);
+        n += depth;
+        memset(j + n, ']', depth);
+        n += depth;
+        n += (size_t)sprintf(j + n, ", \"weight_map\": {\"a\": \"s.safetensors\"}}");
+        ttsm__st_index ix;
+        ttsm_error err;
+        ttsm_status st = ttsm__st_index_parse("mem", j, n, &ix, &err);
+        if (extra) {
+            tu_assert_error(st, &err, TTSM_ERR_FORMAT, "mem: invalid JSON: ",
+                            "maximum parsing depth reached");
+        } else {
+            tu_assert_ok(st, &err);
+            ttsm__st_index_free(&ix);
+        }
+        free(j);
+    }
+    const char *j = "{\"metadata\": {\"r\": 1.5e3, \"z\": -0, \"t\": 0.1, \"s\": \"a\\u00e9\\/\\u001b\", "
+                    "\"n\": [1, \"two\", {\"x\": null, \"y\": false}], \"e\": {}},\n"
+                    " \"other\": {\"ignored\": [1e300]},\n"
+                    " \"weight_map\": {\"b\": \"s-2.safetensors\", \"a\": \"s-1.safetensors\"}}";
+    static const struct {
+        const char *key, *type, *json;
+    } want[] = {
+        {"r", "f64", "1500.0"},
+        {"z", "i64", "0"},
+        {"t", "f64", "0.10000000000000001"},
+        {"s", "str", "\"a\xc3\xa9/\\u001B\""},
+        {"n", "array", "[1,\"two\",{\"x\":null,\"y\":false}]"},
+        {"e", "object", "{}"},
+    };
+    static const size_t windows[] = {0, 16, 19, 40};
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        ttsm__st_index ix;
+        ttsm_error err;
+        tu_assert_ok(ttsm__st_index_parse_window("mem", j, strlen(j), windows[w], &ix, &err), &err);
+        assert_int_equal(ix.n_meta, 6);
+        for (size_t i = 0; i < 6; i++) {
+            assert_string_equal(ix.meta[i].key, want[i].key);
+            assert_string_equal(ix.meta[i].type, want[i].type);
+            assert_string_equal(ix.meta[i].json, want[i].json);
+        }
+        assert_int_equal(ix.n_shards, 2);
+        assert_string_equal(ix.shards[ix.map[0].shard], "s-2.safetensors");
+        assert_string_equal(ix.shards[ix.map[1].shard], "s-1.safetensors");
+        ttsm__st_index_free(&ix);
+    }
+    /* A repeated key is found where it is, even after the map began. */
+    const char *dup = "{\"weight_map\": {\"a\": \"s.safetensors\", \"a\": \"t.safetensors\"}}";
+    ttsm__st_index ix;
+    ttsm_error err;
+    tu_assert_error(ttsm__st_index_parse_window("mem", dup, strlen(dup), 16, &ix, &err), &err,
+                    TTSM_ERR_FORMAT, "mem: duplicate key: ", "'\"a\"'", "line 1, column");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +546,7 @@ int main(void)
         cmocka_unit_test(third_party_index_without_shards_names_the_first),
         cmocka_unit_test(third_party_indexes_open_with_stand_in_shards),
         cmocka_unit_test(allocation_failures_are_reported_not_leaked),
+        cmocka_unit_test(json_limits_and_text_are_jansson_s),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
