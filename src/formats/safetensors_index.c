@@ -35,6 +35,7 @@ typedef struct iparse {
     uint32_t *sh_slot;
     size_t sh_nslot;
     ttsm__js_kind top, wm_kind, md_kind; /* TTSM__JS_NONE: absent */
+    size_t last_sh, last_len;            /* the shard named last, and its length */
     const char *rule;                    /* the first entry that fails */
     char detail[TTSM_ERROR_MESSAGE_MAX];
 } iparse;
@@ -89,8 +90,7 @@ static int grow_slots(uint32_t **slot, size_t *nslot, size_t n, const void *base
     return 0;
 }
 
-/* The provisional id of a shard name, added when new. -1: out of memory. */
-static long shard_id(iparse *p, const char *name, size_t len)
+static long shard_lookup(iparse *p, const char *name, size_t len)
 {
     if ((p->n_sh + 1) * 2 > p->sh_nslot &&
         grow_slots(&p->sh_slot, &p->sh_nslot, p->n_sh, p->sh, sizeof *p->sh, 0) != 0)
@@ -109,6 +109,20 @@ static long shard_id(iparse *p, const char *name, size_t len)
     p->sh[p->n_sh] = copy;
     p->sh_slot[k] = (uint32_t)++p->n_sh;
     return (long)p->n_sh - 1;
+}
+
+/* The provisional id of a shard name, added when new. -1: out of memory. */
+static long shard_id(iparse *p, const char *name, size_t len)
+{
+    /* A map lists a shard's tensors together, as a rule: try the last one. */
+    if (p->n_sh && p->last_len == len && memcmp(p->sh[p->last_sh], name, len) == 0)
+        return (long)p->last_sh;
+    long id = shard_lookup(p, name, len);
+    if (id >= 0) {
+        p->last_sh = (size_t)id;
+        p->last_len = len;
+    }
+    return id;
 }
 
 /* Shard names must stay in the index's folder: a plain file name. */
@@ -140,11 +154,9 @@ static void check_shard_name(iparse *p, const char *t, const char *name, size_t 
 
 /* A new weight_map entry named by the scanner's key; a repeated key is a
  * syntax failure, as in jansson. */
-static ttsm__st_map_entry *map_add(iparse *p)
+static ttsm__st_map_entry *map_add(iparse *p, const char *key, size_t len)
 {
     ttsm__st_index *ix = &p->ix;
-    const char *key = p->js.str.p;
-    size_t len = p->js.str.len;
     if ((ix->n_map + 1) * 2 > ix->nslot &&
         grow_slots(&ix->slot, &ix->nslot, ix->n_map, ix->map, 0, 1) != 0)
         goto oom;
@@ -175,6 +187,74 @@ oom:
     return NULL;
 }
 
+/* An entry's shard name: its rules in order (after the tensor name's),
+ * then its id. @return 0, or -1 when out of memory. */
+static int map_shard(iparse *p, ttsm__st_map_entry *e, const char *name, size_t len)
+{
+    if (p->rule)
+        return 0; /* only the first failure is reported */
+    if (e->name_len == 0) {
+        pend(p, "bad tensor name", "the weight_map has an empty tensor name");
+        return 0;
+    }
+    char t[NAME_SHOW];
+    if (len == 0 || len > TTSM__ST_MAX_SHARD_NAME || memchr(name, '\0', len) || name[0] == '/' ||
+        memchr(name, '/', len) || memchr(name, '\\', len) || (len <= 2 && name[0] == '.' &&
+                                                              (len == 1 || name[1] == '.'))) {
+        check_shard_name(p, ttsm__printable(e->name, e->name_len, t, sizeof t), name, len);
+        return 0;
+    }
+    long id = shard_id(p, name, len);
+    if (id < 0) {
+        p_oom(p, "listing shard names");
+        return -1;
+    }
+    e->shard = (uint32_t)id;
+    return 0;
+}
+
+/* The entries writers produce, "tensor": "shard" with plain strings (no
+ * escapes, no control bytes), read straight from the window. @return 1
+ * when read, 0 to leave it to the general path (nothing consumed), -1
+ * after a failure. */
+static int fast_map_entry(iparse *p)
+{
+    const unsigned char *q = p->js.p, *end = p->js.end;
+    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t'))
+        q++;
+    if (q == end || *q != '"')
+        return 0;
+    const unsigned char *k = ++q;
+    while (end - q >= 8 && ttsm__js_plain8(q))
+        q += 8;
+    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20)
+        q++;
+    if (q == end || *q != '"')
+        return 0;
+    size_t klen = (size_t)(q - k);
+    q++;
+    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t'))
+        q++;
+    if (q == end || *q++ != ':')
+        return 0;
+    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t'))
+        q++;
+    if (q == end || *q != '"')
+        return 0;
+    const unsigned char *v = ++q;
+    while (end - q >= 8 && ttsm__js_plain8(q))
+        q += 8;
+    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20)
+        q++;
+    if (q == end || *q != '"')
+        return 0;
+    ttsm__st_map_entry *e = map_add(p, (const char *)k, klen);
+    if (!e || map_shard(p, e, (const char *)v, (size_t)(q - v)) != 0)
+        return -1;
+    p->js.p = q + 1;
+    return 1;
+}
+
 static void scan_weight_map(iparse *p)
 {
     ttsm__js *j = &p->js;
@@ -189,33 +269,33 @@ static void scan_weight_map(iparse *p)
         return;
     }
     for (;;) {
-        if (ttsm__js_key(j, NULL) != 0)
+        int r = fast_map_entry(p);
+        if (r < 0)
             return;
-        ttsm__st_map_entry *e = map_add(p);
-        if (!e || ttsm__js_colon(j) != 0)
-            return;
-        char t[NAME_SHOW];
-        ttsm__printable(e->name, e->name_len, t, sizeof t);
-        if (e->name_len == 0 && !p->rule)
-            pend(p, "bad tensor name", "the weight_map has an empty tensor name");
-        if (ttsm__js_peek(j) == '"') {
-            int nul;
-            if (ttsm__js_string(j, &nul) != 0)
+        if (r == 0) {
+            if (ttsm__js_key(j, NULL) != 0)
                 return;
-            if (!p->rule)
-                check_shard_name(p, t, j->str.p, j->str.len);
-            if (!p->rule) {
-                long id = shard_id(p, j->str.p, j->str.len);
-                if (id < 0)
-                    return p_oom(p, "listing shard names");
-                e->shard = (uint32_t)id;
+            ttsm__st_map_entry *e = map_add(p, j->str.p, j->str.len);
+            if (!e || ttsm__js_colon(j) != 0)
+                return;
+            if (ttsm__js_peek(j) == '"') {
+                int nul;
+                if (ttsm__js_string(j, &nul) != 0 || map_shard(p, e, j->str.p, j->str.len) != 0)
+                    return;
+            } else {
+                ttsm__js_kind k = ttsm__js_value(j, 3, NULL, NULL);
+                if (!k)
+                    return;
+                char t[NAME_SHOW];
+                if (e->name_len == 0)
+                    pend(p, "bad tensor name", "the weight_map has an empty tensor name");
+                pend(p, "bad shard name", "weight_map entry '%s' is a JSON %s, not a file name",
+                     ttsm__printable(e->name, e->name_len, t, sizeof t), ttsm__js_kind_name(k));
             }
-        } else {
-            ttsm__js_kind k = ttsm__js_value(j, 3, NULL, NULL);
-            if (!k)
-                return;
-            pend(p, "bad shard name", "weight_map entry '%s' is a JSON %s, not a file name", t,
-                 ttsm__js_kind_name(k));
+        }
+        if (j->p < j->end && *j->p == ',') { /* the common case, without a call */
+            j->p++;
+            continue;
         }
         int more = ttsm__js_next(j, '}');
         if (more <= 0)
@@ -619,7 +699,8 @@ ttsm_status ttsm__read_safetensors_index(ttsm_checkpoint *ck, uint32_t file_inde
     }
     if (ck->n_storages == 0 && file_index + 1 == ck->n_files)
         forget_file(ck, file_index);
-    if ((st = open_shards(ck, &ix, dir, dir_len, err)) != TTSM_OK ||
+    if ((st = ttsm__ckpt_reserve_index(ck, ix.n_map, err)) != TTSM_OK ||
+        (st = open_shards(ck, &ix, dir, dir_len, err)) != TTSM_OK ||
         (st = check_complete(ck, &ix, err)) != TTSM_OK ||
         (st = add_index_metadata(ck, &ix, err)) != TTSM_OK)
         goto done;

@@ -562,6 +562,19 @@ ttsm_status ttsm__ckpt_append_tensor(ttsm_checkpoint *ck, const ttsm__tensor_des
     return add_tensor(ck, d, 1, 0, err);
 }
 
+ttsm_status ttsm__ckpt_reserve_index(ttsm_checkpoint *ck, size_t total, ttsm_error *err)
+{
+    if (total > TTSM__MAX_TENSORS)
+        return TTSM_OK;
+    size_t cap = ck->index_cap ? ck->index_cap : 64;
+    while ((total + 1) * 2 > cap)
+        cap *= 2;
+    if (cap != ck->index_cap && index_grow_to(ck, cap) != 0)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
+                         "indexing %zu tensors", total);
+    return TTSM_OK;
+}
+
 ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, ttsm_error *err)
 {
     const ttsm__file *f = &ck->files[d->file_index];

@@ -148,6 +148,9 @@ ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, ttsm_err
  * reader that knows its counts grows the arrays once. */
 ttsm_status ttsm__ckpt_reserve(ttsm_checkpoint *ck, size_t tensors, size_t storages,
                                ttsm_error *err);
+/* Sizes the name index for `total` tensors at once (a reader that knows the
+ * final count: the sharded index), instead of growing it shard by shard. */
+ttsm_status ttsm__ckpt_reserve_index(ttsm_checkpoint *ck, size_t total, ttsm_error *err);
 
 /* Forgets the tensors, storages and metadata added after the first `n_*`
  * (a reader that reads a file again after a failure rolls back with it). */
