@@ -16,7 +16,7 @@
 #include "testutil.h"
 
 #define FIXTURES TTSM_SOURCE_DIR "/tests/fixtures/gguf/"
-#define THIRD_PARTY TTSM_SHARED_DIR "/testdata/third_party/gguf/"
+#define THIRD_PARTY TTSM_SOURCE_DIR "/tests/data/third_party/gguf/"
 
 /* ---- helpers ------------------------------------------------------------ */
 

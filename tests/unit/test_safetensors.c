@@ -13,7 +13,7 @@
 #include "testutil.h"
 
 #define FIXTURES TTSM_SOURCE_DIR "/tests/fixtures/safetensors"
-#define THIRD_PARTY TTSM_SHARED_DIR "/testdata/third_party/safetensors"
+#define THIRD_PARTY TTSM_SOURCE_DIR "/tests/data/third_party/safetensors"
 
 /* ---- helpers ----------------------------------------------------------- */
 

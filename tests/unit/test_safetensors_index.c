@@ -17,7 +17,7 @@
 #include "testutil.h"
 
 #define INDEX_DIR TTSM_SOURCE_DIR "/tests/fixtures/safetensors/index"
-#define THIRD_PARTY TTSM_SHARED_DIR "/testdata/third_party/safetensors_index"
+#define THIRD_PARTY TTSM_SOURCE_DIR "/tests/data/third_party/safetensors_index"
 
 static ttsm_status open_index(const char *name, ttsm_checkpoint **ck, ttsm_error *err)
 {

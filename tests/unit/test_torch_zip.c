@@ -15,7 +15,7 @@
 #include "zip_internal.h"
 
 #define FIX TTSM_SOURCE_DIR "/tests/fixtures/torch"
-#define TP TTSM_SHARED_DIR "/testdata/third_party/pytorch"
+#define TP TTSM_SOURCE_DIR "/tests/data/third_party/pytorch"
 
 static ttsm_checkpoint *open_ok(const char *path, ttsm_io_mode mode)
 {
