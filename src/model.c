@@ -27,12 +27,21 @@ void ttsm__log(ttsm_manager *mgr, int level, const char *fmt, ...)
 {
     if (!mgr->opt.log)
         return;
-    char buf[512];
+    /* Most lines fit the stack buffer; one naming a deep path is formatted
+     * again at its full length, and cut only if that allocation fails. */
+    char small[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    mgr->opt.log(mgr->opt.log_user, level, buf);
+    char *line = NULL;
+    if (n >= (int)sizeof small && (line = ttsm__malloc((size_t)n + 1)) != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(line, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    mgr->opt.log(mgr->opt.log_user, level, line ? line : small);
+    ttsm__free(line);
 }
 
 /* ---- the shared host table ------------------------------------------- */
