@@ -605,7 +605,8 @@ static ttsm_status convert_op(void *p, ttsm_error *err)
     ttsm_status st = convert_status != TTSM_OK ? convert_status
                      : rc == CLI_EXIT_OUT_OF_MEMORY ? TTSM_ERR_OUT_OF_MEMORY
                                                     : TTSM_ERR_LOAD;
-    snprintf(err->message, sizeof err->message, "convert exit %d: %s", rc,
+    /* the message field is fixed-size: keep its head, cut on purpose */
+    snprintf(err->message, sizeof err->message, "convert exit %d: %.480s", rc,
              convert_message[0] ? convert_message : "(its own message)");
     err->code = st;
     return st;
