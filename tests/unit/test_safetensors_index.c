@@ -115,6 +115,37 @@ static void a_broken_shard_names_its_index_in_the_hint(void **state)
     assert_non_null(strstr(err.hint, "bad_shard.safetensors.index.json"));
 }
 
+/* The hint has a fixed size: an index deep in the tree (a checkout under
+ * .../ComfyUI/custom_nodes/...) still has its own name in it. */
+static void a_deep_index_keeps_its_name_in_the_hint(void **state)
+{
+    (void)state;
+    char *deep = strdup(tu_mkdtemp()), *top = strdup(deep);
+    for (int i = 0; i < 8; i++) {
+        char *next = tu_fmt("%s/%s%d", deep, "a-folder-name-of-forty-bytes-in-a-tree-", i);
+        free(deep);
+        deep = next;
+        assert_int_equal(mkdir(deep, 0755), 0);
+    }
+    assert_int_equal(tu_system("cp '%s/bad_shard.safetensors.index.json' '%s/shard-bad.safetensors' "
+                               "'%s/'",
+                               INDEX_DIR, INDEX_DIR, deep),
+                     0);
+    char *ix = tu_path(deep, "bad_shard.safetensors.index.json");
+    assert_true(strlen(ix) > TTSM_ERROR_HINT_MAX);
+    ttsm_error err;
+    ttsm_checkpoint *ck;
+    assert_int_equal(ttsm_checkpoint_open(ix, NULL, &ck, &err), TTSM_ERR_FORMAT);
+    if (!strstr(err.hint, "shard 'shard-bad.safetensors' of ...") ||
+        !strstr(err.hint, "/a-folder-name-of-forty-bytes-in-a-tree-7/"
+                          "bad_shard.safetensors.index.json"))
+        fail_msg("hint: %s", err.hint);
+    tu_rmtree(top);
+    free(ix);
+    free(deep);
+    free(top);
+}
+
 /* Every file in the fixture folder is an index case or a shard used here. */
 static void every_index_fixture_is_checked(void **state)
 {
@@ -461,6 +492,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_bad_index_fails_by_its_rule),
         cmocka_unit_test(a_broken_shard_names_its_index_in_the_hint),
+        cmocka_unit_test(a_deep_index_keeps_its_name_in_the_hint),
         cmocka_unit_test(every_index_fixture_is_checked),
         cmocka_unit_test(good_index_joins_its_shards),
         cmocka_unit_test(read_mode_works_across_shards),
