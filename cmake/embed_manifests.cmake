@@ -4,7 +4,7 @@
 file(GLOB files "${DIR}/*.json")
 list(SORT files)
 set(c "/* Generated from the engines folder by cmake/embed_manifests.cmake. Do not edit. */\n")
-string(APPEND c "#include \"registry_internal.h\"\n\n")
+string(APPEND c "#include \"engines/registry.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(f ${files})

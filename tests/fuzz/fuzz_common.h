@@ -10,7 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "checkpoint_internal.h"
+#include "formats/checkpoint.h"
+#include "formats/table.h"
 
 static inline void fuzz_check_checkpoint(ttsm_checkpoint *ck, size_t input_size,
                                          uint32_t max_rank)

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc_internal.h"
+#include "base/alloc.h"
 #include "fuzz_common.h"
-#include "torch_pickle_internal.h"
+#include "formats/torch_pickle.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc_internal.h"
+#include "base/alloc.h"
 #include "fuzz_common.h"
-#include "zip_internal.h"
+#include "formats/torch.h"
+#include "formats/zip.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

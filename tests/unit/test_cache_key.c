@@ -4,8 +4,9 @@
 #include <jansson.h>
 #include <unistd.h>
 
-#include "alloc_internal.h"
-#include "device_internal.h"
+#include "base/alloc.h"
+#include "devices/cuda.h"
+#include "devices/device.h"
 #include "testutil.h"
 
 static void no_gpu(void)

@@ -4,7 +4,8 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
-#include "device_internal.h"
+#include "devices/cuda.h"
+#include "devices/device.h"
 #include "testutil.h"
 
 static void use_driver(const char *path, const char *mode)

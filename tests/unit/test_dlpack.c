@@ -6,8 +6,9 @@
  * failures; the component -> checkpoint accessor. */
 #include <pthread.h>
 
-#include "alloc_internal.h"
-#include "device_internal.h"
+#include "base/alloc.h"
+#include "devices/cuda.h"
+#include "devices/device.h"
 #include "dlpack.h"
 #include "fake_backend.h"
 #include "mgr_util.h"

@@ -6,7 +6,7 @@
  * and every allocation failure of a manifest load is a clean error. */
 #include <unistd.h>
 
-#include "alloc_internal.h"
+#include "base/alloc.h"
 #include "testutil.h"
 
 static char *dir, *store, *comfy, *hub, *nowhere;

@@ -2,7 +2,7 @@
  * and visible truncation. */
 #include <string.h>
 
-#include "error_internal.h"
+#include "base/error.h"
 #include "testutil.h"
 
 static void every_code_has_its_name(void **state)

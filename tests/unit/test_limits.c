@@ -9,8 +9,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "checkpoint_internal.h"
-#include "strbuf_internal.h"
+#include "formats/table.h"
+#include "base/strbuf.h"
 #include "mgr_util.h"
 
 #define FIXTURES TTSM_SOURCE_DIR "/tests/fixtures"

@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-#include "alloc_internal.h"
+#include "base/alloc.h"
 #include "fake_backend.h"
 #include "mgr_util.h"
 

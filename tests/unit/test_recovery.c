@@ -1,7 +1,7 @@
 /* test_recovery.c - recovery is data: Higgs Audio's manifest says it can
  * corrupt (stale CUDA graphs), so the manager's generic invalidate path
  * rebuilds it - holders keep their reference, the next load is a fresh
- * entry - and manager.c names no engine. Uses the committed sample store. */
+ * entry - and src/cache/manager.c names no engine. Uses the committed sample store. */
 #include "testutil.h"
 
 static void higgs_is_rebuilt_after_invalidate(void **state)
@@ -55,14 +55,14 @@ static void manager_names_no_engine(void **state)
 {
     (void)state;
     size_t len;
-    unsigned char *src = tu_read_file(TTSM_SOURCE_DIR "/src/manager.c", &len);
+    unsigned char *src = tu_read_file(TTSM_SOURCE_DIR "/src/cache/manager.c", &len);
     assert_non_null(src);
     for (size_t i = 0; i < ttsm_engine_count(); i++) {
         const char *name = ttsm_engine_name(ttsm_engine_get(i));
         char quoted[300];
         snprintf(quoted, sizeof quoted, "\"%s\"", name);
         if (strstr((const char *)src, quoted))
-            fail_msg("src/manager.c names engine %s", quoted);
+            fail_msg("src/cache/manager.c names engine %s", quoted);
     }
     free(src);
 }

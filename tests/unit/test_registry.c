@@ -1,9 +1,9 @@
 /* test_registry.c - engine manifests: the built-in ones load and say what
  * ENGINES.md says; every validation rule rejects with the file and the
  * field; folders add and override engines; code engines keep their names. */
-#include "alloc_internal.h"
-#include "manifest_internal.h"
-#include "registry_internal.h"
+#include "base/alloc.h"
+#include "manifest/manifest.h"
+#include "engines/registry.h"
 #include "testutil.h"
 
 static void builtins_load(void **state)

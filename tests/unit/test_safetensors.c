@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc_internal.h"
-#include "checkpoint_internal.h"
-#include "safetensors_internal.h"
+#include "base/alloc.h"
+#include "formats/checkpoint.h"
+#include "formats/table.h"
+#include "base/text.h"
+#include "formats/safetensors.h"
 #include "testutil.h"
 
 #define FIXTURES TTSM_SOURCE_DIR "/tests/fixtures/safetensors"

@@ -11,9 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "alloc_internal.h"
-#include "checkpoint_internal.h"
-#include "safetensors_internal.h"
+#include "base/alloc.h"
+#include "formats/checkpoint.h"
+#include "formats/table.h"
+#include "formats/safetensors_index.h"
 #include "testutil.h"
 
 #define INDEX_DIR TTSM_SOURCE_DIR "/tests/fixtures/safetensors/index"

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc_internal.h"
-#include "checkpoint_internal.h"
+#include "base/alloc.h"
+#include "formats/table.h"
 #include "testutil.h"
-#include "torch_pickle_internal.h"
+#include "formats/torch_pickle.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

@@ -9,10 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc_internal.h"
-#include "checkpoint_internal.h"
+#include "base/alloc.h"
+#include "formats/checkpoint.h"
+#include "formats/table.h"
 #include "testutil.h"
-#include "zip_internal.h"
+#include "formats/torch.h"
+#include "formats/zip.h"
 
 #define FIX TTSM_SOURCE_DIR "/tests/fixtures/torch"
 #define TP TTSM_SHARED_DIR "/testdata/third_party/pytorch"

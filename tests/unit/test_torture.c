@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc_internal.h"
+#include "base/alloc.h"
 
 /* `ttsm convert` lives in the CLI, which uses only the public API. Its code
  * is compiled in here with its own allocations (and jansson's, below) routed

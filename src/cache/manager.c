@@ -1,0 +1,1022 @@
+/* manager.c - the one cache (DESIGN §9): keys to entries, single-flight
+ * loads, references, per-device budgets with admission and LRU eviction,
+ * pin, unload, invalidate, keep-alive, stats and the listing. One mutex
+ * guards the cache and the budgets; factories and uploads run outside it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "base/config.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "devices/backend.h"
+#include "devices/device.h"
+#include "engines/registry.h"
+#include "cache/canonical.h"
+#include "cache/manager.h"
+#include "cache/materialise.h"
+
+ttsm_manager_options ttsm_manager_options_default(void)
+{
+    ttsm_manager_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.device_reserve_bytes = TTSM_DEFAULT_DEVICE_RESERVE;
+    o.io_mode = TTSM_IO_MMAP;
+    return o;
+}
+
+static uint64_t now_ns(ttsm_manager *mgr)
+{
+    if (mgr->opt.clock)
+        return mgr->opt.clock(mgr->opt.clock_user);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* @return the slot of `device`, adding it; -1 when the table is full. */
+static int slot_of(ttsm_manager *mgr, const char *device)
+{
+    for (size_t i = 0; i < mgr->n_devs; i++)
+        if (strcmp(mgr->devs[i].name, device) == 0)
+            return (int)i;
+    if (mgr->n_devs == TTSM_MANAGER_MAX_DEVICES)
+        return -1;
+    ttsm__devslot *d = &mgr->devs[mgr->n_devs];
+    memset(d, 0, sizeof *d);
+    snprintf(d->name, sizeof d->name, "%s", device);
+    d->budget = UINT64_MAX;
+    return (int)mgr->n_devs++;
+}
+
+ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manager **out,
+                                ttsm_error *err)
+{
+    if (!out)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "out is NULL");
+    /* Check the size before copying: a struct from an older header is smaller. */
+    if (options && options->struct_size != sizeof *options)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "options.struct_size is %zu, expected %zu: use "
+                         "ttsm_manager_options_default()", options->struct_size, sizeof *options);
+    ttsm_manager_options o = options ? *options : ttsm_manager_options_default();
+    if (o.engines_dir) {
+        ttsm_status st = ttsm_engines_load_dir(o.engines_dir, err);
+        if (st != TTSM_OK)
+            return st;
+    }
+    if (o.n_budgets > TTSM_MANAGER_MAX_DEVICES || (o.n_budgets && !o.budgets))
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "%zu budgets (at most %d, and budgets must be set)", o.n_budgets,
+                         TTSM_MANAGER_MAX_DEVICES);
+    if (o.io_mode != TTSM_IO_MMAP && o.io_mode != TTSM_IO_READ)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "io_mode %d", (int)o.io_mode);
+    ttsm_manager *mgr = ttsm__calloc(1, sizeof *mgr);
+    if (!mgr)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "manager", "out of memory", "manager");
+    mgr->opt = o;
+    mgr->opt.budgets = NULL;
+    mgr->opt.n_budgets = 0;
+    mgr->opt.engines_dir = NULL;
+    mgr->opt.models_dirs = o.models_dirs ? ttsm__strdup(o.models_dirs) : NULL;
+    mgr->opt.hf_cache = o.hf_cache ? ttsm__strdup(o.hf_cache) : NULL;
+    if ((o.models_dirs && !mgr->opt.models_dirs) || (o.hf_cache && !mgr->opt.hf_cache)) {
+        ttsm__free((void *)mgr->opt.models_dirs);
+        ttsm__free(mgr);
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "manager", "out of memory", "options");
+    }
+    for (size_t i = 0; i < o.n_budgets; i++) {
+        char dev[TTSM_DEVICE_NAME_MAX];
+        ttsm_status st = ttsm_device_resolve(o.budgets[i].device, dev, sizeof dev, err);
+        if (st != TTSM_OK) {
+            ttsm__free((void *)mgr->opt.models_dirs);
+            ttsm__free((void *)mgr->opt.hf_cache);
+            ttsm__free(mgr);
+            return st;
+        }
+        mgr->devs[slot_of(mgr, dev)].budget = o.budgets[i].bytes;
+    }
+    mgr->log = (ttsm__logger){o.log, o.log_user};
+    ttsm__pool_init(&mgr->pool, o.io_mode, mgr->log);
+    pthread_mutex_init(&mgr->lock, NULL);
+    pthread_cond_init(&mgr->cond, NULL);
+    *out = mgr;
+    return TTSM_OK;
+}
+
+static void manager_free(ttsm_manager *mgr)
+{
+    for (size_t i = 0; i < TTSM__MEMO_SLOTS; i++)
+        ttsm__free(mgr->memo[i].raw);
+    ttsm__free(mgr->buckets);
+    ttsm__free((void *)mgr->opt.models_dirs);
+    ttsm__free((void *)mgr->opt.hf_cache);
+    for (size_t i = 0; i < mgr->n_invalid; i++)
+        ttsm__free(mgr->invalid[i]);
+    ttsm__free(mgr->invalid);
+    pthread_mutex_destroy(&mgr->lock);
+    ttsm__pool_destroy(&mgr->pool);
+    pthread_cond_destroy(&mgr->cond);
+    ttsm__free(mgr);
+}
+
+/* ---- the cache list (under lock) -------------------------------------- */
+
+/* The key index: a chained hash over the cached entries, so a hit costs
+ * the same with 10,000 entries as with one. Keys are hex digests already,
+ * so their first 16 digits are the hash. */
+static size_t bucket_of(const ttsm_manager *mgr, const char *key)
+{
+    uint64_t h = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = key[i];
+        h = h << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return (size_t)h & (mgr->n_buckets - 1);
+}
+
+/* Doubles the index when it is full. A failed allocation keeps the old
+ * one: chains grow longer, lookups stay correct. */
+static void index_grow(ttsm_manager *mgr)
+{
+    if (mgr->n_cached < mgr->n_buckets)
+        return;
+    size_t n = mgr->n_buckets ? mgr->n_buckets * 2 : 64;
+    ttsm__entry **b = ttsm__calloc(n, sizeof *b);
+    if (!b)
+        return;
+    ttsm__entry **old = mgr->buckets;
+    size_t old_n = mgr->n_buckets;
+    mgr->buckets = b;
+    mgr->n_buckets = n;
+    for (size_t i = 0; i < old_n; i++)
+        for (ttsm__entry *e = old[i], *next; e; e = next) {
+            next = e->hnext;
+            size_t k = bucket_of(mgr, e->m.key);
+            e->hnext = b[k];
+            b[k] = e;
+        }
+    ttsm__free(old);
+}
+
+static void list_unlink(ttsm_manager *mgr, ttsm__entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        mgr->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        mgr->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void list_link_tail(ttsm_manager *mgr, ttsm__entry *e)
+{
+    e->prev = mgr->tail;
+    e->next = NULL;
+    if (mgr->tail)
+        mgr->tail->next = e;
+    else
+        mgr->head = e;
+    mgr->tail = e;
+}
+
+/* An entry leaves the cache: off the list and out of the index. */
+static void list_remove(ttsm_manager *mgr, ttsm__entry *e)
+{
+    list_unlink(mgr, e);
+    if (mgr->n_buckets) {
+        ttsm__entry **pp = &mgr->buckets[bucket_of(mgr, e->m.key)];
+        while (*pp && *pp != e)
+            pp = &(*pp)->hnext;
+        if (*pp)
+            *pp = e->hnext;
+    }
+    e->hnext = NULL;
+    mgr->n_cached--;
+}
+
+/* An entry joins the cache as the most recently used. */
+static void list_append(ttsm_manager *mgr, ttsm__entry *e)
+{
+    index_grow(mgr);
+    list_link_tail(mgr, e);
+    e->hnext = NULL;
+    if (mgr->n_buckets) {
+        size_t k = bucket_of(mgr, e->m.key);
+        e->hnext = mgr->buckets[k];
+        mgr->buckets[k] = e;
+    }
+    mgr->n_cached++;
+}
+
+/* A hit: the entry becomes the most recently used; the index is unchanged. */
+static void list_touch(ttsm_manager *mgr, ttsm__entry *e)
+{
+    if (mgr->tail == e)
+        return;
+    list_unlink(mgr, e);
+    list_link_tail(mgr, e);
+}
+
+static ttsm__entry *find(ttsm_manager *mgr, const char *key)
+{
+    if (!mgr->n_buckets) { /* the index could never be allocated */
+        for (ttsm__entry *e = mgr->head; e; e = e->next)
+            if (strcmp(e->m.key, key) == 0)
+                return e;
+        return NULL;
+    }
+    for (ttsm__entry *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
+        if (strcmp(e->m.key, key) == 0)
+            return e;
+    return NULL;
+}
+
+/* Frees an entry that no one can reach any more, returning its bytes. Under
+ * the lock, so the bytes leave the books only once the memory is gone.
+ * @return 1 when the manager is closing and this was its last object. */
+static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
+{
+    ttsm__model_dematerialise(&e->m);
+    ttsm__model_free_parts(&e->m);
+    if (e->state == TTSM__READY || e->state == TTSM__ORPHAN) {
+        ttsm__devslot *d = &mgr->devs[e->slot];
+        d->in_use -= e->m.bytes;
+        d->entries--;
+    }
+    ttsm__free(e->fail_err);
+    if (e->state == TTSM__ORPHAN)
+        mgr->n_orphans--;
+    ttsm__free(e);
+    mgr->n_alive--;
+    return mgr->closing && mgr->n_alive == 0;
+}
+
+static int evictable(const ttsm__entry *e)
+{
+    return e->state == TTSM__READY && atomic_load(&e->refs) == 0 && e->waiters == 0 &&
+           !e->pinned;
+}
+
+static void evict(ttsm_manager *mgr, ttsm__entry *e, const char *why)
+{
+    ttsm__logf(&mgr->log, TTSM_LOG_INFO, "evict %s (%s/%s on %s, %llu bytes): %s", e->m.key, e->m.engine,
+              e->m.label, e->m.device, (unsigned long long)e->m.bytes, why);
+    list_remove(mgr, e);
+    mgr->stats.evictions++;
+    entry_free(mgr, e);
+}
+
+static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
+{
+    uint64_t ka = mgr->opt.keep_alive_ms;
+    if (ka == 0)
+        return 0;
+    size_t n = 0;
+    /* Entries move to the tail when loaded, hit or released, so last use
+     * grows along the list: the first one used recently ends the sweep. */
+    for (ttsm__entry *e = mgr->head, *next; e; e = next) {
+        next = e->next;
+        if (now - e->last_used < ka * 1000000ull && e->state == TTSM__READY)
+            break;
+        if (evictable(e) && now - e->last_used >= ka * 1000000ull) {
+            evict(mgr, e, "idle longer than keep-alive");
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t ttsm_manager_sweep(ttsm_manager *mgr)
+{
+    if (!mgr)
+        return 0;
+    uint64_t now = now_ns(mgr);
+    pthread_mutex_lock(&mgr->lock);
+    size_t n = sweep_locked(mgr, now);
+    pthread_mutex_unlock(&mgr->lock);
+    return n;
+}
+
+/* ---- admission --------------------------------------------------------- */
+
+/* Reads the free memory of devices that do not share host memory, so a
+ * budget never promises what the device does not have (docs/manager.md). */
+static uint64_t device_limit(ttsm_manager *mgr, const ttsm__entry *e, uint64_t free_b, int known)
+{
+    const ttsm__devslot *d = &mgr->devs[e->slot];
+    uint64_t limit = d->budget;
+    if (known && !e->m.backend.host_visible) {
+        uint64_t avail = free_b > mgr->opt.device_reserve_bytes
+                             ? d->in_use + free_b - mgr->opt.device_reserve_bytes
+                             : d->in_use;
+        if (avail < limit)
+            limit = avail;
+    }
+    return limit;
+}
+
+static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t limit,
+                               ttsm_error *err)
+{
+    const ttsm__devslot *d = &mgr->devs[e->slot];
+    char held[TTSM_ERROR_MESSAGE_MAX];
+    size_t used = 0;
+    held[0] = '\0';
+    for (ttsm__entry *o = mgr->head; o && used < sizeof held; o = o->next) {
+        if (o->slot != e->slot || o == e)
+            continue;
+        used += (size_t)snprintf(held + used, sizeof held - used, "%s%.8s %s/%s %llu B %s%s",
+                                 used ? "; " : "", o->m.key, o->m.engine, o->m.label,
+                                 (unsigned long long)o->m.bytes,
+                                 o->state == TTSM__LOADING ? "loading"
+                                 : atomic_load(&o->refs) ? "referenced" : "idle",
+                                 o->pinned ? " pinned" : "");
+    }
+    if (mgr->n_orphans && used < sizeof held)
+        snprintf(held + used, sizeof held - used, "%sinvalidated entries still referenced",
+                 used ? "; " : "");
+    ttsm_status st = ttsm__err(
+        err, TTSM_ERR_OUT_OF_MEMORY, e->m.device, "over budget",
+        "%s/%s needs %llu bytes; budget %llu, in use %llu, reserved %llu; held by: %s",
+        e->m.engine, e->m.label, (unsigned long long)e->m.bytes, (unsigned long long)limit,
+        (unsigned long long)d->in_use, (unsigned long long)d->reserved,
+        held[0] ? held : "nothing");
+    ttsm__err_hint(err, "release or unpin models on %s, or raise its budget%s", e->m.device,
+                   mgr->opt.allow_cpu_fallback || strcmp(e->m.device, "cpu") == 0
+                       ? ""
+                       : " (or allow the cpu fallback)");
+    return st;
+}
+
+/* Evicts LRU entries of the device until `e` fits, then reserves its bytes. */
+static ttsm_status admit(ttsm_manager *mgr, ttsm__entry *e, uint64_t free_b, int known,
+                         ttsm_error *err)
+{
+    ttsm__devslot *d = &mgr->devs[e->slot];
+    uint64_t limit = device_limit(mgr, e, free_b, known);
+    for (;;) {
+        uint64_t want;
+        if (!__builtin_add_overflow(d->in_use, d->reserved, &want) &&
+            !__builtin_add_overflow(want, e->m.bytes, &want) && want <= limit)
+            break;
+        ttsm__entry *victim = NULL;
+        for (ttsm__entry *o = mgr->head; o && !victim; o = o->next)
+            if (o->slot == e->slot && evictable(o))
+                victim = o;
+        if (!victim)
+            return over_budget(mgr, e, limit, err);
+        evict(mgr, victim, "making room");
+    }
+    d->reserved += e->m.bytes;
+    if (d->in_use + d->reserved > d->peak)
+        d->peak = d->in_use + d->reserved;
+    return TTSM_OK;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+static int take_invalid(ttsm_manager *mgr, const char *key)
+{
+    for (size_t i = 0; i < mgr->n_invalid; i++)
+        if (strcmp(mgr->invalid[i], key) == 0) {
+            ttsm__free(mgr->invalid[i]);
+            mgr->invalid[i] = mgr->invalid[--mgr->n_invalid];
+            return 1;
+        }
+    return 0;
+}
+
+static const char *label_of(const ttsm_load_config *cfg)
+{
+    return cfg->model_name ? cfg->model_name
+           : cfg->model_path ? cfg->model_path
+           : cfg->repo_id  ? cfg->repo_id
+                           : "default";
+}
+
+/* A failure of a load in flight: it reaches every waiter, leaves no entry. */
+static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const ttsm_error *err)
+{
+    list_remove(mgr, e);
+    mgr->stats.failures++;
+    e->state = TTSM__FAILED;
+    e->fail_st = st;
+    if (e->waiters) {
+        e->fail_err = ttsm__malloc(sizeof *e->fail_err);
+        if (e->fail_err) {
+            if (err)
+                *e->fail_err = *err;
+            else
+                ttsm__err(e->fail_err, st, e->m.engine, "load failed", "%s", ttsm_status_name(st));
+        }
+    }
+    pthread_cond_broadcast(&mgr->cond);
+    return e->waiters == 0 ? entry_free(mgr, e) : 0;
+}
+
+static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engine *eng,
+                             const ttsm_load_config *cfg, int recovering, ttsm_error *err)
+{
+    ttsm_status st = TTSM_OK;
+    ttsm_factory_ctx ctx = {&e->m, eng->manifest, mgr->opt.models_dirs, mgr->opt.hf_cache,
+                            e->m.device, eng->caps.user, recovering, 0};
+    if (recovering && eng->caps.recover) {
+        ttsm__logf(&mgr->log, TTSM_LOG_INFO, "recover %s (%s) before rebuilding it", e->m.key, e->m.engine);
+        st = eng->caps.recover(eng->caps.user, cfg, err);
+    }
+    ttsm_model *made = NULL;
+    e->m.synthesize = eng->caps.synthesize;
+    e->m.building = 1;
+    if (st == TTSM_OK)
+        st = eng->factory(cfg, &ctx, &made, err);
+    e->m.building = 0;
+    if (st != TTSM_OK && err && err->code != st) { /* a factory that half-filled err */
+        if (err->message[0])
+            err->code = st;
+        else
+            ttsm__err(err, st, e->m.engine, "factory failed", "it returned %s without a message",
+                      ttsm_status_name(st));
+    }
+    if (st == TTSM_OK && made != &e->m)
+        st = ttsm__err(err, TTSM_ERR_ENGINE, e->m.engine, "factory broke its contract",
+                       "it returned success without the model from ttsm_model_create()");
+    uint64_t bytes = 0;
+    if (st == TTSM_OK)
+        st = ttsm__model_bytes(&e->m, &bytes, err);
+    uint64_t free_b = 0, total = 0;
+    int known = 0;
+    if (st == TTSM_OK && !e->m.backend.host_visible && e->m.backend.memory)
+        known = e->m.backend.memory(e->m.backend.user, e->m.dev_index, &free_b, &total, NULL) ==
+                TTSM_OK;
+    pthread_mutex_lock(&mgr->lock);
+    e->m.bytes = bytes;
+    if (st == TTSM_OK)
+        st = admit(mgr, e, free_b, known, err);
+    if (st != TTSM_OK)
+        e->m.bytes = 0; /* never admitted: the listing shows it holds nothing */
+    pthread_mutex_unlock(&mgr->lock);
+    if (st != TTSM_OK)
+        return st;
+
+    st = ttsm__model_materialise(&e->m, bytes, mgr->opt.progress, mgr->opt.progress_user, err);
+
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__devslot *d = &mgr->devs[e->slot];
+    d->reserved -= bytes;
+    /* A failed load stays listed until fail_entry() takes it out: with its
+     * reservation returned it holds nothing (the soak test saw listings sum
+     * past the budget). */
+    if (st != TTSM_OK)
+        e->m.bytes = 0;
+    if (st == TTSM_OK) {
+        d->in_use += bytes;
+        d->entries++;
+        e->state = TTSM__READY;
+        atomic_store(&e->refs, 1);
+        e->last_used = now_ns(mgr);
+        list_touch(mgr, e); /* keep the list ordered by last use */
+        mgr->stats.loads++;
+        pthread_cond_broadcast(&mgr->cond);
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    if (st == TTSM_OK)
+        ttsm__logf(&mgr->log, TTSM_LOG_INFO, "loaded %s (%s/%s) on %s: %llu bytes", e->m.key, e->m.engine,
+                  e->m.label, e->m.device, (unsigned long long)bytes);
+    return st;
+}
+
+/* One load of a canonical config: the key names the entry, the factory
+ * gets the canonical config with every param the caller gave. */
+static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_model **out,
+                             ttsm_error *err)
+{
+    char key[TTSM_KEY_HEX_SIZE], device[TTSM_DEVICE_NAME_MAX];
+    ttsm_load_config fcfg = canon->cfg;
+    const ttsm_load_config *cfg = &fcfg;
+    ttsm_status st = ttsm__cache_key_of(&canon->cfg, key, err);
+    if (st != TTSM_OK || (st = ttsm_device_resolve(cfg->device, device, sizeof device, err)))
+        return st;
+    if (canon->manifest) {
+        fcfg.params = canon->factory_params;
+        fcfg.n_params = canon->n_factory_params;
+    }
+    ttsm__engine eng;
+    if (ttsm__engine_lookup(cfg->engine, &eng) != 0) {
+        char names[256];
+        ttsm__engine_list(names, sizeof names);
+        return ttsm__err(err, TTSM_ERR_NOT_FOUND, cfg->engine, "engine not found",
+                         "no engine of this name is registered (engines: %s)", names);
+    }
+    if (!ttsm__engine_supports(&eng, device))
+        return ttsm__err(err, TTSM_ERR_DEVICE, cfg->engine, "device not supported",
+                         "the engine runs on %s, not on %s", eng.caps.devices, device);
+    ttsm_backend be;
+    int dev_index;
+    if (ttsm__backend_lookup(device, &be, &dev_index) != 0)
+        return ttsm__err(err, TTSM_ERR_DEVICE, device, "no backend", "device has no backend");
+
+    uint64_t now = now_ns(mgr);
+    pthread_mutex_lock(&mgr->lock);
+    sweep_locked(mgr, now);
+    ttsm__entry *e;
+again:
+    e = find(mgr, key);
+    if (e && e->state == TTSM__LOADING) {
+        e->waiters++;
+        while (e->state == TTSM__LOADING)
+            pthread_cond_wait(&mgr->cond, &mgr->lock);
+        e->waiters--;
+        if (e->state == TTSM__FAILED) {
+            st = e->fail_st;
+            if (err && e->fail_err)
+                *err = *e->fail_err;
+            else
+                ttsm__err(err, st, cfg->engine, "load failed", "a concurrent load failed");
+            int last = e->waiters == 0 ? entry_free(mgr, e) : 0;
+            pthread_mutex_unlock(&mgr->lock);
+            if (last)
+                manager_free(mgr);
+            return st;
+        }
+        if (e->state != TTSM__READY) { /* invalidated before we woke */
+            int last = e->waiters == 0 && atomic_load(&e->refs) == 0 ? entry_free(mgr, e) : 0;
+            (void)last; /* the caller still holds the manager: never the last */
+            goto again;
+        }
+    }
+    if (e) {
+        atomic_fetch_add(&e->refs, 1);
+        mgr->stats.hits++;
+        e->last_used = now;
+        list_touch(mgr, e);
+        pthread_mutex_unlock(&mgr->lock);
+        *out = &e->m;
+        return TTSM_OK;
+    }
+    if (eng.caps.single_instance) {
+        for (ttsm__entry *o = mgr->head, *next; o; o = next) {
+            next = o->next;
+            if (strcmp(o->m.engine, cfg->engine) != 0)
+                continue;
+            if (!evictable(o)) {
+                st = ttsm__err(err, TTSM_ERR_ENGINE, cfg->engine, "single instance",
+                               "the engine allows one loaded model and %s (%s on %s) is in use",
+                               o->m.key, o->m.label, o->m.device);
+                pthread_mutex_unlock(&mgr->lock);
+                return st;
+            }
+            evict(mgr, o, "single-instance engine loads another model");
+        }
+    }
+    int slot = slot_of(mgr, device);
+    e = slot < 0 ? NULL : ttsm__calloc(1, sizeof *e);
+    if (!e || !(e->m.engine = ttsm__strdup(cfg->engine)) || !(e->m.label = ttsm__strdup(label_of(cfg)))) {
+        if (e)
+            ttsm__free(e->m.engine);
+        ttsm__free(e);
+        pthread_mutex_unlock(&mgr->lock);
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, cfg->engine, "out of memory",
+                         slot < 0 ? "more than %d devices in one manager" : "entry (%d)",
+                         TTSM_MANAGER_MAX_DEVICES);
+    }
+    e->mgr = mgr;
+    e->m.pool = &mgr->pool;
+    e->state = TTSM__LOADING;
+    memcpy(e->m.key, key, sizeof key);
+    memcpy(e->m.device, device, sizeof device);
+    e->m.backend = be;
+    e->m.dev_index = dev_index;
+    e->slot = slot;
+    list_append(mgr, e);
+    mgr->n_alive++;
+    mgr->stats.misses++;
+    int recovering = take_invalid(mgr, key);
+    pthread_mutex_unlock(&mgr->lock);
+
+    st = load_miss(mgr, e, &eng, cfg, recovering, err);
+    if (st == TTSM_OK) {
+        *out = &e->m;
+        return TTSM_OK;
+    }
+    ttsm__logf(&mgr->log, TTSM_LOG_WARN, "load of %s (%s/%s on %s) failed: %s", key, cfg->engine,
+              label_of(cfg), device, err ? err->message : ttsm_status_name(st));
+    pthread_mutex_lock(&mgr->lock);
+    if (recovering && mgr->n_invalid < mgr->cap_invalid) { /* still owed to the next load */
+        char *copy = ttsm__strdup(key);
+        if (copy)
+            mgr->invalid[mgr->n_invalid++] = copy;
+    }
+    fail_entry(mgr, e, st, err);
+    pthread_mutex_unlock(&mgr->lock);
+    return st;
+}
+
+/* A step of a manifest's fallback chain: the caller's config with another
+ * model (and, falling back across languages, no language). */
+typedef struct chain_step {
+    ttsm_manager *mgr;
+    ttsm_load_config cfg;
+    const ttsm__canon *canon; /* cfg already canonical (the first try), or NULL */
+} chain_step;
+
+static ttsm_status load_step(void *user, ttsm_model **out, ttsm_error *err)
+{
+    chain_step *cs = user;
+    if (cs->canon)
+        return load_once(cs->mgr, cs->canon, out, err);
+    ttsm__canon c;
+    ttsm_status st = ttsm__canonicalize(&cs->cfg, &c, err);
+    return st != TTSM_OK ? st : load_once(cs->mgr, &c, out, err);
+}
+
+/* Device -> cpu when the caller allowed it (a manager option, since params
+ * are part of the key). */
+static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                                             const ttsm__canon *canon, ttsm_model **out,
+                                             ttsm_error *err)
+{
+    ttsm_error first;
+    chain_step cs = {mgr, *cfg, canon};
+    ttsm_status st = load_step(&cs, out, &first);
+    if (st == TTSM_OK)
+        return st;
+    char dev[TTSM_DEVICE_NAME_MAX];
+    if (st == TTSM_ERR_OUT_OF_MEMORY && mgr->opt.allow_cpu_fallback &&
+        ttsm_device_resolve(cfg->device, dev, sizeof dev, NULL) == TTSM_OK &&
+        strcmp(dev, "cpu") != 0) {
+        cs.cfg.device = "cpu";
+        cs.canon = NULL;
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "falling back to cpu: %s", first.message);
+        st = load_step(&cs, out, err);
+        if (st != TTSM_OK)
+            ttsm__err_add_attempt(err, first.code, first.message);
+        return st;
+    }
+    if (err)
+        *err = first;
+    return st;
+}
+
+static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *err)
+{
+    chain_step *cs = user;
+    return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, out, err);
+}
+
+/* ---- the hit memo (see manager.h) ----------------------------- */
+
+/* The config's fields, each as a presence byte and the string with its NUL;
+ * 0 when it holds a model_path or does not fit. */
+static size_t raw_config(const ttsm_load_config *c, char *buf, size_t size)
+{
+    if (c->model_path)
+        return 0;
+    const char *f[] = {c->engine, c->model_type, c->model_name, c->device, c->language,
+                       c->repo_id};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof f / sizeof f[0] + 2 * c->n_params; i++) {
+        size_t k = i - sizeof f / sizeof f[0];
+        const char *v = i < sizeof f / sizeof f[0] ? f[i]
+                        : k % 2 == 0             ? c->params[k / 2].key
+                                                 : c->params[k / 2].value;
+        size_t l = v ? strlen(v) + 1 : 0;
+        if (n + 1 + l > size)
+            return 0;
+        buf[n++] = v ? 1 : 0;
+        if (v) {
+            memcpy(buf + n, v, l);
+            n += l;
+        }
+    }
+    return n;
+}
+
+/* A hit through the memo. @return 1 with *out set, or 0: take the full path. */
+static int memo_hit(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
+                    ttsm_model **out)
+{
+    ttsm__memo_slot *slot = &mgr->memo[h % TTSM__MEMO_SLOTS];
+    uint64_t now = now_ns(mgr), gen = ttsm__config_generation();
+    int hit = 0;
+    pthread_mutex_lock(&mgr->lock);
+    if (slot->raw && slot->hash == h && slot->gen == gen && slot->raw_len == len &&
+        memcmp(slot->raw, raw, len) == 0) {
+        sweep_locked(mgr, now);
+        ttsm__entry *e = find(mgr, slot->key);
+        if (e && e->state == TTSM__READY) {
+            atomic_fetch_add(&e->refs, 1);
+            mgr->stats.hits++;
+            e->last_used = now;
+            list_touch(mgr, e);
+            *out = &e->m;
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return hit;
+}
+
+static void memo_fill(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
+                      const ttsm_load_config *canonical)
+{
+    char key[TTSM_KEY_HEX_SIZE];
+    if (ttsm__cache_key_of(canonical, key, NULL) != TTSM_OK)
+        return;
+    char *copy = ttsm__malloc(len);
+    if (!copy)
+        return; /* the memo is an optimisation: without it, hits take the full path */
+    memcpy(copy, raw, len);
+    ttsm__memo_slot *slot = &mgr->memo[h % TTSM__MEMO_SLOTS];
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__free(slot->raw);
+    slot->raw = copy;
+    slot->raw_len = len;
+    slot->hash = h;
+    slot->gen = ttsm__config_generation();
+    memcpy(slot->key, key, sizeof key);
+    pthread_mutex_unlock(&mgr->lock);
+}
+
+ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
+                      ttsm_error *err)
+{
+    if (!mgr || !cfg || !out)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
+                         "manager, config and out must not be NULL");
+    char raw[1024];
+    size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
+                         ? raw_config(cfg, raw, sizeof raw)
+                         : 0;
+    uint64_t h = raw_len ? XXH3_64bits(raw, raw_len) : 0;
+    if (raw_len && memo_hit(mgr, raw, raw_len, h, out))
+        return TTSM_OK;
+    ttsm__canon c;
+    ttsm_status st = ttsm__canonicalize(cfg, &c, err);
+    if (st != TTSM_OK)
+        return st;
+    if (raw_len)
+        memo_fill(mgr, raw, raw_len, h, &c.cfg);
+    /* The full path canonicalises once: the first try reuses `c`. */
+    if (!c.manifest || !c.manifest->has_fallback)
+        return load_with_device_fallback(mgr, cfg, &c, out, err);
+
+    /* The chain a manifest declares (ENGINES.md): the model asked for; a
+     * variant's base model; for a language other than English, the
+     * engine's language_fallback model. Each step is a full load, so a
+     * fallback that lands on an entry already cached is a hit. */
+    const ttsm__manifest *m = c.manifest;
+    const ttsm__model_spec *ms = c.model;
+    chain_step steps[3];
+    ttsm_fallback_step fs[3];
+    size_t n = 0;
+    steps[n] = (chain_step){mgr, *cfg, &c};
+    fs[n] = (ttsm_fallback_step){ms->name, load_device_step, &steps[n], NULL, NULL};
+    n++;
+    if (ms->variant_of) {
+        steps[n] = (chain_step){mgr, *cfg, NULL};
+        steps[n].cfg.model_name = ms->variant_of;
+        steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
+        fs[n] = (ttsm_fallback_step){ms->variant_of, load_device_step, &steps[n],
+                                     ttsm_fallback_if_missing_or_bad, NULL};
+        n++;
+    }
+    const ttsm__model_spec *lf = ttsm__manifest_model(m, m->language_fallback);
+    if (lf && lf != ms && ms->language && lf->language && strcmp(ms->language, lf->language) != 0) {
+        steps[n] = (chain_step){mgr, *cfg, NULL};
+        steps[n].cfg.model_name = lf->name;
+        steps[n].cfg.language = NULL;
+        steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
+        fs[n] = (ttsm_fallback_step){lf->name, load_device_step, &steps[n],
+                                     ttsm_fallback_if_missing_or_bad, NULL};
+        n++;
+    }
+    if (n == 1)
+        return load_with_device_fallback(mgr, cfg, &c, out, err);
+    st = ttsm_fallback_run(fs, n, out, err);
+    if (st == TTSM_OK && strcmp((*out)->label, ms->name) != 0)
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name, ms->name,
+                  (*out)->label);
+    return st;
+}
+
+/* ---- references, pin, unload, invalidate ------------------------------- */
+
+void ttsm_model_retain(ttsm_model *model)
+{
+    if (model)
+        atomic_fetch_add(&ttsm__entry_of(model)->refs, 1);
+}
+
+void ttsm_model_release(ttsm_model *model)
+{
+    if (!model)
+        return;
+    ttsm__entry *m = ttsm__entry_of(model);
+    ttsm_manager *mgr = m->mgr;
+    uint64_t now = now_ns(mgr);
+    int last = 0;
+    pthread_mutex_lock(&mgr->lock);
+    size_t before = atomic_fetch_sub(&m->refs, 1);
+    if (before == 1) {
+        m->last_used = now;
+        /* The list stays ordered by last use, so eviction takes the least
+         * recently used and the keep-alive sweep can stop early. */
+        if (m->state == TTSM__READY)
+            list_touch(mgr, m);
+        if (m->state == TTSM__ORPHAN && m->waiters == 0)
+            last = entry_free(mgr, m);
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    if (last)
+        manager_free(mgr);
+}
+
+static ttsm_status with_entry(ttsm_manager *mgr, const char *key, ttsm__entry **out,
+                              ttsm_error *err)
+{
+    *out = key ? find(mgr, key) : NULL;
+    if (!*out)
+        return ttsm__err(err, TTSM_ERR_NOT_FOUND, key ? key : "(null)", "not loaded",
+                         "no cache entry has this key");
+    return TTSM_OK;
+}
+
+static ttsm_status set_pin(ttsm_manager *mgr, const char *key, int pin, ttsm_error *err)
+{
+    if (!mgr)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "pin", "invalid argument", "manager");
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__entry *e;
+    ttsm_status st = with_entry(mgr, key, &e, err);
+    if (st == TTSM_OK)
+        e->pinned = pin;
+    pthread_mutex_unlock(&mgr->lock);
+    return st;
+}
+
+ttsm_status ttsm_pin(ttsm_manager *mgr, const char *key, ttsm_error *err)
+{
+    return set_pin(mgr, key, 1, err);
+}
+
+ttsm_status ttsm_unpin(ttsm_manager *mgr, const char *key, ttsm_error *err)
+{
+    return set_pin(mgr, key, 0, err);
+}
+
+ttsm_status ttsm_unload(ttsm_manager *mgr, const char *key, ttsm_error *err)
+{
+    if (!mgr)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "unload", "invalid argument", "manager");
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__entry *e;
+    ttsm_status st = with_entry(mgr, key, &e, err);
+    if (st == TTSM_OK) {
+        size_t refs = atomic_load(&e->refs);
+        if (e->state == TTSM__LOADING || refs || e->waiters) {
+            st = ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, key, "in use",
+                           e->state == TTSM__LOADING ? "the entry is still loading"
+                                                     : "the entry has %zu references",
+                           refs);
+            ttsm__err_hint(err, "release the model first, or invalidate it");
+        } else {
+            ttsm__logf(&mgr->log, TTSM_LOG_INFO, "unload %s (%s/%s on %s)", e->m.key, e->m.engine,
+                      e->m.label, e->m.device);
+            list_remove(mgr, e);
+            mgr->stats.unloads++;
+            entry_free(mgr, e);
+        }
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return st;
+}
+
+ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_error *err)
+{
+    if (!mgr)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "invalidate", "invalid argument",
+                         "manager");
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__entry *e;
+    ttsm_status st = with_entry(mgr, key, &e, err);
+    if (st == TTSM_OK && e->state == TTSM__LOADING)
+        st = ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, key, "in use", "the entry is still loading");
+    if (st == TTSM_OK) {
+        int known = 0;
+        for (size_t i = 0; i < mgr->n_invalid && !known; i++)
+            known = strcmp(mgr->invalid[i], key) == 0;
+        char *copy = known ? NULL : ttsm__strdup(key);
+        if (!known && (!copy || ttsm__grow((void **)&mgr->invalid, &mgr->cap_invalid,
+                                           mgr->n_invalid + 1, sizeof *mgr->invalid,
+                                           1u << 20) != 0)) {
+            ttsm__free(copy);
+            st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, key, "out of memory", "invalidation");
+        } else {
+            if (copy)
+                mgr->invalid[mgr->n_invalid++] = copy;
+            ttsm__logf(&mgr->log, TTSM_LOG_INFO, "invalidate %s (%s/%s on %s)", e->m.key, e->m.engine,
+                      e->m.label, e->m.device);
+            list_remove(mgr, e);
+            mgr->stats.invalidations++;
+            e->state = TTSM__ORPHAN;
+            mgr->n_orphans++;
+            if (atomic_load(&e->refs) == 0 && e->waiters == 0)
+                entry_free(mgr, e);
+        }
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return st;
+}
+
+void ttsm_manager_destroy(ttsm_manager *mgr)
+{
+    if (!mgr)
+        return;
+    pthread_mutex_lock(&mgr->lock);
+    mgr->closing = 1;
+    while (mgr->head) {
+        ttsm__entry *e = mgr->head;
+        list_remove(mgr, e);
+        if (atomic_load(&e->refs) == 0 && e->waiters == 0) {
+            entry_free(mgr, e);
+        } else {
+            e->state = TTSM__ORPHAN;
+            mgr->n_orphans++;
+        }
+    }
+    int last = mgr->n_alive == 0;
+    pthread_mutex_unlock(&mgr->lock);
+    if (last)
+        manager_free(mgr);
+}
+
+/* ---- listing and stats -------------------------------------------------- */
+
+ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *n,
+                              ttsm_error *err)
+{
+    if (!mgr || !out || !n)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "list", "invalid argument",
+                         "manager, out and n must not be NULL");
+    uint64_t now = now_ns(mgr);
+    pthread_mutex_lock(&mgr->lock);
+    sweep_locked(mgr, now);
+    size_t count = mgr->n_cached;
+    ttsm_entry_info *v = ttsm__calloc(count ? count : 1, sizeof *v);
+    if (!v) {
+        pthread_mutex_unlock(&mgr->lock);
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "list", "out of memory", "listing");
+    }
+    size_t i = 0;
+    for (ttsm__entry *e = mgr->head; e; e = e->next, i++) {
+        memcpy(v[i].key, e->m.key, sizeof v[i].key);
+        ttsm__format_trunc(v[i].engine, sizeof v[i].engine, "%s", e->m.engine);
+        ttsm__format_trunc(v[i].model, sizeof v[i].model, "%s", e->m.label);
+        memcpy(v[i].device, e->m.device, sizeof v[i].device);
+        v[i].bytes = e->m.bytes;
+        v[i].refs = atomic_load(&e->refs);
+        v[i].pinned = e->pinned;
+        v[i].loading = e->state == TTSM__LOADING;
+        v[i].idle_seconds = v[i].refs || v[i].loading || now < e->last_used
+                                ? 0.0
+                                : (double)(now - e->last_used) / 1e9;
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    *out = v;
+    *n = count;
+    return TTSM_OK;
+}
+
+void ttsm_manager_get_stats(ttsm_manager *mgr, ttsm_manager_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!mgr)
+        return;
+    pthread_mutex_lock(&mgr->lock);
+    *out = mgr->stats;
+    out->entries = mgr->n_cached;
+    out->orphans = mgr->n_orphans;
+    out->n_devices = mgr->n_devs;
+    out->checkpoint_opens = ttsm__pool_opens(&mgr->pool);
+    for (size_t i = 0; i < mgr->n_devs; i++) {
+        ttsm_device_stats *d = &out->devices[i];
+        memcpy(d->device, mgr->devs[i].name, sizeof d->device);
+        d->budget = mgr->devs[i].budget;
+        d->in_use = mgr->devs[i].in_use;
+        d->reserved = mgr->devs[i].reserved;
+        d->peak = mgr->devs[i].peak;
+        d->entries = mgr->devs[i].entries;
+    }
+    pthread_mutex_unlock(&mgr->lock);
+}

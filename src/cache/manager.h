@@ -1,0 +1,78 @@
+/* manager.h - the manager and its cache entries (manager.c). An entry wraps
+ * the model its factory built (engines/model.h) with the cache's own
+ * bookkeeping: state, references, waiters, pin, last use, list links. */
+#ifndef TTSM_CACHE_MANAGER_H
+#define TTSM_CACHE_MANAGER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "ttsm.h"
+#include "base/log.h"
+#include "formats/pool.h"
+#include "engines/model.h"
+
+enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED };
+
+typedef struct ttsm__entry {
+    ttsm_model m; /* first: the ttsm_model handle a caller holds is its entry */
+    ttsm_manager *mgr;
+    int state;
+    int slot; /* in mgr->devs */
+    _Atomic size_t refs;
+    size_t waiters; /* threads waiting for this load (under the lock) */
+    int pinned;
+    uint64_t last_used;
+    ttsm_status fail_st;
+    ttsm_error *fail_err;            /* for waiters of a failed load */
+    struct ttsm__entry *prev, *next; /* cache list, least recently used first */
+    struct ttsm__entry *hnext;       /* the next entry in its key-index bucket */
+} ttsm__entry;
+
+/* The entry of a model handle the manager gave out. */
+static inline ttsm__entry *ttsm__entry_of(ttsm_model *m)
+{
+    return (ttsm__entry *)(void *)m;
+}
+
+/* The hit memo: a config seen before (without model_path, whose canonical
+ * form depends on the file system) maps straight to its key, so a hit
+ * skips canonicalisation. Valid while the process-wide configuration
+ * generation (engines, backends, CUDA discovery) is unchanged. */
+#define TTSM__MEMO_SLOTS 64
+typedef struct ttsm__memo_slot {
+    uint64_t hash, gen;
+    char *raw; /* the config's fields as ttsm_load saw them */
+    size_t raw_len;
+    char key[TTSM_KEY_HEX_SIZE];
+} ttsm__memo_slot;
+
+typedef struct ttsm__devslot {
+    char name[TTSM_DEVICE_NAME_MAX];
+    uint64_t budget; /* configured; UINT64_MAX none */
+    uint64_t in_use, reserved, peak;
+    size_t entries;
+} ttsm__devslot;
+
+struct ttsm_manager {
+    ttsm_manager_options opt;
+    ttsm__logger log;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    ttsm__entry *head, *tail; /* the cache: LRU order */
+    ttsm__entry **buckets;    /* key index over the cache list (chained) */
+    ttsm__memo_slot memo[TTSM__MEMO_SLOTS];
+    size_t n_buckets;         /* 0 or a power of two */
+    size_t n_cached, n_orphans, n_alive;
+    int closing;
+    ttsm__devslot devs[TTSM_MANAGER_MAX_DEVICES];
+    size_t n_devs;
+    char **invalid; /* keys invalidated and not rebuilt yet: recovery pending */
+    size_t n_invalid, cap_invalid;
+    ttsm_manager_stats stats;
+    /* The opened checkpoints. The pool has its own lock, taken after `lock`
+     * (never before): opening headers must not stall hits on other keys. */
+    ttsm__pool pool;
+};
+
+#endif

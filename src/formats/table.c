@@ -1,0 +1,633 @@
+/* table.c - the tensor table every reader fills: the checkpoint's files
+ * (mapped or read), storages, tensors with their O(1) name index, metadata,
+ * and tensor data access in mmap and read mode. The readers only parse;
+ * everything they find lands here, checked. */
+#define _GNU_SOURCE
+#include "formats/table.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "base/alloc.h"
+
+#define DEFAULT_MAX_INFLATE (64ull << 30)
+
+const char *ttsm_format_name(ttsm_format format)
+{
+    switch (format) {
+    case TTSM_FORMAT_SAFETENSORS: return "safetensors";
+    case TTSM_FORMAT_SAFETENSORS_SHARDED: return "safetensors-sharded";
+    case TTSM_FORMAT_GGUF: return "gguf";
+    case TTSM_FORMAT_PYTORCH_ZIP: return "pytorch-zip";
+    case TTSM_FORMAT_UNKNOWN: break;
+    }
+    return "unknown";
+}
+
+ttsm_checkpoint_options ttsm_checkpoint_options_default(void)
+{
+    ttsm_checkpoint_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.io_mode = TTSM_IO_MMAP;
+    o.max_inflate_bytes = DEFAULT_MAX_INFLATE;
+    return o;
+}
+
+/* ---- arena ------------------------------------------------------------- */
+
+struct ttsm__chunk {
+    struct ttsm__chunk *next;
+    size_t used, cap;
+    _Alignas(16) unsigned char data[];
+};
+
+void *ttsm__ckpt_arena(ttsm_checkpoint *ck, size_t size, size_t align)
+{
+    struct ttsm__chunk *c = ck->chunks;
+    if (c) {
+        size_t at = (c->used + (align - 1)) & ~(align - 1);
+        if (at <= c->cap && size <= c->cap - at) {
+            c->used = at + size;
+            return c->data + at;
+        }
+    }
+    size_t cap = size > 65536 ? size : 65536;
+    c = ttsm__malloc(sizeof *c + cap);
+    if (!c)
+        return NULL;
+    c->next = ck->chunks;
+    c->cap = cap;
+    c->used = size;
+    ck->chunks = c;
+    return c->data;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+ttsm_status ttsm__ckpt_new(const char *path, const ttsm_checkpoint_options *opts,
+                           ttsm_checkpoint **out, ttsm_error *err)
+{
+    ttsm_checkpoint_options o = ttsm_checkpoint_options_default();
+    if (opts) {
+        if (opts->struct_size < sizeof o)
+            return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, path, "invalid options",
+                             "struct_size %zu is too small; start from "
+                             "ttsm_checkpoint_options_default()",
+                             opts->struct_size);
+        o = *opts;
+        o.struct_size = sizeof o;
+        if (o.io_mode != TTSM_IO_MMAP && o.io_mode != TTSM_IO_READ)
+            return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, path, "invalid options",
+                             "io_mode %d is neither TTSM_IO_MMAP nor TTSM_IO_READ", (int)o.io_mode);
+        if (o.max_inflate_bytes == 0)
+            o.max_inflate_bytes = DEFAULT_MAX_INFLATE;
+    }
+    ttsm_checkpoint *ck = ttsm__calloc(1, sizeof *ck);
+    if (!ck)
+        goto oom;
+    ck->io_mode = o.io_mode;
+    ck->max_inflate_bytes = o.max_inflate_bytes;
+    ck->path = ttsm__strdup(path);
+    if (!ck->path) {
+        ttsm__free(ck);
+        goto oom;
+    }
+    if (pthread_mutex_init(&ck->lock, NULL) != 0) {
+        ttsm__free(ck->path);
+        ttsm__free(ck);
+        goto oom;
+    }
+    *out = ck;
+    return TTSM_OK;
+oom:
+    return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, path, "out of memory",
+                     "allocating the checkpoint");
+}
+
+void ttsm_checkpoint_close(ttsm_checkpoint *ck)
+{
+    if (!ck)
+        return;
+    for (size_t i = 0; i < ck->n_storages; i++)
+        ttsm__free(ck->storages[i].mem);
+    for (size_t i = 0; i < ck->n_files; i++) {
+        ttsm__file *f = &ck->files[i];
+        if (f->map)
+            munmap(f->map, f->map_len);
+        if (f->fd >= 0)
+            close(f->fd);
+        ttsm__free(f->owned_mem);
+        ttsm__free(f->path);
+    }
+    struct ttsm__chunk *c = ck->chunks;
+    while (c) {
+        struct ttsm__chunk *n = c->next;
+        ttsm__free(c);
+        c = n;
+    }
+    ttsm__free(ck->files);
+    ttsm__free(ck->storages);
+    ttsm__free(ck->tensors);
+    ttsm__free(ck->index);
+    ttsm__free(ck->meta);
+    pthread_mutex_destroy(&ck->lock);
+    ttsm__free(ck->path);
+    ttsm__free(ck);
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static ttsm_status push_file(ttsm_checkpoint *ck, const char *path, ttsm__file **f,
+                             uint32_t *index, ttsm_error *err)
+{
+    if (ck->n_files >= TTSM__MAX_FILES)
+        return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "too many files",
+                         "more than %u shards", TTSM__MAX_FILES);
+    if (ttsm__grow((void **)&ck->files, &ck->cap_files, ck->n_files + 1, sizeof *ck->files,
+                   TTSM__MAX_FILES) != 0)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, path, "out of memory", "adding a file");
+    ttsm__file *nf = &ck->files[ck->n_files];
+    memset(nf, 0, sizeof *nf);
+    nf->fd = -1;
+    nf->path = ttsm__strdup(path);
+    if (!nf->path)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, path, "out of memory", "adding a file");
+    *index = (uint32_t)ck->n_files++;
+    *f = nf;
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t *index,
+                                ttsm_error *err)
+{
+    ttsm__file *f = NULL;
+    ttsm_status st = push_file(ck, path, &f, index, err);
+    if (st != TTSM_OK)
+        return st;
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0) {
+        int e = errno;
+        return ttsm__err(err, e == ENOENT || e == ENOTDIR ? TTSM_ERR_NOT_FOUND : TTSM_ERR_IO,
+                         path, e == ENOENT || e == ENOTDIR ? "file not found" : "cannot open",
+                         "%s", strerror(e));
+    }
+    struct stat sb;
+    if (fstat(f->fd, &sb) != 0)
+        return ttsm__err(err, TTSM_ERR_IO, path, "cannot stat", "%s", strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return ttsm__err(err, TTSM_ERR_IO, path, "cannot open",
+                         "is a directory; name a checkpoint file inside it");
+    if (!S_ISREG(sb.st_mode))
+        return ttsm__err(err, TTSM_ERR_IO, path, "cannot open", "not a regular file");
+    f->size = (uint64_t)sb.st_size;
+    if (ck->io_mode == TTSM_IO_MMAP && f->size > 0) {
+        if (f->size > SIZE_MAX)
+            return ttsm__err(err, TTSM_ERR_IO, path, "cannot map", "file too large");
+        /* Private + writable: a consumer that writes into a tensor gets its
+         * own copy of the page; the file never changes. NORESERVE keeps a
+         * huge mapping from being charged as committed memory up front. */
+        void *m = mmap(NULL, (size_t)f->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
+                       f->fd, 0);
+        if (m == MAP_FAILED)
+            return ttsm__err(err, TTSM_ERR_IO, path, "cannot map", "%s", strerror(errno));
+        f->map = m;
+        f->map_len = (size_t)f->size;
+    }
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_add_memory(ttsm_checkpoint *ck, const char *name, const void *mem,
+                                  uint64_t size, int take, uint32_t *index, ttsm_error *err)
+{
+    ttsm__file *f = NULL;
+    ttsm_status st = push_file(ck, name, &f, index, err);
+    if (st != TTSM_OK) {
+        if (take)
+            ttsm__free((void *)mem);
+        return st;
+    }
+    f->mem = mem;
+    f->size = size;
+    if (take)
+        f->owned_mem = (void *)mem;
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__file_read(const ttsm__file *f, uint64_t off, void *buf, size_t len,
+                            ttsm_error *err)
+{
+    if (off > f->size || len > f->size - off)
+        return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "truncated",
+                         "needs %zu bytes at offset %llu, file has %llu", len,
+                         (unsigned long long)off, (unsigned long long)f->size);
+    if (len == 0)
+        return TTSM_OK;
+    if (f->mem) {
+        memcpy(buf, f->mem + off, len);
+        return TTSM_OK;
+    }
+    /* Headers are read with pread even when the file is mapped: a reader
+     * that visits many small headers (a zip's local headers) would
+     * otherwise fault in a page of the mapping per header, making open
+     * cost grow with file size; and a file that shrank gives an error
+     * here instead of SIGBUS. */
+    if (f->fd < 0 && f->map) {
+        memcpy(buf, (const unsigned char *)f->map + off, len);
+        return TTSM_OK;
+    }
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(f->fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return ttsm__err(err, TTSM_ERR_IO, f->path, "read failed", "at offset %llu: %s",
+                             (unsigned long long)(off + done), strerror(errno));
+        }
+        if (n == 0)
+            return ttsm__err(err, TTSM_ERR_IO, f->path, "read failed",
+                             "file ended at offset %llu while %zu more bytes were expected "
+                             "(was it truncated after opening?)",
+                             (unsigned long long)(off + done), len - done);
+        done += (size_t)n;
+    }
+    return TTSM_OK;
+}
+
+/* ---- storages, tensors, metadata -------------------------------------- */
+
+ttsm_status ttsm__ckpt_add_storage(ttsm_checkpoint *ck, uint32_t file_index, uint64_t file_offset,
+                                   uint64_t nbytes, void *mem, uint32_t *index, ttsm_error *err)
+{
+    if (file_index != UINT32_MAX) {
+        const ttsm__file *f = &ck->files[file_index];
+        if (file_offset > f->size || nbytes > f->size - file_offset) {
+            ttsm__free(mem);
+            return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "data out of bounds",
+                             "%llu bytes at offset %llu pass the end of the file (%llu bytes)",
+                             (unsigned long long)nbytes, (unsigned long long)file_offset,
+                             (unsigned long long)f->size);
+        }
+    }
+    if (ttsm__grow((void **)&ck->storages, &ck->cap_storages, ck->n_storages + 1,
+                   sizeof *ck->storages, TTSM__MAX_TENSORS) != 0) {
+        ttsm__free(mem);
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
+                         "adding storage %zu", ck->n_storages);
+    }
+    ttsm__storage *s = &ck->storages[ck->n_storages];
+    s->file_index = file_index;
+    s->file_offset = file_offset;
+    s->nbytes = nbytes;
+    s->mem = mem;
+    s->mem_is_cache = 0;
+    *index = (uint32_t)ck->n_storages++;
+    return TTSM_OK;
+}
+
+static uint64_t name_hash(const char *s, size_t n)
+{
+    return XXH3_64bits(s, n);
+}
+
+/* Finds the slot of `name` or the empty slot where it would go. */
+static size_t index_slot(const ttsm_checkpoint *ck, const char *name, size_t len)
+{
+    size_t mask = ck->index_cap - 1;
+    size_t i = (size_t)name_hash(name, len) & mask;
+    for (;;) {
+        uint32_t t = ck->index[i];
+        if (t == UINT32_MAX)
+            return i;
+        const char *tn = ck->tensors[t].name;
+        if (strncmp(tn, name, len) == 0 && tn[len] == '\0')
+            return i;
+        i = (i + 1) & mask;
+    }
+}
+
+static int index_grow(ttsm_checkpoint *ck)
+{
+    size_t ncap = ck->index_cap ? ck->index_cap * 2 : 64;
+    uint32_t *old = ck->index;
+    size_t ocap = ck->index_cap;
+    uint32_t *n = ttsm__malloc(ncap * sizeof *n);
+    if (!n)
+        return -1;
+    memset(n, 0xff, ncap * sizeof *n);
+    ck->index = n;
+    ck->index_cap = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+        if (old[i] == UINT32_MAX)
+            continue;
+        const char *nm = ck->tensors[old[i]].name;
+        n[index_slot(ck, nm, strlen(nm))] = old[i];
+    }
+    ttsm__free(old);
+    return 0;
+}
+
+ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d,
+                                  ttsm_error *err)
+{
+    const char *file = ck->path;
+    if (d->storage < ck->n_storages && ck->storages[d->storage].file_index != UINT32_MAX)
+        file = ck->files[ck->storages[d->storage].file_index].path;
+    int nlen = d->name_len > 200 ? 200 : (int)d->name_len;
+
+    if (d->name_len == 0 || d->name_len > TTSM__MAX_NAME_LEN || memchr(d->name, 0, d->name_len))
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "bad tensor name",
+                         "tensor %zu has a name that is empty, longer than %u bytes or holds NUL",
+                         ck->n_tensors, TTSM__MAX_NAME_LEN);
+    if (ck->n_tensors >= TTSM__MAX_TENSORS)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "too many tensors", "more than %u",
+                         TTSM__MAX_TENSORS);
+    if (d->rank > TTSM__MAX_RANK)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "rank too large",
+                         "tensor '%.*s' has rank %u, the limit is %u", nlen, d->name, d->rank,
+                         TTSM__MAX_RANK);
+    if (d->storage >= ck->n_storages)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "bad storage",
+                         "tensor '%.*s' names storage %u of %zu", nlen, d->name, d->storage,
+                         ck->n_storages);
+    uint32_t be, bb;
+    if (ttsm_dtype_block(d->dtype, &be, &bb) != 0)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "unknown dtype",
+                         "tensor '%.*s' has dtype %d", nlen, d->name, (int)d->dtype);
+
+    uint64_t n = 1;
+    for (uint32_t i = 0; i < d->rank; i++) {
+        if (d->shape[i] < 0)
+            return ttsm__err(err, TTSM_ERR_FORMAT, file, "negative dimension",
+                             "tensor '%.*s' dimension %u is %lld", nlen, d->name, i,
+                             (long long)d->shape[i]);
+        if (__builtin_mul_overflow(n, (uint64_t)d->shape[i], &n) || n > (uint64_t)INT64_MAX)
+            return ttsm__err(err, TTSM_ERR_FORMAT, file, "element count overflows",
+                             "tensor '%.*s' shape product exceeds 2^63", nlen, d->name);
+    }
+    /* Block-quantised types quantise each row; the bit-packed F4/F6 types
+     * pack the flattened elements, so only their total must fill bytes. */
+    int per_row = be > 1 && d->dtype != TTSM_DTYPE_F4 && d->dtype != TTSM_DTYPE_F6_E2M3 &&
+                  d->dtype != TTSM_DTYPE_F6_E3M2;
+    if (d->rank > 0 && per_row && d->shape[d->rank - 1] % be != 0)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "block size mismatch",
+                         "tensor '%.*s' of %s: innermost dimension %lld is not a multiple of "
+                         "the block size %u",
+                         nlen, d->name, ttsm_dtype_name(d->dtype), (long long)d->shape[d->rank - 1],
+                         be);
+    uint64_t nbytes;
+    if (ttsm__dtype_bytes(d->dtype, n, &nbytes) != 0)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "bad element count",
+                         "tensor '%.*s' has %llu elements of %s: not a whole number of blocks "
+                         "of %u or the byte size overflows",
+                         nlen, d->name, (unsigned long long)n, ttsm_dtype_name(d->dtype), be);
+
+    int64_t *shape = ttsm__ckpt_arena(ck, sizeof(int64_t) * (d->rank ? 2 * d->rank : 1), 8);
+    char *name = ttsm__ckpt_arena(ck, d->name_len + 1, 1);
+    if (!shape || !name)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
+                         "adding tensor '%.*s'", nlen, d->name);
+    int64_t *strides = shape + d->rank;
+    int contiguous = 1;
+    int64_t expect = 1;
+    for (uint32_t i = d->rank; i-- > 0;) {
+        shape[i] = d->shape[i];
+        strides[i] = d->strides ? d->strides[i] : expect;
+        if (strides[i] != expect && shape[i] != 1)
+            contiguous = 0;
+        if (strides[i] < 0)
+            return ttsm__err(err, TTSM_ERR_FORMAT, file, "negative stride",
+                             "tensor '%.*s' stride %u is %lld", nlen, d->name, i,
+                             (long long)strides[i]);
+        if (__builtin_mul_overflow(expect, shape[i] ? shape[i] : 1, &expect))
+            expect = INT64_MAX;
+    }
+    if (!contiguous) {
+        if (be > 1)
+            return ttsm__err(err, TTSM_ERR_FORMAT, file, "strided block tensor",
+                             "tensor '%.*s' of %s is not contiguous", nlen, d->name,
+                             ttsm_dtype_name(d->dtype));
+        /* Span of a strided view: 1 + sum((dim - 1) * stride) elements. */
+        uint64_t span = 1;
+        for (uint32_t i = 0; i < d->rank && n > 0; i++) {
+            uint64_t t;
+            if (__builtin_mul_overflow((uint64_t)(shape[i] - 1), (uint64_t)strides[i], &t) ||
+                __builtin_add_overflow(span, t, &span))
+                return ttsm__err(err, TTSM_ERR_FORMAT, file, "stride overflow",
+                                 "tensor '%.*s' spans more than 2^64 elements", nlen, d->name);
+        }
+        if (n == 0)
+            span = 0;
+        if (__builtin_mul_overflow(span, (uint64_t)bb, &nbytes))
+            return ttsm__err(err, TTSM_ERR_FORMAT, file, "stride overflow",
+                             "tensor '%.*s' spans more than 2^64 bytes", nlen, d->name);
+    }
+    const ttsm__storage *s = &ck->storages[d->storage];
+    if (d->storage_offset > s->nbytes || nbytes > s->nbytes - d->storage_offset)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "tensor outside its storage",
+                         "tensor '%.*s' needs %llu bytes at storage offset %llu, the storage has "
+                         "%llu",
+                         nlen, d->name, (unsigned long long)nbytes,
+                         (unsigned long long)d->storage_offset, (unsigned long long)s->nbytes);
+    memcpy(name, d->name, d->name_len);
+    name[d->name_len] = '\0';
+
+    if (ck->index_cap == 0 || (ck->n_tensors + 1) * 2 > ck->index_cap) {
+        if (index_grow(ck) != 0)
+            return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
+                             "indexing tensor '%.*s'", nlen, d->name);
+    }
+    size_t slot = index_slot(ck, name, d->name_len);
+    if (ck->index[slot] != UINT32_MAX)
+        return ttsm__err(err, TTSM_ERR_FORMAT, file, "duplicate tensor name",
+                         "'%.*s' appears twice", nlen, d->name);
+    if (ttsm__grow((void **)&ck->tensors, &ck->cap_tensors, ck->n_tensors + 1, sizeof *ck->tensors,
+                   TTSM__MAX_TENSORS) != 0)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
+                         "adding tensor '%.*s'", nlen, d->name);
+    ttsm_tensor_info *t = &ck->tensors[ck->n_tensors];
+    t->name = name;
+    t->dtype = d->dtype;
+    t->rank = d->rank;
+    t->shape = shape;
+    t->strides = strides;
+    t->contiguous = contiguous;
+    t->n_elements = n;
+    t->nbytes = nbytes;
+    t->storage_index = d->storage;
+    t->storage_offset = d->storage_offset;
+    if (s->file_index != UINT32_MAX) {
+        t->file_index = s->file_index;
+        t->file_offset = s->file_offset + d->storage_offset;
+    } else {
+        t->file_index = 0;
+        t->file_offset = UINT64_MAX;
+    }
+    ck->index[slot] = (uint32_t)ck->n_tensors++;
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
+                                const char *json, ttsm_error *err)
+{
+    if (ck->n_meta >= TTSM__MAX_METADATA)
+        return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "too much metadata", "more than %u keys",
+                         TTSM__MAX_METADATA);
+    /* Metadata is small in number (tens of keys); a linear duplicate check
+     * keeps the structure simple. Files with many keys hit the cap above. */
+    if (ck->n_meta < 4096) {
+        for (size_t i = 0; i < ck->n_meta; i++)
+            if (strcmp(ck->meta[i].pub.key, key) == 0)
+                return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "duplicate metadata key",
+                                 "'%.200s' appears twice", key);
+    }
+    if (ttsm__grow((void **)&ck->meta, &ck->cap_meta, ck->n_meta + 1, sizeof *ck->meta,
+                   TTSM__MAX_METADATA) != 0)
+        goto oom;
+    size_t kl = strlen(key) + 1, tl = strlen(type) + 1, jl = strlen(json) + 1;
+    char *k = ttsm__ckpt_arena(ck, kl, 1), *t = ttsm__ckpt_arena(ck, tl, 1),
+         *j = ttsm__ckpt_arena(ck, jl, 1);
+    if (!k || !t || !j)
+        goto oom;
+    memcpy(k, key, kl);
+    memcpy(t, type, tl);
+    memcpy(j, json, jl);
+    ck->meta[ck->n_meta].pub.key = k;
+    ck->meta[ck->n_meta].pub.type = t;
+    ck->meta[ck->n_meta].pub.json = j;
+    ck->n_meta++;
+    return TTSM_OK;
+oom:
+    return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
+                     "adding metadata '%.200s'", key);
+}
+
+/* ---- accessors -------------------------------------------------------- */
+
+ttsm_format ttsm_checkpoint_format(const ttsm_checkpoint *ck)
+{
+    return ck ? ck->format : TTSM_FORMAT_UNKNOWN;
+}
+uint32_t ttsm_checkpoint_version(const ttsm_checkpoint *ck)
+{
+    return ck ? ck->version : 0;
+}
+ttsm_io_mode ttsm_checkpoint_io_mode(const ttsm_checkpoint *ck)
+{
+    return ck ? ck->io_mode : TTSM_IO_MMAP;
+}
+size_t ttsm_checkpoint_file_count(const ttsm_checkpoint *ck)
+{
+    return ck ? ck->n_files : 0;
+}
+const char *ttsm_checkpoint_file_path(const ttsm_checkpoint *ck, size_t i)
+{
+    return ck && i < ck->n_files ? ck->files[i].path : NULL;
+}
+uint64_t ttsm_checkpoint_file_size(const ttsm_checkpoint *ck, size_t i)
+{
+    return ck && i < ck->n_files ? ck->files[i].size : 0;
+}
+size_t ttsm_checkpoint_tensor_count(const ttsm_checkpoint *ck)
+{
+    return ck ? ck->n_tensors : 0;
+}
+const ttsm_tensor_info *ttsm_checkpoint_tensor(const ttsm_checkpoint *ck, size_t i)
+{
+    return ck && i < ck->n_tensors ? &ck->tensors[i] : NULL;
+}
+const ttsm_tensor_info *ttsm_checkpoint_find(const ttsm_checkpoint *ck, const char *name)
+{
+    if (!ck || !name || ck->index_cap == 0)
+        return NULL;
+    uint32_t t = ck->index[index_slot(ck, name, strlen(name))];
+    return t == UINT32_MAX ? NULL : &ck->tensors[t];
+}
+uint64_t ttsm_checkpoint_total_bytes(const ttsm_checkpoint *ck)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; ck && i < ck->n_storages; i++)
+        total += ck->storages[i].nbytes;
+    return total;
+}
+size_t ttsm_checkpoint_metadata_count(const ttsm_checkpoint *ck)
+{
+    return ck ? ck->n_meta : 0;
+}
+const ttsm_metadata_entry *ttsm_checkpoint_metadata(const ttsm_checkpoint *ck, size_t i)
+{
+    return ck && i < ck->n_meta ? &ck->meta[i].pub : NULL;
+}
+const ttsm_metadata_entry *ttsm_checkpoint_metadata_find(const ttsm_checkpoint *ck,
+                                                         const char *key)
+{
+    for (size_t i = 0; ck && key && i < ck->n_meta; i++)
+        if (strcmp(ck->meta[i].pub.key, key) == 0)
+            return &ck->meta[i].pub;
+    return NULL;
+}
+
+/* ---- data ------------------------------------------------------------- */
+
+ttsm_status ttsm_checkpoint_tensor_data(ttsm_checkpoint *ck, const ttsm_tensor_info *t,
+                                        const void **data, ttsm_error *err)
+{
+    if (!ck || !t || !data || t < ck->tensors || t >= ck->tensors + ck->n_tensors)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, ck ? ck->path : NULL,
+                         "ttsm_checkpoint_tensor_data", "tensor does not belong to checkpoint");
+    ttsm__storage *s = &ck->storages[t->storage_index];
+    static const unsigned char empty[64];
+    if (s->file_index == UINT32_MAX) {
+        *data = s->mem ? (const unsigned char *)s->mem + t->storage_offset : empty;
+        return TTSM_OK;
+    }
+    const ttsm__file *f = &ck->files[s->file_index];
+    if (s->nbytes == 0) {
+        *data = empty;
+        return TTSM_OK;
+    }
+    if (f->mem) {
+        *data = f->mem + s->file_offset + t->storage_offset;
+        return TTSM_OK;
+    }
+    if (f->map) {
+        *data = (const unsigned char *)f->map + s->file_offset + t->storage_offset;
+        return TTSM_OK;
+    }
+    ttsm_status st = TTSM_OK;
+    pthread_mutex_lock(&ck->lock);
+    if (!s->mem) {
+        if (s->nbytes > SIZE_MAX) {
+            st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->path, "out of memory",
+                           "storage of %llu bytes", (unsigned long long)s->nbytes);
+        } else {
+            void *buf = ttsm__aligned_alloc(64, (size_t)s->nbytes);
+            if (!buf)
+                st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->path, "out of memory",
+                               "reading %llu bytes for tensor '%.200s'",
+                               (unsigned long long)s->nbytes, t->name);
+            else if ((st = ttsm__file_read(f, s->file_offset, buf, (size_t)s->nbytes, err)) !=
+                     TTSM_OK) {
+                /* The header promised these bytes; a short read now means the
+                 * file changed under us: that is I/O, not format. */
+                if (err && st == TTSM_ERR_FORMAT)
+                    err->code = st = TTSM_ERR_IO;
+                ttsm__free(buf);
+            } else {
+                s->mem = buf;
+                s->mem_is_cache = 1;
+            }
+        }
+    }
+    if (st == TTSM_OK)
+        *data = (const unsigned char *)s->mem + t->storage_offset;
+    pthread_mutex_unlock(&ck->lock);
+    return st;
+}

@@ -1,0 +1,121 @@
+/* table.h - the contract between the format readers and the tensor table
+ * (table.c). A reader parses headers (through ttsm__file_read, never
+ * trusting a size) and describes what it found with the ttsm__ckpt_add_*
+ * builders; the table owns files, mappings, tensors, the name index,
+ * metadata and data access in both I/O modes. */
+#ifndef TTSM_FORMATS_TABLE_H
+#define TTSM_FORMATS_TABLE_H
+
+#include <pthread.h>
+
+#include "ttsm.h"
+#include "base/dtype.h"
+#include "base/error.h"
+
+/* Caps on what a file may make us allocate (each has a test). */
+#define TTSM__MAX_TENSORS (1u << 24)        /* 16.7 M tensors */
+#define TTSM__MAX_NAME_LEN (1u << 16)       /* bytes in one tensor name or key */
+#define TTSM__MAX_RANK 32u
+#define TTSM__MAX_METADATA (1u << 20)       /* metadata entries */
+#define TTSM__MAX_FILES 4096u               /* shards */
+
+/* A source of bytes: a file on disk, or memory (fuzzing, inflated members). */
+typedef struct ttsm__file {
+    char *path;          /* as given (for messages and the API) */
+    int fd;              /* -1 for memory-backed sources */
+    uint64_t size;
+    const uint8_t *mem;  /* memory-backed: the bytes (borrowed or owned) */
+    void *owned_mem;     /* freed on close when set */
+    void *map;           /* mmap mode: private mapping of the whole file */
+    size_t map_len;
+} ttsm__file;
+
+/* Where a storage's bytes are: a byte range of a file, or owned memory. */
+typedef struct ttsm__storage {
+    uint32_t file_index; /* UINT32_MAX when in memory */
+    uint64_t file_offset;
+    uint64_t nbytes;
+    void *mem;           /* owned bytes (deflated members), or read-mode cache */
+    int mem_is_cache;    /* 1: mem is the read-mode copy of the file range */
+} ttsm__storage;
+
+typedef struct ttsm__meta {
+    ttsm_metadata_entry pub;
+} ttsm__meta;
+
+struct ttsm_checkpoint {
+    ttsm_format format;
+    uint32_t version;
+    ttsm_io_mode io_mode;
+    uint64_t max_inflate_bytes;
+    char *path;
+
+    ttsm__file *files;
+    size_t n_files, cap_files;
+
+    ttsm__storage *storages;
+    size_t n_storages, cap_storages;
+
+    ttsm_tensor_info *tensors;
+    size_t n_tensors, cap_tensors;
+
+    uint32_t *index;     /* open addressing over tensors; UINT32_MAX = empty */
+    size_t index_cap;    /* power of two */
+
+    ttsm__meta *meta;
+    size_t n_meta, cap_meta;
+
+    /* Bump arena for names, shapes and strides: one allocation per chunk. */
+    struct ttsm__chunk *chunks;
+
+    pthread_mutex_t lock; /* read-mode data loads */
+};
+
+/* Creates an empty checkpoint. */
+ttsm_status ttsm__ckpt_new(const char *path, const ttsm_checkpoint_options *opts,
+                           ttsm_checkpoint **out, ttsm_error *err);
+
+/* Opens `path` (O_RDONLY|O_CLOEXEC), records its size and, in mmap mode, maps
+ * it privately. ENOENT is TTSM_ERR_NOT_FOUND, other failures TTSM_ERR_IO. */
+ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t *index,
+                                ttsm_error *err);
+/* Adds a memory-backed source; with `take` the checkpoint frees `mem`. */
+ttsm_status ttsm__ckpt_add_memory(ttsm_checkpoint *ck, const char *name, const void *mem,
+                                  uint64_t size, int take, uint32_t *index, ttsm_error *err);
+
+/* Reads exactly `len` bytes at `off`; reading past the end is TTSM_ERR_FORMAT
+ * ("truncated: needs N bytes at offset O, file has S"). */
+ttsm_status ttsm__file_read(const ttsm__file *f, uint64_t off, void *buf, size_t len,
+                            ttsm_error *err);
+
+/* A storage: `nbytes` at `file_offset` of file `file_index` (range checked
+ * against the file size), or owned memory with file_index == UINT32_MAX and
+ * `mem` taken over by the checkpoint. */
+ttsm_status ttsm__ckpt_add_storage(ttsm_checkpoint *ck, uint32_t file_index, uint64_t file_offset,
+                                   uint64_t nbytes, void *mem, uint32_t *index, ttsm_error *err);
+
+/* A tensor. `strides` NULL means dense row-major. Computes n_elements and
+ * nbytes with overflow checks (block types need the innermost dimension to be
+ * a multiple of the block), checks that the tensor lies inside its storage
+ * and that the name is new. Names are copied. */
+typedef struct ttsm__tensor_desc {
+    const char *name;
+    size_t name_len;
+    ttsm_dtype dtype;
+    uint32_t rank;
+    const int64_t *shape;
+    const int64_t *strides;  /* NULL: contiguous */
+    uint32_t storage;
+    uint64_t storage_offset; /* bytes */
+} ttsm__tensor_desc;
+ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d,
+                                  ttsm_error *err);
+
+/* A metadata entry (all strings copied); a duplicate key is a format error. */
+ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
+                                const char *json, ttsm_error *err);
+
+/* Copies into the checkpoint's arena; NULL when out of memory. */
+void *ttsm__ckpt_arena(ttsm_checkpoint *ck, size_t size, size_t align);
+
+#endif

@@ -1,0 +1,583 @@
+/* resolve.c - finds the file of every component of a model: the explicit
+ * model_path, each models root in the ComfyUI layout (<root>/TTS/<engine
+ * folder>/<model folder>), the engine's legacy folders, then the HuggingFace
+ * hub cache in its real layout (refs -> snapshots -> blobs). Every place
+ * tried is recorded for the not-found message. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "base/alloc.h"
+#include "base/path.h"
+#include "base/strbuf.h"
+#include "formats/safetensors_index.h"
+#include "store/resolve.h"
+
+#define MAX_ROOTS 32
+
+int ttsm__hub_dir(const ttsm__roots *roots, char *out, size_t size)
+{
+    const char *v;
+    int n;
+    if (roots && roots->hf_cache && *roots->hf_cache)
+        n = snprintf(out, size, "%s", roots->hf_cache);
+    else if ((v = getenv("HF_HUB_CACHE")) && *v)
+        n = snprintf(out, size, "%s", v);
+    else if ((v = getenv("HF_HOME")) && *v)
+        n = snprintf(out, size, "%s/hub", v);
+    else if ((v = getenv("HOME")) && *v)
+        n = snprintf(out, size, "%s/.cache/huggingface/hub", v);
+    else
+        return -1;
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+static int is_file(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int is_dir(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* Looks for `pattern` ("name", "model_*.pt", "{model}.pth") in `dir`. A '*'
+ * matches the latest file in version order (model_1250000 after
+ * model_200000). @return a malloc'd path or NULL; running out of memory sets
+ * *oom, so it is not mistaken for a missing file. */
+static char *match_in(const char *dir, const char *pattern, const char *model, int *oom)
+{
+    ttsm__sb pat = {0};
+    for (const char *p = pattern; *p;) {
+        if (strncmp(p, "{model}", 7) == 0) {
+            ttsm__sb_adds(&pat, model);
+            p += 7;
+        } else {
+            ttsm__sb_add(&pat, p++, 1);
+        }
+    }
+    char *result = NULL;
+    const char *pt = ttsm__sb_str(&pat);
+    const char *star = strchr(pt, '*');
+    if (pat.failed) {
+        *oom = 1;
+        goto out;
+    }
+    if (!star) {
+        ttsm__sb full = {0};
+        ttsm__sb_addf(&full, "%s/%s", dir, pt);
+        *oom |= full.failed;
+        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+            *oom = 1;
+        ttsm__sb_free(&full);
+        goto out;
+    }
+    /* The star is in the last segment (the manifest checks that). */
+    const char *slash = strrchr(pt, '/');
+    ttsm__sb sub = {0};
+    ttsm__sb_adds(&sub, dir);
+    if (slash) {
+        ttsm__sb_adds(&sub, "/");
+        ttsm__sb_add(&sub, pt, (size_t)(slash - pt));
+    }
+    const char *name_pat = slash ? slash + 1 : pt;
+    size_t pre = (size_t)(star - name_pat), post = strlen(star + 1);
+    *oom |= sub.failed;
+    DIR *d = sub.failed ? NULL : opendir(sub.p);
+    char *best = NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] == '.' || l < pre + post || strncmp(de->d_name, name_pat, pre) != 0 ||
+            strcmp(de->d_name + l - post, star + 1) != 0)
+            continue;
+        if (!best || strverscmp(de->d_name, best) > 0) {
+            char *c = ttsm__strdup(de->d_name);
+            if (c) {
+                ttsm__free(best);
+                best = c;
+            } else {
+                *oom = 1;
+            }
+        }
+    }
+    if (d)
+        closedir(d);
+    if (best) {
+        ttsm__sb full = {0};
+        ttsm__sb_addf(&full, "%s/%s", ttsm__sb_str(&sub), best);
+        *oom |= full.failed;
+        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+            *oom = 1;
+        ttsm__sb_free(&full);
+        ttsm__free(best);
+    }
+    ttsm__sb_free(&sub);
+out:
+    ttsm__sb_free(&pat);
+    return result;
+}
+
+/* The commit a revision names in a hub repo folder: refs/<rev> holds it,
+ * or the revision is a commit itself. @return 0 found, 1 absent, -1 a
+ * malformed ref (err set). */
+static int hub_commit(const char *repo_dir, const char *rev, char commit[41], ttsm_error *err)
+{
+    size_t rl = strlen(rev);
+    int hex = rl == 40;
+    for (size_t i = 0; hex && i < 40; i++)
+        hex = (rev[i] >= '0' && rev[i] <= '9') || (rev[i] >= 'a' && rev[i] <= 'f');
+    if (hex) {
+        memcpy(commit, rev, 41);
+        return 0;
+    }
+    if (strstr(rev, "..") || rev[0] == '/') {
+        ttsm__err(err, TTSM_ERR_FORMAT, repo_dir, "unsafe revision",
+                  "\"%s\" would leave the refs folder", rev);
+        return -1;
+    }
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/refs/%s", repo_dir, rev) >= (int)sizeof path)
+        return 1;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 1;
+    char buf[64];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = '\0';
+    int ok = n == 40;
+    for (size_t i = 0; ok && i < 40; i++)
+        ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
+    if (!ok) {
+        ttsm__err(err, TTSM_ERR_FORMAT, path, "malformed ref",
+                  "expected a 40-digit commit hash, found \"%.48s\"", buf);
+        return -1;
+    }
+    memcpy(commit, buf, 41);
+    return 0;
+}
+
+/* A file found in a snapshot must resolve (through its blob symlink) to a
+ * place inside the repo's own folder. @return 0 ok, -1 escape (err set). */
+static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
+{
+    char *real_repo = realpath(repo_dir, NULL), *real_file = realpath(file, NULL);
+    int ok = real_repo && real_file && strncmp(real_file, real_repo, strlen(real_repo)) == 0 &&
+             real_file[strlen(real_repo)] == '/';
+    if (!ok)
+        ttsm__err(err, TTSM_ERR_FORMAT, file, "unsafe hub cache entry",
+                  "it resolves to %s, outside its repo folder %s; the cache is damaged or "
+                  "tampered with",
+                  real_file ? real_file : "(nothing)", real_repo ? real_repo : repo_dir);
+    free(real_repo);
+    free(real_file);
+    return ok ? 0 : -1;
+}
+
+/* A sharded index found in the hub names shards that are symlinks into
+ * blobs/ as well: each that exists must also resolve inside the repo
+ * folder. An index that does not parse is left to its reader, which says
+ * why at load. @return 0 ok, -1 escape (err set), -2 out of memory. */
+static int check_shards_inside(const char *repo_dir, const char *index, ttsm_error *err)
+{
+    static const char suffix[] = ".index.json";
+    size_t n = strlen(index);
+    const char *slash = strrchr(index, '/');
+    if (!slash || n < sizeof suffix - 1 || strcmp(index + n - (sizeof suffix - 1), suffix) != 0)
+        return 0;
+    struct stat sb;
+    FILE *fp = fopen(index, "rb");
+    if (!fp)
+        return 0;
+    if (fstat(fileno(fp), &sb) != 0 || sb.st_size <= 0 ||
+        (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
+        fclose(fp);
+        return 0;
+    }
+    size_t len = (size_t)sb.st_size;
+    char *buf = ttsm__malloc(len);
+    size_t got = buf ? fread(buf, 1, len, fp) : 0;
+    fclose(fp);
+    if (!buf)
+        return -2;
+    ttsm__st_index ix;
+    ttsm_status st = got == len ? ttsm__st_index_parse(index, buf, len, &ix, NULL) : TTSM_ERR_IO;
+    ttsm__free(buf);
+    if (st != TTSM_OK)
+        return st == TTSM_ERR_OUT_OF_MEMORY ? -2 : 0;
+    size_t dir_len = (size_t)(slash - index) + 1;
+    int rc = 0;
+    for (size_t i = 0; i < ix.n_shards && rc == 0; i++) {
+        ttsm__sb path = {0};
+        ttsm__sb_add(&path, index, dir_len);
+        ttsm__sb_adds(&path, ix.shards[i]);
+        if (path.failed)
+            rc = -2;
+        else if (stat(path.p, &sb) == 0 && check_inside(repo_dir, path.p, err) != 0)
+            rc = -1;
+        ttsm__sb_free(&path);
+    }
+    ttsm__st_index_free(&ix);
+    return rc;
+}
+
+typedef struct finder {
+    const ttsm__manifest *m;
+    const ttsm_load_config *cfg;
+    const ttsm__roots *roots;
+    char *roots_copy;
+    const char *root[MAX_ROOTS];
+    size_t n_roots;
+    char hub[PATH_MAX];
+    int have_hub;
+    int oom; /* a path could not be built: out of memory, not "not found" */
+} finder;
+
+/* Tries every alternative of `cs` in `dir`. */
+static char *try_dir(const char *dir, const ttsm__comp_spec *cs, const char *model, ttsm__sb *tried,
+                     int *oom)
+{
+    ttsm__sb_addf(tried, "%s%s", tried->len ? "; " : "", dir);
+    if (!is_dir(dir))
+        return NULL;
+    for (size_t i = 0; i < cs->n_files; i++) {
+        char *p = match_in(dir, cs->files[i], model, oom);
+        if (p)
+            return p;
+    }
+    return NULL;
+}
+
+/* Finds component `cs` of model `ms` (which may be a shared model). */
+static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_shared,
+                             const ttsm__comp_spec *cs, ttsm__resolved_comp *rc, ttsm_error *err)
+{
+    ttsm__sb tried = {0};
+    ttsm__sb dir = {0};
+    char *found = NULL;
+    const char *sub = cs->subfolder;
+    const char *mfolder = ms->folder ? ms->folder : ms->name;
+
+#define DIR_RESET() (f->oom |= dir.failed, ttsm__sb_free(&dir))
+#define DIR_SUB()                                                                               \
+    do {                                                                                        \
+        if (sub)                                                                                \
+            ttsm__sb_addf(&dir, "/%s", sub);                                                    \
+    } while (0)
+
+    /* 1. The explicit path names the model's folder (not for shared models:
+     * an explicit path is one model, its auxiliaries still come from roots). */
+    if (!found && f->cfg->model_path && !is_shared && is_dir(f->cfg->model_path)) {
+        ttsm__sb_adds(&dir, f->cfg->model_path);
+        DIR_SUB();
+        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+            rc->origin = "explicit";
+        DIR_RESET();
+    }
+    /* 2. Models roots, ComfyUI layout; 3. legacy folders. */
+    for (size_t r = 0; !found && r < f->n_roots; r++) {
+        if (ms->dir)
+            ttsm__sb_addf(&dir, "%s/TTS/%s", f->root[r], ms->dir);
+        else
+            ttsm__sb_addf(&dir, "%s/TTS/%s/%s", f->root[r], f->m->folder, mfolder);
+        DIR_SUB();
+        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+            rc->origin = "models root";
+        DIR_RESET();
+        for (size_t l = 0; !found && l < f->m->n_legacy && !ms->dir; l++) {
+            ttsm__sb_addf(&dir, "%s/%s/%s", f->root[r], f->m->legacy[l], mfolder);
+            DIR_SUB();
+            if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+                rc->origin = "legacy folder";
+            DIR_RESET();
+        }
+    }
+    /* System folders the manifest names (the Debian espeak-ng data). */
+    for (size_t d = 0; !found && d < ms->n_system_dirs; d++) {
+        ttsm__sb_adds(&dir, ms->system_dirs[d]);
+        DIR_SUB();
+        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+            rc->origin = "system folder";
+        DIR_RESET();
+    }
+    /* 4. The hub cache: the component's own repo, else the model's repos in
+     * order (the first is the primary, the rest are fallback repos); or
+     * only the repo the config names. */
+    ttsm__repo cfg_repo = {0};
+    char cfg_id[TTSM_CONFIG_VALUE_MAX + 1];
+    if (f->cfg->repo_id && !cs->repo) {
+        snprintf(cfg_id, sizeof cfg_id, "%s", f->cfg->repo_id);
+        char *at = strchr(cfg_id, '@');
+        if (at) {
+            *at = '\0';
+            cfg_repo.revision = at + 1;
+        }
+        cfg_repo.id = cfg_id;
+    }
+    /* A repo the caller names is the only one searched: its revision is
+     * part of the cache key, so falling back to another repo (or to main)
+     * would load files the key does not describe. */
+    size_t n_repos = cs->repo || cfg_repo.id ? 1 : ms->n_repos;
+    for (size_t i = 0; !found && f->have_hub && i < n_repos; i++) {
+        const ttsm__repo *repo = cs->repo ? cs->repo : cfg_repo.id ? &cfg_repo : &ms->repos[i];
+        ttsm__sb repo_dir = {0};
+        ttsm__sb_addf(&repo_dir, "%s/%s--", f->hub, repo->dataset ? "datasets" : "models");
+        for (const char *c = repo->id; *c; c++) {
+            if (*c == '/')
+                ttsm__sb_adds(&repo_dir, "--");
+            else
+                ttsm__sb_add(&repo_dir, c, 1);
+        }
+        const char *rev = repo->revision ? repo->revision : "main";
+        char commit[41];
+        f->oom |= repo_dir.failed;
+        int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, err);
+        if (hc < 0) {
+            ttsm__sb_free(&repo_dir);
+            ttsm__sb_free(&tried);
+            return TTSM_ERR_FORMAT;
+        }
+        if (hc > 0) {
+            ttsm__sb_addf(&tried, "%shub %s@%s (not in cache)", tried.len ? "; " : "", repo->id,
+                          rev);
+            ttsm__sb_free(&repo_dir);
+            continue;
+        }
+        /* Inside a snapshot: the repo subfolder, then (for the model's own
+         * repos) the component's subfolder. */
+        ttsm__sb_addf(&dir, "%s/snapshots/%s", repo_dir.p, commit);
+        if (repo->subfolder)
+            ttsm__sb_addf(&dir, "/%s", repo->subfolder);
+        if (!cs->repo)
+            DIR_SUB();
+        /* .no_exist/<commit>/<path> marks a file the hub said is absent. */
+        ttsm__sb gone = {0};
+        ttsm__sb_addf(&gone, "%s/.no_exist/%s", repo_dir.p, commit);
+        if (repo->subfolder)
+            ttsm__sb_addf(&gone, "/%s", repo->subfolder);
+        if (!cs->repo && sub)
+            ttsm__sb_addf(&gone, "/%s", sub);
+        int all_gone = 1;
+        for (size_t a = 0; a < cs->n_files && all_gone; a++) {
+            ttsm__sb g = {0};
+            ttsm__sb_addf(&g, "%s/%s", ttsm__sb_str(&gone), cs->files[a]);
+            f->oom |= g.failed;
+            all_gone = !g.failed && is_file(g.p);
+            ttsm__sb_free(&g);
+        }
+        if (all_gone && cs->n_files) {
+            ttsm__sb_addf(&tried, "%shub %s@%s (marked absent in .no_exist)",
+                          tried.len ? "; " : "", repo->id, rev);
+        } else if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom))) {
+            rc->origin = "hub cache";
+            int bad = check_inside(repo_dir.p, found, err) != 0 ? -1 : 0;
+            if (!bad)
+                bad = check_shards_inside(repo_dir.p, found, err);
+            if (bad) {
+                ttsm__free(found);
+                ttsm__sb_free(&gone);
+                ttsm__sb_free(&dir);
+                ttsm__sb_free(&repo_dir);
+                ttsm__sb_free(&tried);
+                if (bad == -2)
+                    return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory",
+                                     "checking shards");
+                return TTSM_ERR_FORMAT;
+            }
+        }
+        f->oom |= gone.failed;
+        ttsm__sb_free(&gone);
+        DIR_RESET();
+        ttsm__sb_free(&repo_dir);
+    }
+#undef DIR_RESET
+#undef DIR_SUB
+    if (tried.failed || f->oom) {
+        ttsm__free(found);
+        ttsm__sb_free(&tried);
+        ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory", "resolving");
+        return TTSM_ERR_OUT_OF_MEMORY;
+    }
+    if (found) {
+        char loc[PATH_MAX];
+        rc->path = ttsm__strdup(ttsm__path_location(found, loc, sizeof loc) == 0 ? loc : found);
+        ttsm__free(found);
+        if (!rc->path) {
+            ttsm__sb_free(&tried);
+            ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory", "resolving");
+            return TTSM_ERR_OUT_OF_MEMORY;
+        }
+    }
+    rc->searched = ttsm__sb_take(&tried);
+    return TTSM_OK;
+}
+
+static int wanted(const ttsm__comp_spec *cs, const ttsm_load_config *cfg, const ttsm__manifest *m)
+{
+    const char *type = cfg->model_type ? cfg->model_type : m->model_types[0];
+    if (cs->n_types) {
+        int ok = 0;
+        for (size_t i = 0; i < cs->n_types && !ok; i++)
+            ok = strcmp(cs->types[i], type) == 0;
+        if (!ok)
+            return 0;
+    }
+    if (cs->when_key) {
+        const ttsm__param_spec *ps = ttsm__manifest_param(m, cs->when_key);
+        const char *v = ps ? ps->def : NULL;
+        for (size_t i = 0; i < cfg->n_params; i++)
+            if (strcmp(cfg->params[i].key, cs->when_key) == 0)
+                v = cfg->params[i].value;
+        return v && strcmp(v, cs->when_value) == 0;
+    }
+    return 1;
+}
+
+static const ttsm__comp_spec *comp_named(const ttsm__model_spec *ms, const char *name,
+                                         const ttsm_load_config *cfg, const ttsm__manifest *m)
+{
+    for (size_t i = 0; i < ms->n_comps; i++)
+        if (strcmp(ms->comps[i].name, name) == 0 && ms->comps[i].files &&
+            (!ms->comps[i].when_key || wanted(&ms->comps[i], cfg, m)))
+            return &ms->comps[i];
+    return NULL;
+}
+
+ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec *model,
+                                const ttsm_load_config *cfg, const ttsm__roots *roots,
+                                ttsm__resolution *out, ttsm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->manifest = m;
+    out->model = model;
+    finder f;
+    memset(&f, 0, sizeof f);
+    f.m = m;
+    f.cfg = cfg;
+    f.roots = roots;
+    const char *dirs = roots && roots->models_dirs ? roots->models_dirs : getenv("TTSM_MODELS_PATH");
+    if (dirs && *dirs) {
+        if (!(f.roots_copy = ttsm__strdup(dirs)))
+            return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "roots");
+        char *save = NULL;
+        for (char *d = strtok_r(f.roots_copy, ":", &save); d && f.n_roots < MAX_ROOTS;
+             d = strtok_r(NULL, ":", &save))
+            f.root[f.n_roots++] = d;
+    }
+    f.have_hub = ttsm__hub_dir(roots, f.hub, sizeof f.hub) == 0;
+
+    ttsm_status st = TTSM_OK;
+    out->comps = ttsm__calloc(model->n_comps ? model->n_comps : 1, sizeof *out->comps);
+    if (!out->comps) {
+        st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "resolving");
+        goto done;
+    }
+    for (size_t i = 0; i < model->n_comps; i++) {
+        const ttsm__comp_spec *cs = &model->comps[i];
+        if (!wanted(cs, cfg, m))
+            continue;
+        ttsm__resolved_comp *rc = &out->comps[out->n_comps++];
+        rc->name = cs->name;
+        const ttsm__model_spec *src = model;
+        int is_shared = 0;
+        if (cs->borrow) {
+            src = ttsm__manifest_model(m, cs->borrow);
+            rc->borrowed = 1;
+            rc->from_model = cs->borrow;
+        } else if (cs->shared) {
+            src = ttsm__manifest_shared(m, cs->shared);
+            rc->shared = is_shared = 1;
+            rc->from_model = cs->shared;
+        }
+        const ttsm__comp_spec *spec = src == model ? cs : comp_named(src, cs->name, cfg, m);
+        rc->spec = spec;
+        if (!spec) { /* the manifest validated this; only a `when` can hide it */
+            rc->searched = ttsm__strdup("(no variant of this component for these params)");
+            out->n_missing++;
+            continue;
+        }
+        /* A borrowed component is looked for where its own model lives,
+         * so the explicit path of this model does not apply to it. */
+        ttsm_load_config sub = *cfg;
+        if (rc->borrowed)
+            sub.model_path = NULL, sub.repo_id = NULL;
+        f.cfg = &sub;
+        st = find_comp(&f, src, is_shared || rc->borrowed, spec, rc, err);
+        f.cfg = cfg;
+        if (st != TTSM_OK)
+            goto done;
+        if (!rc->path && !spec->optional && !cs->optional)
+            out->n_missing++;
+    }
+done:
+    ttsm__free(f.roots_copy);
+    if (st != TTSM_OK)
+        ttsm__resolution_free(out);
+    return st;
+}
+
+void ttsm__resolution_free(ttsm__resolution *r)
+{
+    for (size_t i = 0; r && r->comps && i < r->n_comps; i++) {
+        ttsm__free(r->comps[i].path);
+        ttsm__free(r->comps[i].searched);
+    }
+    if (r) {
+        ttsm__free(r->comps);
+        r->comps = NULL;
+        r->n_comps = 0;
+    }
+}
+
+ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subject,
+                                   ttsm_error *err)
+{
+    for (size_t i = 0; i < r->n_comps; i++) {
+        const ttsm__resolved_comp *rc = &r->comps[i];
+        if (rc->path || (rc->spec && rc->spec->optional))
+            continue;
+        /* The names looked for: "{model}" stands for the model whose files
+         * they are (RVC's Claire.pth), as match_in() substituted it. */
+        const char *owner = rc->from_model ? rc->from_model : r->model->name;
+        ttsm__sb files = {0};
+        for (size_t a = 0; rc->spec && a < rc->spec->n_files; a++) {
+            if (a)
+                ttsm__sb_adds(&files, "|");
+            for (const char *p = rc->spec->files[a]; *p;) {
+                if (strncmp(p, "{model}", 7) == 0) {
+                    ttsm__sb_adds(&files, owner);
+                    p += 7;
+                } else {
+                    ttsm__sb_add(&files, p++, 1);
+                }
+            }
+        }
+        ttsm_status st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "file not found",
+                                   "%s%s%s%s (searched: %s)", ttsm__sb_str(&files),
+                                   rc->from_model ? " from " : "",
+                                   rc->from_model ? rc->from_model : "",
+                                   rc->borrowed ? " (borrowed)" : "",
+                                   rc->searched ? rc->searched : "nowhere: no models root or hub cache");
+        ttsm__err_hint(err, "put the files under <models root>/TTS/%s%s (--models-dir or "
+                            "TTSM_MODELS_PATH), or download the repo into the HuggingFace cache",
+                       r->model->dir ? r->model->dir : r->manifest->folder,
+                       r->model->dir ? "" : "/<model>");
+        ttsm__sb_free(&files);
+        return st;
+    }
+    return TTSM_OK;
+}

@@ -1,0 +1,55 @@
+/* resolve.h - finding a model's files (DESIGN §8): explicit path,
+ * models roots in the ComfyUI layout, legacy folders, the HuggingFace hub
+ * cache. Shared by the manifest factory and the resolve report. */
+#ifndef TTSM_RESOLVE_INTERNAL_H
+#define TTSM_RESOLVE_INTERNAL_H
+
+#include "ttsm.h"
+#include "manifest/manifest.h"
+
+/* Where to look. Strings are borrowed. */
+typedef struct ttsm__roots {
+    const char *models_dirs; /* colon-separated; NULL: TTSM_MODELS_PATH */
+    const char *hf_cache;    /* NULL: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub */
+} ttsm__roots;
+
+/* One component as resolved. */
+typedef struct ttsm__resolved_comp {
+    const ttsm__comp_spec *spec;   /* the spec that provides the files */
+    const char *name;              /* component name in the model */
+    const char *from_model;        /* borrowed from / shared model name, or NULL */
+    int borrowed, shared;
+    char *path;                    /* the file (canonical), NULL when missing */
+    const char *origin;            /* "explicit", "models root", "legacy folder", "hub cache" */
+    char *searched;                /* "; "-separated places tried */
+} ttsm__resolved_comp;
+
+typedef struct ttsm__resolution {
+    const ttsm__manifest *manifest;
+    const ttsm__model_spec *model;
+    ttsm__resolved_comp *comps;
+    size_t n_comps;
+    size_t n_missing;              /* required components without a file */
+} ttsm__resolution;
+
+/* Resolves every component of `model` for `cfg` (model type, params for
+ * `when`, model_path). Missing files do not fail the call: they are marked,
+ * so `ttsm resolve` and `ttsm ls` can show them; unsafe paths (a hub symlink
+ * leaving its repo folder, a malformed ref) do fail, with TTSM_ERR_FORMAT.
+ * Free with ttsm__resolution_free. */
+ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec *model,
+                                const ttsm_load_config *cfg, const ttsm__roots *roots,
+                                ttsm__resolution *out, ttsm_error *err);
+void ttsm__resolution_free(ttsm__resolution *r);
+
+/* Fills `err` with TTSM_ERR_NOT_FOUND for the first missing required
+ * component, naming the file(s) and every place searched. */
+ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subject,
+                                   ttsm_error *err);
+
+
+/* The hub cache folder in use (static storage per call is not used: the
+ * result is written to `out`). @return 0, or -1 when none can be named. */
+int ttsm__hub_dir(const ttsm__roots *roots, char *out, size_t size);
+
+#endif
