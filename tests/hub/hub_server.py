@@ -186,6 +186,8 @@ class HubServer:
         self.root = os.path.abspath(root)
         self.verbose = verbose
         self._lock = threading.RLock()      # switches, log, options, repos, conns
+        self._idle = threading.Condition(self._lock)  # no request in flight
+        self._in_flight = 0
         self._load_lock = threading.Lock()  # one repository hashed at a time
         self._options = copy.deepcopy(DEFAULT_OPTIONS)
         self._options.update(copy.deepcopy(options))
@@ -308,9 +310,13 @@ class HubServer:
         with self._lock:
             self._repos.clear()
 
-    def requests(self, role=None, since=0):
-        """Copies of the logged requests (all, or those of one port), oldest first."""
+    def requests(self, role=None, since=0, wait=5.0):
+        """Copies of the logged requests (all, or those of one port), oldest
+        first. A client has the last byte of a response before the server has
+        finished its entry, so this first waits, up to `wait` seconds, until no
+        request is in flight (a stalled one keeps it waiting that long)."""
         with self._lock:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, wait))
             return [copy.deepcopy(e) for e in self._log
                     if e["seq"] > since and (role is None or e["port"] == role)]
 
@@ -433,7 +439,8 @@ class HubServer:
                      "client_port": client_port, "method": ctx.method, "target": raw_target,
                      "path": ctx.url_path, "query": {}, "headers": dict(ctx.headers),
                      "repo": None, "file": None, "revision": None, "status": None,
-                     "bytes": 0, "complete": False, "faults": []}
+                     "bytes": 0, "complete": False, "done": False, "faults": []}
+            self._in_flight += 1
             self._log.append(entry)
             if len(self._log) > LOG_CAP:
                 del self._log[:len(self._log) - LOG_CAP]
@@ -449,6 +456,9 @@ class HubServer:
         if ctx.entry is None:
             return
         with self._lock:
+            ctx.entry["done"] = True
+            self._in_flight -= 1
+            self._idle.notify_all()
             if self._log_file:
                 self._log_file.write(json.dumps(ctx.entry, ensure_ascii=False) + "\n")
                 self._log_file.flush()
@@ -1044,7 +1054,8 @@ class _Handler(BaseHTTPRequestHandler):
                 obj, status = hub.state(), 200
             elif self.command == "GET" and sub == "/log":
                 q = dict(urllib.parse.parse_qsl(query))
-                obj = {"requests": hub.requests(q.get("port"), int(q.get("since", "0")))}
+                obj = {"requests": hub.requests(q.get("port"), int(q.get("since", "0")),
+                                                float(q.get("wait", "5")))}
                 status = 200
             elif self.command == "POST" and sub == "":
                 n = int(self.headers.get("Content-Length", "0"))
@@ -1080,8 +1091,10 @@ def control_request(hub_url, body=None, timeout=10):
         raise ValueError(json.loads(e.read().decode("utf-8") or "{}").get("error", str(e)))
 
 
-def fetch_log(hub_url, port=None, since=0, timeout=10):
-    q = urllib.parse.urlencode({k: v for k, v in (("port", port), ("since", since)) if v})
+def fetch_log(hub_url, port=None, since=0, wait=5.0, timeout=30):
+    """The request log of a running server (see HubServer.requests)."""
+    q = urllib.parse.urlencode({k: v for k, v in (("port", port), ("since", since),
+                                                  ("wait", wait)) if v is not None})
     with urllib.request.urlopen(f"{hub_url.rstrip('/')}/_control/log?{q}", timeout=timeout) as r:
         return json.loads(r.read().decode("utf-8"))["requests"]
 
@@ -1137,8 +1150,8 @@ class HubProcess:
     def control(self, body=None):
         return control_request(self.hub, body)
 
-    def requests(self, port=None, since=0):
-        return fetch_log(self.hub, port, since)
+    def requests(self, port=None, since=0, wait=5.0):
+        return fetch_log(self.hub, port, since, wait)
 
     def stop(self):
         if self.proc is None:

@@ -427,8 +427,8 @@ class ServeTests(HubCase):
         self.assertEqual(cdn_e["server_port"], self.hub.cdn_port)
         self.assertNotIn("authorization", cdn_e["headers"])
         self.assertEqual(cdn_e["headers"]["range"], "bytes=10-")
-        self.assertEqual((cdn_e["status"], cdn_e["bytes"], cdn_e["complete"]),
-                         (206, 300_000 - 10, True))
+        self.assertEqual((cdn_e["status"], cdn_e["bytes"], cdn_e["complete"], cdn_e["done"]),
+                         (206, 300_000 - 10, True, True))
         self.assertEqual(cdn_e["file"], "model.safetensors")
         self.assertTrue(cdn_e["target"].startswith("/lfs/"))
         self.assertEqual(self.hub.requests("cdn"), [cdn_e])
@@ -442,6 +442,18 @@ class ServeTests(HubCase):
         self.assertEqual(self.hub.requests()[0]["file"], SPACED)
         self.assertEqual(self.hub.requests()[0]["path"], f"/org/repo/resolve/main/{SPACED}")
 
+    def test_log_waits_for_requests_in_flight(self):
+        # The server pauses after the last byte: the client is done, the server
+        # not yet. requests() waits for it; wait=0 shows it unfinished.
+        body = MAIN["small.dat"]
+        for wait, done in ((0, False), (5, True)):
+            self.hub.clear_log()
+            self.hub.add_switch("stall", file="small.dat", after_bytes=len(body), seconds=2)
+            self.assertEqual(request(self.resolve("small.dat"))[2], body)
+            e = self.hub.requests(wait=wait)[-1]
+            self.assertEqual((e["done"], e["complete"]), (done, done), wait)
+        self.assertTrue(hs.fetch_log(self.hub.url)[-1]["done"])
+
     def test_log_file(self):
         path = os.path.join(self.tmp, "requests.jsonl")
         with hs.HubServer(self.root, log_file=path) as other:
@@ -449,6 +461,9 @@ class ServeTests(HubCase):
             request(other.url + "/org/repo/resolve/main/config.json")
         with open(path, encoding="utf-8") as f:
             lines = [json.loads(line) for line in f]
+        # Lines come as requests finish, which need not be the order they came.
+        lines.sort(key=lambda e: e["seq"])
+        self.assertTrue(all(e["done"] for e in lines))
         self.assertEqual([(e["method"], e["status"], e["bytes"]) for e in lines],
                          [("HEAD", 200, 0), ("GET", 200, len(MAIN["config.json"]))])
         os.unlink(path)
@@ -479,7 +494,7 @@ class ServeTests(HubCase):
         t.start()
         try:
             deadline = time.monotonic() + 10
-            while not any(e["file"] == "tokenizer.json" for e in self.hub.requests()):
+            while not any(e["file"] == "tokenizer.json" for e in self.hub.requests(wait=0)):
                 self.assertLess(time.monotonic(), deadline)
                 time.sleep(0.01)
             results = [None] * 8
@@ -565,7 +580,8 @@ class FaultTests(HubCase):
         self.hub.add_switch("stall", method="HEAD", seconds=5)
         with self.assertRaises(socket.timeout):
             request(self.resolve("config.json"), "HEAD", timeout=0.5)
-        self.assertEqual(self.hub.requests()[-1]["status"], None)
+        e = self.hub.requests(wait=0)[-1]
+        self.assertEqual((e["status"], e["done"]), (None, False))  # still stalled
         self.assertEqual(request(self.resolve("config.json"), "HEAD")[0], 200)
 
     def test_stall_mid_body(self):
@@ -573,12 +589,13 @@ class FaultTests(HubCase):
         self.hub.add_switch("stall", port="cdn", after_bytes=100, seconds=5)
         loc = self.cdn_location()
         u = urllib.parse.urlsplit(loc)
-        c = http.client.HTTPConnection(u.hostname, u.port, timeout=0.5)
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
         try:
             c.request("GET", u.path + "?" + u.query)
             r = c.getresponse()
             self.assertEqual(r.status, 200)
             self.assertEqual(r.read(100), content[:100])
+            c.sock.settimeout(0.5)  # the stall is 5 s
             with self.assertRaises(socket.timeout):
                 r.read(1)
         finally:
