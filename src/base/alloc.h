@@ -1,4 +1,4 @@
-/* alloc_internal.h - every heap allocation of the library goes through these,
+/* alloc.h - every heap allocation of the library goes through these,
  * so tests can make the N-th allocation fail (curl-style torture) and prove
  * that each failure returns an error and leaks nothing. */
 #ifndef TTSM_ALLOC_INTERNAL_H

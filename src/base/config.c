@@ -2,6 +2,7 @@
  * normalisation ("English" and "en" are one language). Validation never
  * touches the file system or devices; ttsm_cache_key() does that. */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
@@ -165,4 +166,17 @@ ttsm_status ttsm_language_normalize(const char *language, char *out, size_t out_
         out[i] = (char)tolower((unsigned char)language[i]);
     out[n] = '\0';
     return TTSM_OK;
+}
+
+/* Process-wide, like the engine and backend tables whose changes it counts. */
+static _Atomic uint64_t generation = 1;
+
+uint64_t ttsm__config_generation(void)
+{
+    return atomic_load(&generation);
+}
+
+void ttsm__config_changed(void)
+{
+    atomic_fetch_add(&generation, 1);
 }

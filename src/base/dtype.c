@@ -2,7 +2,7 @@
  * every byte size in the library is computed from one table. */
 #include <string.h>
 
-#include "ttsm.h"
+#include "base/dtype.h"
 
 static const struct {
     const char *name;
@@ -41,4 +41,12 @@ int ttsm_dtype_block(ttsm_dtype d, uint32_t *block_elems, uint32_t *block_bytes)
     if (block_bytes)
         *block_bytes = dtype_table[d].block_bytes;
     return 0;
+}
+
+int ttsm__dtype_bytes(ttsm_dtype dtype, uint64_t n_elements, uint64_t *out)
+{
+    uint32_t be, bb;
+    if (ttsm_dtype_block(dtype, &be, &bb) != 0 || n_elements % be != 0)
+        return -1;
+    return __builtin_mul_overflow(n_elements / be, (uint64_t)bb, out) ? -1 : 0;
 }

@@ -1,4 +1,4 @@
-/* error_internal.h - how library code fills a ttsm_error. One function sets
+/* error.h - how library code fills a ttsm_error. One function sets
  * the code and the one-line message in the fixed shape, so every message in
  * the library reads the same way. */
 #ifndef TTSM_ERROR_INTERNAL_H

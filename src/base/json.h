@@ -1,8 +1,9 @@
-/* json_internal.h - telling jansson's out-of-memory failures from bad JSON,
- * so a parse that ran out of memory is TTSM_ERR_OUT_OF_MEMORY, not a format
- * error blamed on the file (found by tests/unit/test_torture.c). */
-#ifndef TTSM_JSON_INTERNAL_H
-#define TTSM_JSON_INTERNAL_H
+/* json.h - jansson helpers shared by every JSON reader (json.c): telling
+ * jansson's out-of-memory failures from bad JSON, so a parse that ran out of
+ * memory is TTSM_ERR_OUT_OF_MEMORY, not a format error blamed on the file
+ * (found by tests/unit/test_torture.c); a value's text and type name. */
+#ifndef TTSM_BASE_JSON_H
+#define TTSM_BASE_JSON_H
 
 #include <jansson.h>
 
@@ -14,5 +15,12 @@ static inline int ttsm__json_oom(const json_error_t *je)
 {
     return json_error_code(je) == json_error_out_of_memory || je->text[0] == '\0';
 }
+
+/* The JSON text of `v` (any type) in a ttsm__malloc'd NUL-terminated
+ * string, or NULL when out of memory. */
+char *ttsm__json_text(const json_t *v);
+
+/* "object", "array", "string", "integer", "real", "true", "false", "null". */
+const char *ttsm__json_kind(const json_t *v);
 
 #endif

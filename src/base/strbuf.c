@@ -1,4 +1,4 @@
-/* strbuf.c - see strbuf_internal.h. */
+/* strbuf.c - see strbuf.h. */
 #include "base/strbuf.h"
 
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* strbuf_internal.h - a growable string for building messages, paths and
+/* strbuf.h - a growable string for building messages, paths and
  * canonical forms. A failed allocation sets `failed` and turns later calls
  * into no-ops, so callers check once at the end. */
 #ifndef TTSM_STRBUF_INTERNAL_H

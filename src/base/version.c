@@ -1,6 +1,6 @@
 /* version.c - the library version string and ttsm_free. */
-#include "base/alloc.h"
 #include "ttsm.h"
+#include "base/alloc.h"
 
 #define TTSM__STR2(x) #x
 #define TTSM__STR(x) TTSM__STR2(x)

@@ -10,11 +10,11 @@
 #include <xxhash.h>
 
 #include "base/alloc.h"
-#include "cache/canonical.h"
-#include "base/strbuf.h"
 #include "base/config.h"
-#include "devices/device.h"
 #include "base/error.h"
+#include "base/strbuf.h"
+#include "devices/device.h"
+#include "cache/canonical.h"
 
 #define KEY_VERSION "ttsm-key-v1"
 

@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "cache/canonical.h"
 #include "base/error.h"
-#include "engines/registry.h"
 #include "base/strbuf.h"
+#include "engines/registry.h"
+#include "cache/canonical.h"
 
 static ttsm_status list_error(ttsm_error *err, ttsm_status code, const char *subject,
                               const char *what, const char *detail, char *const *names, size_t n)

@@ -1,10 +1,10 @@
-/* canonical_internal.h - the canonical form of a load config (canonical.c),
+/* canonical.h - the canonical form of a load config (canonical.c),
  * what ttsm_cache_key() hashes and what factories receive. */
 #ifndef TTSM_CANONICAL_INTERNAL_H
 #define TTSM_CANONICAL_INTERNAL_H
 
-#include "manifest/manifest.h"
 #include "ttsm.h"
+#include "manifest/manifest.h"
 
 typedef struct ttsm__canon {
     ttsm_load_config cfg;             /* points into the input and into this struct */

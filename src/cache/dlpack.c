@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/alloc.h"
 #include "dlpack.h"
+#include "base/alloc.h"
 #include "base/error.h"
-#include "cache/manager.h"
+#include "engines/model.h"
 
 /* One allocation per export: the managed struct the consumer sees, the
  * reference it keeps, and its own copy of shape and strides (the consumer

@@ -8,10 +8,15 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "base/config.h"
 #include "base/alloc.h"
-#include "cache/canonical.h"
 #include "base/error.h"
+#include "devices/backend.h"
+#include "devices/device.h"
+#include "engines/registry.h"
+#include "cache/canonical.h"
 #include "cache/manager.h"
+#include "cache/materialise.h"
 
 ttsm_manager_options ttsm_manager_options_default(void)
 {
@@ -96,8 +101,9 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
         }
         mgr->devs[slot_of(mgr, dev)].budget = o.budgets[i].bytes;
     }
+    mgr->log = (ttsm__logger){o.log, o.log_user};
+    ttsm__pool_init(&mgr->pool, o.io_mode, mgr->log);
     pthread_mutex_init(&mgr->lock, NULL);
-    pthread_mutex_init(&mgr->host_lock, NULL);
     pthread_cond_init(&mgr->cond, NULL);
     *out = mgr;
     return TTSM_OK;
@@ -114,7 +120,7 @@ static void manager_free(ttsm_manager *mgr)
         ttsm__free(mgr->invalid[i]);
     ttsm__free(mgr->invalid);
     pthread_mutex_destroy(&mgr->lock);
-    pthread_mutex_destroy(&mgr->host_lock);
+    ttsm__pool_destroy(&mgr->pool);
     pthread_cond_destroy(&mgr->cond);
     ttsm__free(mgr);
 }
@@ -141,24 +147,24 @@ static void index_grow(ttsm_manager *mgr)
     if (mgr->n_cached < mgr->n_buckets)
         return;
     size_t n = mgr->n_buckets ? mgr->n_buckets * 2 : 64;
-    ttsm_model **b = ttsm__calloc(n, sizeof *b);
+    ttsm__entry **b = ttsm__calloc(n, sizeof *b);
     if (!b)
         return;
-    ttsm_model **old = mgr->buckets;
+    ttsm__entry **old = mgr->buckets;
     size_t old_n = mgr->n_buckets;
     mgr->buckets = b;
     mgr->n_buckets = n;
     for (size_t i = 0; i < old_n; i++)
-        for (ttsm_model *e = old[i], *next; e; e = next) {
+        for (ttsm__entry *e = old[i], *next; e; e = next) {
             next = e->hnext;
-            size_t k = bucket_of(mgr, e->key);
+            size_t k = bucket_of(mgr, e->m.key);
             e->hnext = b[k];
             b[k] = e;
         }
     ttsm__free(old);
 }
 
-static void list_unlink(ttsm_manager *mgr, ttsm_model *e)
+static void list_unlink(ttsm_manager *mgr, ttsm__entry *e)
 {
     if (e->prev)
         e->prev->next = e->next;
@@ -171,7 +177,7 @@ static void list_unlink(ttsm_manager *mgr, ttsm_model *e)
     e->prev = e->next = NULL;
 }
 
-static void list_link_tail(ttsm_manager *mgr, ttsm_model *e)
+static void list_link_tail(ttsm_manager *mgr, ttsm__entry *e)
 {
     e->prev = mgr->tail;
     e->next = NULL;
@@ -183,11 +189,11 @@ static void list_link_tail(ttsm_manager *mgr, ttsm_model *e)
 }
 
 /* An entry leaves the cache: off the list and out of the index. */
-static void list_remove(ttsm_manager *mgr, ttsm_model *e)
+static void list_remove(ttsm_manager *mgr, ttsm__entry *e)
 {
     list_unlink(mgr, e);
     if (mgr->n_buckets) {
-        ttsm_model **pp = &mgr->buckets[bucket_of(mgr, e->key)];
+        ttsm__entry **pp = &mgr->buckets[bucket_of(mgr, e->m.key)];
         while (*pp && *pp != e)
             pp = &(*pp)->hnext;
         if (*pp)
@@ -198,13 +204,13 @@ static void list_remove(ttsm_manager *mgr, ttsm_model *e)
 }
 
 /* An entry joins the cache as the most recently used. */
-static void list_append(ttsm_manager *mgr, ttsm_model *e)
+static void list_append(ttsm_manager *mgr, ttsm__entry *e)
 {
     index_grow(mgr);
     list_link_tail(mgr, e);
     e->hnext = NULL;
     if (mgr->n_buckets) {
-        size_t k = bucket_of(mgr, e->key);
+        size_t k = bucket_of(mgr, e->m.key);
         e->hnext = mgr->buckets[k];
         mgr->buckets[k] = e;
     }
@@ -212,7 +218,7 @@ static void list_append(ttsm_manager *mgr, ttsm_model *e)
 }
 
 /* A hit: the entry becomes the most recently used; the index is unchanged. */
-static void list_touch(ttsm_manager *mgr, ttsm_model *e)
+static void list_touch(ttsm_manager *mgr, ttsm__entry *e)
 {
     if (mgr->tail == e)
         return;
@@ -220,16 +226,16 @@ static void list_touch(ttsm_manager *mgr, ttsm_model *e)
     list_link_tail(mgr, e);
 }
 
-static ttsm_model *find(ttsm_manager *mgr, const char *key)
+static ttsm__entry *find(ttsm_manager *mgr, const char *key)
 {
     if (!mgr->n_buckets) { /* the index could never be allocated */
-        for (ttsm_model *e = mgr->head; e; e = e->next)
-            if (strcmp(e->key, key) == 0)
+        for (ttsm__entry *e = mgr->head; e; e = e->next)
+            if (strcmp(e->m.key, key) == 0)
                 return e;
         return NULL;
     }
-    for (ttsm_model *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
-        if (strcmp(e->key, key) == 0)
+    for (ttsm__entry *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
+        if (strcmp(e->m.key, key) == 0)
             return e;
     return NULL;
 }
@@ -237,16 +243,16 @@ static ttsm_model *find(ttsm_manager *mgr, const char *key)
 /* Frees an entry that no one can reach any more, returning its bytes. Under
  * the lock, so the bytes leave the books only once the memory is gone.
  * @return 1 when the manager is closing and this was its last object. */
-static int entry_free(ttsm_manager *mgr, ttsm_model *e)
+static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
 {
+    ttsm__model_dematerialise(&e->m);
+    ttsm__model_free_parts(&e->m);
     if (e->state == TTSM__READY || e->state == TTSM__ORPHAN) {
         ttsm__devslot *d = &mgr->devs[e->slot];
-        ttsm__model_free_parts(e);
-        d->in_use -= e->bytes;
+        d->in_use -= e->m.bytes;
         d->entries--;
-    } else {
-        ttsm__model_free_parts(e);
     }
+    ttsm__free(e->fail_err);
     if (e->state == TTSM__ORPHAN)
         mgr->n_orphans--;
     ttsm__free(e);
@@ -254,16 +260,16 @@ static int entry_free(ttsm_manager *mgr, ttsm_model *e)
     return mgr->closing && mgr->n_alive == 0;
 }
 
-static int evictable(const ttsm_model *e)
+static int evictable(const ttsm__entry *e)
 {
     return e->state == TTSM__READY && atomic_load(&e->refs) == 0 && e->waiters == 0 &&
            !e->pinned;
 }
 
-static void evict(ttsm_manager *mgr, ttsm_model *e, const char *why)
+static void evict(ttsm_manager *mgr, ttsm__entry *e, const char *why)
 {
-    ttsm__log(mgr, TTSM_LOG_INFO, "evict %s (%s/%s on %s, %llu bytes): %s", e->key, e->engine,
-              e->label, e->device, (unsigned long long)e->bytes, why);
+    ttsm__logf(&mgr->log, TTSM_LOG_INFO, "evict %s (%s/%s on %s, %llu bytes): %s", e->m.key, e->m.engine,
+              e->m.label, e->m.device, (unsigned long long)e->m.bytes, why);
     list_remove(mgr, e);
     mgr->stats.evictions++;
     entry_free(mgr, e);
@@ -277,7 +283,7 @@ static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
     size_t n = 0;
     /* Entries move to the tail when loaded, hit or released, so last use
      * grows along the list: the first one used recently ends the sweep. */
-    for (ttsm_model *e = mgr->head, *next; e; e = next) {
+    for (ttsm__entry *e = mgr->head, *next; e; e = next) {
         next = e->next;
         if (now - e->last_used < ka * 1000000ull && e->state == TTSM__READY)
             break;
@@ -304,11 +310,11 @@ size_t ttsm_manager_sweep(ttsm_manager *mgr)
 
 /* Reads the free memory of devices that do not share host memory, so a
  * budget never promises what the device does not have (docs/manager.md). */
-static uint64_t device_limit(ttsm_manager *mgr, const ttsm_model *e, uint64_t free_b, int known)
+static uint64_t device_limit(ttsm_manager *mgr, const ttsm__entry *e, uint64_t free_b, int known)
 {
     const ttsm__devslot *d = &mgr->devs[e->slot];
     uint64_t limit = d->budget;
-    if (known && !e->backend.host_visible) {
+    if (known && !e->m.backend.host_visible) {
         uint64_t avail = free_b > mgr->opt.device_reserve_bytes
                              ? d->in_use + free_b - mgr->opt.device_reserve_bytes
                              : d->in_use;
@@ -318,19 +324,19 @@ static uint64_t device_limit(ttsm_manager *mgr, const ttsm_model *e, uint64_t fr
     return limit;
 }
 
-static ttsm_status over_budget(ttsm_manager *mgr, const ttsm_model *e, uint64_t limit,
+static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t limit,
                                ttsm_error *err)
 {
     const ttsm__devslot *d = &mgr->devs[e->slot];
     char held[TTSM_ERROR_MESSAGE_MAX];
     size_t used = 0;
     held[0] = '\0';
-    for (ttsm_model *o = mgr->head; o && used < sizeof held; o = o->next) {
+    for (ttsm__entry *o = mgr->head; o && used < sizeof held; o = o->next) {
         if (o->slot != e->slot || o == e)
             continue;
         used += (size_t)snprintf(held + used, sizeof held - used, "%s%.8s %s/%s %llu B %s%s",
-                                 used ? "; " : "", o->key, o->engine, o->label,
-                                 (unsigned long long)o->bytes,
+                                 used ? "; " : "", o->m.key, o->m.engine, o->m.label,
+                                 (unsigned long long)o->m.bytes,
                                  o->state == TTSM__LOADING ? "loading"
                                  : atomic_load(&o->refs) ? "referenced" : "idle",
                                  o->pinned ? " pinned" : "");
@@ -339,20 +345,20 @@ static ttsm_status over_budget(ttsm_manager *mgr, const ttsm_model *e, uint64_t 
         snprintf(held + used, sizeof held - used, "%sinvalidated entries still referenced",
                  used ? "; " : "");
     ttsm_status st = ttsm__err(
-        err, TTSM_ERR_OUT_OF_MEMORY, e->device, "over budget",
+        err, TTSM_ERR_OUT_OF_MEMORY, e->m.device, "over budget",
         "%s/%s needs %llu bytes; budget %llu, in use %llu, reserved %llu; held by: %s",
-        e->engine, e->label, (unsigned long long)e->bytes, (unsigned long long)limit,
+        e->m.engine, e->m.label, (unsigned long long)e->m.bytes, (unsigned long long)limit,
         (unsigned long long)d->in_use, (unsigned long long)d->reserved,
         held[0] ? held : "nothing");
-    ttsm__err_hint(err, "release or unpin models on %s, or raise its budget%s", e->device,
-                   mgr->opt.allow_cpu_fallback || strcmp(e->device, "cpu") == 0
+    ttsm__err_hint(err, "release or unpin models on %s, or raise its budget%s", e->m.device,
+                   mgr->opt.allow_cpu_fallback || strcmp(e->m.device, "cpu") == 0
                        ? ""
                        : " (or allow the cpu fallback)");
     return st;
 }
 
 /* Evicts LRU entries of the device until `e` fits, then reserves its bytes. */
-static ttsm_status admit(ttsm_manager *mgr, ttsm_model *e, uint64_t free_b, int known,
+static ttsm_status admit(ttsm_manager *mgr, ttsm__entry *e, uint64_t free_b, int known,
                          ttsm_error *err)
 {
     ttsm__devslot *d = &mgr->devs[e->slot];
@@ -360,17 +366,17 @@ static ttsm_status admit(ttsm_manager *mgr, ttsm_model *e, uint64_t free_b, int 
     for (;;) {
         uint64_t want;
         if (!__builtin_add_overflow(d->in_use, d->reserved, &want) &&
-            !__builtin_add_overflow(want, e->bytes, &want) && want <= limit)
+            !__builtin_add_overflow(want, e->m.bytes, &want) && want <= limit)
             break;
-        ttsm_model *victim = NULL;
-        for (ttsm_model *o = mgr->head; o && !victim; o = o->next)
+        ttsm__entry *victim = NULL;
+        for (ttsm__entry *o = mgr->head; o && !victim; o = o->next)
             if (o->slot == e->slot && evictable(o))
                 victim = o;
         if (!victim)
             return over_budget(mgr, e, limit, err);
         evict(mgr, victim, "making room");
     }
-    d->reserved += e->bytes;
+    d->reserved += e->m.bytes;
     if (d->in_use + d->reserved > d->peak)
         d->peak = d->in_use + d->reserved;
     return TTSM_OK;
@@ -398,7 +404,7 @@ static const char *label_of(const ttsm_load_config *cfg)
 }
 
 /* A failure of a load in flight: it reaches every waiter, leaves no entry. */
-static int fail_entry(ttsm_manager *mgr, ttsm_model *e, ttsm_status st, const ttsm_error *err)
+static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const ttsm_error *err)
 {
     list_remove(mgr, e);
     mgr->stats.failures++;
@@ -410,55 +416,58 @@ static int fail_entry(ttsm_manager *mgr, ttsm_model *e, ttsm_status st, const tt
             if (err)
                 *e->fail_err = *err;
             else
-                ttsm__err(e->fail_err, st, e->engine, "load failed", "%s", ttsm_status_name(st));
+                ttsm__err(e->fail_err, st, e->m.engine, "load failed", "%s", ttsm_status_name(st));
         }
     }
     pthread_cond_broadcast(&mgr->cond);
     return e->waiters == 0 ? entry_free(mgr, e) : 0;
 }
 
-static ttsm_status load_miss(ttsm_manager *mgr, ttsm_model *e, const ttsm__engine *eng,
+static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engine *eng,
                              const ttsm_load_config *cfg, int recovering, ttsm_error *err)
 {
     ttsm_status st = TTSM_OK;
-    ttsm_factory_ctx ctx = {mgr, e, e->device, eng->caps.user, recovering, 0};
+    ttsm_factory_ctx ctx = {&e->m, eng->manifest, mgr->opt.models_dirs, mgr->opt.hf_cache,
+                            e->m.device, eng->caps.user, recovering, 0};
     if (recovering && eng->caps.recover) {
-        ttsm__log(mgr, TTSM_LOG_INFO, "recover %s (%s) before rebuilding it", e->key, e->engine);
+        ttsm__logf(&mgr->log, TTSM_LOG_INFO, "recover %s (%s) before rebuilding it", e->m.key, e->m.engine);
         st = eng->caps.recover(eng->caps.user, cfg, err);
     }
     ttsm_model *made = NULL;
-    e->synthesize = eng->caps.synthesize;
+    e->m.synthesize = eng->caps.synthesize;
+    e->m.building = 1;
     if (st == TTSM_OK)
         st = eng->factory(cfg, &ctx, &made, err);
+    e->m.building = 0;
     if (st != TTSM_OK && err && err->code != st) { /* a factory that half-filled err */
         if (err->message[0])
             err->code = st;
         else
-            ttsm__err(err, st, e->engine, "factory failed", "it returned %s without a message",
+            ttsm__err(err, st, e->m.engine, "factory failed", "it returned %s without a message",
                       ttsm_status_name(st));
     }
-    if (st == TTSM_OK && made != e)
-        st = ttsm__err(err, TTSM_ERR_ENGINE, e->engine, "factory broke its contract",
+    if (st == TTSM_OK && made != &e->m)
+        st = ttsm__err(err, TTSM_ERR_ENGINE, e->m.engine, "factory broke its contract",
                        "it returned success without the model from ttsm_model_create()");
     uint64_t bytes = 0;
     if (st == TTSM_OK)
-        st = ttsm__model_bytes(e, &bytes, err);
+        st = ttsm__model_bytes(&e->m, &bytes, err);
     uint64_t free_b = 0, total = 0;
     int known = 0;
-    if (st == TTSM_OK && !e->backend.host_visible && e->backend.memory)
-        known = e->backend.memory(e->backend.user, e->dev_index, &free_b, &total, NULL) ==
+    if (st == TTSM_OK && !e->m.backend.host_visible && e->m.backend.memory)
+        known = e->m.backend.memory(e->m.backend.user, e->m.dev_index, &free_b, &total, NULL) ==
                 TTSM_OK;
     pthread_mutex_lock(&mgr->lock);
-    e->bytes = bytes;
+    e->m.bytes = bytes;
     if (st == TTSM_OK)
         st = admit(mgr, e, free_b, known, err);
     if (st != TTSM_OK)
-        e->bytes = 0; /* never admitted: the listing shows it holds nothing */
+        e->m.bytes = 0; /* never admitted: the listing shows it holds nothing */
     pthread_mutex_unlock(&mgr->lock);
     if (st != TTSM_OK)
         return st;
 
-    st = ttsm__model_materialise(e, bytes, err);
+    st = ttsm__model_materialise(&e->m, bytes, mgr->opt.progress, mgr->opt.progress_user, err);
 
     pthread_mutex_lock(&mgr->lock);
     ttsm__devslot *d = &mgr->devs[e->slot];
@@ -467,7 +476,7 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm_model *e, const ttsm__engin
      * reservation returned it holds nothing (the soak test saw listings sum
      * past the budget). */
     if (st != TTSM_OK)
-        e->bytes = 0;
+        e->m.bytes = 0;
     if (st == TTSM_OK) {
         d->in_use += bytes;
         d->entries++;
@@ -480,8 +489,8 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm_model *e, const ttsm__engin
     }
     pthread_mutex_unlock(&mgr->lock);
     if (st == TTSM_OK)
-        ttsm__log(mgr, TTSM_LOG_INFO, "loaded %s (%s/%s) on %s: %llu bytes", e->key, e->engine,
-                  e->label, e->device, (unsigned long long)bytes);
+        ttsm__logf(&mgr->log, TTSM_LOG_INFO, "loaded %s (%s/%s) on %s: %llu bytes", e->m.key, e->m.engine,
+                  e->m.label, e->m.device, (unsigned long long)bytes);
     return st;
 }
 
@@ -518,7 +527,7 @@ static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_m
     uint64_t now = now_ns(mgr);
     pthread_mutex_lock(&mgr->lock);
     sweep_locked(mgr, now);
-    ttsm_model *e;
+    ttsm__entry *e;
 again:
     e = find(mgr, key);
     if (e && e->state == TTSM__LOADING) {
@@ -550,18 +559,18 @@ again:
         e->last_used = now;
         list_touch(mgr, e);
         pthread_mutex_unlock(&mgr->lock);
-        *out = e;
+        *out = &e->m;
         return TTSM_OK;
     }
     if (eng.caps.single_instance) {
-        for (ttsm_model *o = mgr->head, *next; o; o = next) {
+        for (ttsm__entry *o = mgr->head, *next; o; o = next) {
             next = o->next;
-            if (strcmp(o->engine, cfg->engine) != 0)
+            if (strcmp(o->m.engine, cfg->engine) != 0)
                 continue;
             if (!evictable(o)) {
                 st = ttsm__err(err, TTSM_ERR_ENGINE, cfg->engine, "single instance",
                                "the engine allows one loaded model and %s (%s on %s) is in use",
-                               o->key, o->label, o->device);
+                               o->m.key, o->m.label, o->m.device);
                 pthread_mutex_unlock(&mgr->lock);
                 return st;
             }
@@ -570,9 +579,9 @@ again:
     }
     int slot = slot_of(mgr, device);
     e = slot < 0 ? NULL : ttsm__calloc(1, sizeof *e);
-    if (!e || !(e->engine = ttsm__strdup(cfg->engine)) || !(e->label = ttsm__strdup(label_of(cfg)))) {
+    if (!e || !(e->m.engine = ttsm__strdup(cfg->engine)) || !(e->m.label = ttsm__strdup(label_of(cfg)))) {
         if (e)
-            ttsm__free(e->engine);
+            ttsm__free(e->m.engine);
         ttsm__free(e);
         pthread_mutex_unlock(&mgr->lock);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, cfg->engine, "out of memory",
@@ -580,11 +589,12 @@ again:
                          TTSM_MANAGER_MAX_DEVICES);
     }
     e->mgr = mgr;
+    e->m.pool = &mgr->pool;
     e->state = TTSM__LOADING;
-    memcpy(e->key, key, sizeof key);
-    memcpy(e->device, device, sizeof device);
-    e->backend = be;
-    e->dev_index = dev_index;
+    memcpy(e->m.key, key, sizeof key);
+    memcpy(e->m.device, device, sizeof device);
+    e->m.backend = be;
+    e->m.dev_index = dev_index;
     e->slot = slot;
     list_append(mgr, e);
     mgr->n_alive++;
@@ -594,10 +604,10 @@ again:
 
     st = load_miss(mgr, e, &eng, cfg, recovering, err);
     if (st == TTSM_OK) {
-        *out = e;
+        *out = &e->m;
         return TTSM_OK;
     }
-    ttsm__log(mgr, TTSM_LOG_WARN, "load of %s (%s/%s on %s) failed: %s", key, cfg->engine,
+    ttsm__logf(&mgr->log, TTSM_LOG_WARN, "load of %s (%s/%s on %s) failed: %s", key, cfg->engine,
               label_of(cfg), device, err ? err->message : ttsm_status_name(st));
     pthread_mutex_lock(&mgr->lock);
     if (recovering && mgr->n_invalid < mgr->cap_invalid) { /* still owed to the next load */
@@ -645,7 +655,7 @@ static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_
         strcmp(dev, "cpu") != 0) {
         cs.cfg.device = "cpu";
         cs.canon = NULL;
-        ttsm__log(mgr, TTSM_LOG_WARN, "falling back to cpu: %s", first.message);
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "falling back to cpu: %s", first.message);
         st = load_step(&cs, out, err);
         if (st != TTSM_OK)
             ttsm__err_add_attempt(err, first.code, first.message);
@@ -662,7 +672,7 @@ static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *er
     return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, out, err);
 }
 
-/* ---- the hit memo (see manager_internal.h) ----------------------------- */
+/* ---- the hit memo (see manager.h) ----------------------------- */
 
 /* The config's fields, each as a presence byte and the string with its NUL;
  * 0 when it holds a model_path or does not fit. */
@@ -701,13 +711,13 @@ static int memo_hit(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
     if (slot->raw && slot->hash == h && slot->gen == gen && slot->raw_len == len &&
         memcmp(slot->raw, raw, len) == 0) {
         sweep_locked(mgr, now);
-        ttsm_model *e = find(mgr, slot->key);
+        ttsm__entry *e = find(mgr, slot->key);
         if (e && e->state == TTSM__READY) {
             atomic_fetch_add(&e->refs, 1);
             mgr->stats.hits++;
             e->last_used = now;
             list_touch(mgr, e);
-            *out = e;
+            *out = &e->m;
             hit = 1;
         }
     }
@@ -793,23 +803,24 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
         return load_with_device_fallback(mgr, cfg, &c, out, err);
     st = ttsm_fallback_run(fs, n, out, err);
     if (st == TTSM_OK && strcmp((*out)->label, ms->name) != 0)
-        ttsm__log(mgr, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name, ms->name,
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name, ms->name,
                   (*out)->label);
     return st;
 }
 
 /* ---- references, pin, unload, invalidate ------------------------------- */
 
-void ttsm_model_retain(ttsm_model *m)
+void ttsm_model_retain(ttsm_model *model)
 {
-    if (m)
-        atomic_fetch_add(&m->refs, 1);
+    if (model)
+        atomic_fetch_add(&ttsm__entry_of(model)->refs, 1);
 }
 
-void ttsm_model_release(ttsm_model *m)
+void ttsm_model_release(ttsm_model *model)
 {
-    if (!m)
+    if (!model)
         return;
+    ttsm__entry *m = ttsm__entry_of(model);
     ttsm_manager *mgr = m->mgr;
     uint64_t now = now_ns(mgr);
     int last = 0;
@@ -829,7 +840,7 @@ void ttsm_model_release(ttsm_model *m)
         manager_free(mgr);
 }
 
-static ttsm_status with_entry(ttsm_manager *mgr, const char *key, ttsm_model **out,
+static ttsm_status with_entry(ttsm_manager *mgr, const char *key, ttsm__entry **out,
                               ttsm_error *err)
 {
     *out = key ? find(mgr, key) : NULL;
@@ -844,7 +855,7 @@ static ttsm_status set_pin(ttsm_manager *mgr, const char *key, int pin, ttsm_err
     if (!mgr)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "pin", "invalid argument", "manager");
     pthread_mutex_lock(&mgr->lock);
-    ttsm_model *e;
+    ttsm__entry *e;
     ttsm_status st = with_entry(mgr, key, &e, err);
     if (st == TTSM_OK)
         e->pinned = pin;
@@ -867,7 +878,7 @@ ttsm_status ttsm_unload(ttsm_manager *mgr, const char *key, ttsm_error *err)
     if (!mgr)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "unload", "invalid argument", "manager");
     pthread_mutex_lock(&mgr->lock);
-    ttsm_model *e;
+    ttsm__entry *e;
     ttsm_status st = with_entry(mgr, key, &e, err);
     if (st == TTSM_OK) {
         size_t refs = atomic_load(&e->refs);
@@ -878,8 +889,8 @@ ttsm_status ttsm_unload(ttsm_manager *mgr, const char *key, ttsm_error *err)
                            refs);
             ttsm__err_hint(err, "release the model first, or invalidate it");
         } else {
-            ttsm__log(mgr, TTSM_LOG_INFO, "unload %s (%s/%s on %s)", e->key, e->engine,
-                      e->label, e->device);
+            ttsm__logf(&mgr->log, TTSM_LOG_INFO, "unload %s (%s/%s on %s)", e->m.key, e->m.engine,
+                      e->m.label, e->m.device);
             list_remove(mgr, e);
             mgr->stats.unloads++;
             entry_free(mgr, e);
@@ -895,7 +906,7 @@ ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_error *err)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "invalidate", "invalid argument",
                          "manager");
     pthread_mutex_lock(&mgr->lock);
-    ttsm_model *e;
+    ttsm__entry *e;
     ttsm_status st = with_entry(mgr, key, &e, err);
     if (st == TTSM_OK && e->state == TTSM__LOADING)
         st = ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, key, "in use", "the entry is still loading");
@@ -912,8 +923,8 @@ ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_error *err)
         } else {
             if (copy)
                 mgr->invalid[mgr->n_invalid++] = copy;
-            ttsm__log(mgr, TTSM_LOG_INFO, "invalidate %s (%s/%s on %s)", e->key, e->engine,
-                      e->label, e->device);
+            ttsm__logf(&mgr->log, TTSM_LOG_INFO, "invalidate %s (%s/%s on %s)", e->m.key, e->m.engine,
+                      e->m.label, e->m.device);
             list_remove(mgr, e);
             mgr->stats.invalidations++;
             e->state = TTSM__ORPHAN;
@@ -933,7 +944,7 @@ void ttsm_manager_destroy(ttsm_manager *mgr)
     pthread_mutex_lock(&mgr->lock);
     mgr->closing = 1;
     while (mgr->head) {
-        ttsm_model *e = mgr->head;
+        ttsm__entry *e = mgr->head;
         list_remove(mgr, e);
         if (atomic_load(&e->refs) == 0 && e->waiters == 0) {
             entry_free(mgr, e);
@@ -966,12 +977,12 @@ ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "list", "out of memory", "listing");
     }
     size_t i = 0;
-    for (ttsm_model *e = mgr->head; e; e = e->next, i++) {
-        memcpy(v[i].key, e->key, sizeof v[i].key);
-        ttsm__format_trunc(v[i].engine, sizeof v[i].engine, "%s", e->engine);
-        ttsm__format_trunc(v[i].model, sizeof v[i].model, "%s", e->label);
-        memcpy(v[i].device, e->device, sizeof v[i].device);
-        v[i].bytes = e->bytes;
+    for (ttsm__entry *e = mgr->head; e; e = e->next, i++) {
+        memcpy(v[i].key, e->m.key, sizeof v[i].key);
+        ttsm__format_trunc(v[i].engine, sizeof v[i].engine, "%s", e->m.engine);
+        ttsm__format_trunc(v[i].model, sizeof v[i].model, "%s", e->m.label);
+        memcpy(v[i].device, e->m.device, sizeof v[i].device);
+        v[i].bytes = e->m.bytes;
         v[i].refs = atomic_load(&e->refs);
         v[i].pinned = e->pinned;
         v[i].loading = e->state == TTSM__LOADING;
@@ -997,9 +1008,7 @@ void ttsm_manager_get_stats(ttsm_manager *mgr, ttsm_manager_stats *out)
     out->entries = mgr->n_cached;
     out->orphans = mgr->n_orphans;
     out->n_devices = mgr->n_devs;
-    pthread_mutex_lock(&mgr->host_lock);
-    out->checkpoint_opens = mgr->host_opens;
-    pthread_mutex_unlock(&mgr->host_lock);
+    out->checkpoint_opens = ttsm__pool_opens(&mgr->pool);
     for (size_t i = 0; i < mgr->n_devs; i++) {
         ttsm_device_stats *d = &out->devices[i];
         memcpy(d->device, mgr->devs[i].name, sizeof d->device);

@@ -1,70 +1,39 @@
-/* manager_internal.h - the manager's structures, shared by manager.c (the
- * cache, admission, eviction) and model.c (model descriptions, the shared
- * host checkpoint table, materialisation on a device). */
-#ifndef TTSM_MANAGER_INTERNAL_H
-#define TTSM_MANAGER_INTERNAL_H
+/* manager.h - the manager and its cache entries (manager.c). An entry wraps
+ * the model its factory built (engines/model.h) with the cache's own
+ * bookkeeping: state, references, waiters, pin, last use, list links. */
+#ifndef TTSM_CACHE_MANAGER_H
+#define TTSM_CACHE_MANAGER_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "devices/backend.h"
 #include "ttsm.h"
-
-/* One opened checkpoint, shared by every entry that uses its path. */
-typedef struct ttsm__host {
-    char *path; /* canonical */
-    ttsm_checkpoint *ck;
-    size_t refs;
-    uint64_t identity; /* device, inode, size, mtime of its files when opened */
-    int detached;      /* replaced on disk: out of the table, freed at refs 0 */
-    struct ttsm__host *next;
-} ttsm__host;
-
-typedef struct ttsm__component {
-    char *name;
-    ttsm__host *host;           /* NULL for file components (json, blob) */
-    char *path;                 /* file components: the canonical path */
-    int kind;                   /* file components: TTSM_FILE_JSON / TTSM_FILE_BLOB */
-    ttsm_model_tensor *tensors; /* one per checkpoint tensor, same order */
-    void *block;                /* device allocation (non-host-visible devices) */
-    uint64_t block_bytes;
-} ttsm__component;
+#include "base/log.h"
+#include "formats/pool.h"
+#include "engines/model.h"
 
 enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED };
 
-struct ttsm_model {
+typedef struct ttsm__entry {
+    ttsm_model m; /* first: the ttsm_model handle a caller holds is its entry */
     ttsm_manager *mgr;
     int state;
-    char key[TTSM_KEY_HEX_SIZE];
-    char *engine, *label; /* label: model name, path or repo id */
-    char device[TTSM_DEVICE_NAME_MAX];
-    ttsm_backend backend;
-    int dev_index;
     int slot; /* in mgr->devs */
-    uint64_t bytes;
     _Atomic size_t refs;
     size_t waiters; /* threads waiting for this load (under the lock) */
     int pinned;
     uint64_t last_used;
-    ttsm__component *comps;
-    size_t n_comps, cap_comps;
-    void *engine_data;
-    void (*engine_destroy)(void *);
-    ttsm_synthesize_fn synthesize; /* from the engine's caps */
     ttsm_status fail_st;
-    ttsm_error *fail_err; /* for waiters of a failed load */
-    struct ttsm_model *prev, *next; /* cache list, least recently used first */
-    struct ttsm_model *hnext;       /* the next entry in its key-index bucket */
-};
+    ttsm_error *fail_err;            /* for waiters of a failed load */
+    struct ttsm__entry *prev, *next; /* cache list, least recently used first */
+    struct ttsm__entry *hnext;       /* the next entry in its key-index bucket */
+} ttsm__entry;
 
-struct ttsm_factory_ctx {
-    ttsm_manager *mgr;
-    ttsm_model *entry;
-    const char *device;
-    void *user;
-    int recovering;
-    int created;
-};
+/* The entry of a model handle the manager gave out. */
+static inline ttsm__entry *ttsm__entry_of(ttsm_model *m)
+{
+    return (ttsm__entry *)(void *)m;
+}
 
 /* The hit memo: a config seen before (without model_path, whose canonical
  * form depends on the file system) maps straight to its key, so a hit
@@ -87,12 +56,13 @@ typedef struct ttsm__devslot {
 
 struct ttsm_manager {
     ttsm_manager_options opt;
+    ttsm__logger log;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    ttsm_model *head, *tail; /* the cache: LRU order */
-    ttsm_model **buckets;    /* key index over the cache list (chained) */
+    ttsm__entry *head, *tail; /* the cache: LRU order */
+    ttsm__entry **buckets;    /* key index over the cache list (chained) */
     ttsm__memo_slot memo[TTSM__MEMO_SLOTS];
-    size_t n_buckets;        /* 0 or a power of two */
+    size_t n_buckets;         /* 0 or a power of two */
     size_t n_cached, n_orphans, n_alive;
     int closing;
     ttsm__devslot devs[TTSM_MANAGER_MAX_DEVICES];
@@ -100,21 +70,9 @@ struct ttsm_manager {
     char **invalid; /* keys invalidated and not rebuilt yet: recovery pending */
     size_t n_invalid, cap_invalid;
     ttsm_manager_stats stats;
-    /* The shared host table has its own lock, taken after `lock` (never
-     * before): opening headers must not stall hits on other keys. */
-    pthread_mutex_t host_lock;
-    ttsm__host *hosts;
-    uint64_t host_opens; /* under host_lock */
+    /* The opened checkpoints. The pool has its own lock, taken after `lock`
+     * (never before): opening headers must not stall hits on other keys. */
+    ttsm__pool pool;
 };
-
-/* model.c */
-void ttsm__model_free_parts(ttsm_model *m); /* components, engine data, strings */
-/* Bytes the model takes on its device (storages with tensors; 256-aligned
- * each when the device is not host-visible). */
-ttsm_status ttsm__model_bytes(ttsm_model *m, uint64_t *out, ttsm_error *err);
-/* Points or uploads every tensor; calls progress; undoes itself on failure. */
-ttsm_status ttsm__model_materialise(ttsm_model *m, uint64_t total, ttsm_error *err);
-void ttsm__model_dematerialise(ttsm_model *m);
-void ttsm__log(ttsm_manager *mgr, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

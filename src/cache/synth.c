@@ -4,7 +4,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
-#include "cache/manager.h"
+#include "engines/model.h"
 
 ttsm_synth_options ttsm_synth_options_default(void)
 {

@@ -1,14 +1,17 @@
 /* backend.c - the registry of device kinds: the built-in cpu and cuda
- * backends plus those registered at run time (tests add a fake device).
- * Also the cpu backend itself, whose tensors point into host memory. */
+ * backends plus those registered at run time (tests add a fake device),
+ * and parsing the index of a "kind:N" device name. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <pthread.h>
 
-#include "devices/backend.h"
-#include "devices/device.h"
+#include "base/config.h"
 #include "base/error.h"
+#include "devices/backend.h"
+#include "devices/cpu.h"
+#include "devices/cuda.h"
 
 #define MAX_BACKENDS 16
 
@@ -23,33 +26,19 @@ static struct {
 } regs[MAX_BACKENDS];
 static size_t n_regs;
 
-static size_t cpu_count(void *user)
+/* Parses the index of "cuda:N": decimal digits, no sign, no leading zero,
+ * below 65536. @return the index or -1. */
+long ttsm__parse_device_index(const char *s)
 {
-    (void)user;
-    return 1;
-}
-
-static ttsm_status cpu_memory(void *user, int index, uint64_t *free_b, uint64_t *total,
-                              ttsm_error *err)
-{
-    (void)user;
-    (void)index;
-    ttsm_device_info info;
-    ttsm_status st = ttsm_device_get(0, &info, err);
-    if (st == TTSM_OK) {
-        *free_b = info.free_bytes;
-        *total = info.total_bytes;
+    if (!*s || (s[0] == '0' && s[1]) || strlen(s) > 5)
+        return -1;
+    long v = 0;
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s))
+            return -1;
+        v = v * 10 + (*s - '0');
     }
-    return st;
-}
-
-static const ttsm_backend cpu_backend = {
-    TTSM_BACKEND_VERSION, "cpu", 1, NULL, cpu_count, cpu_memory, NULL, NULL, NULL, NULL,
-};
-
-const ttsm_backend *ttsm__cpu_backend(void)
-{
-    return &cpu_backend;
+    return v < 65536 ? v : -1;
 }
 
 static int valid_name(const char *s)
@@ -119,7 +108,7 @@ static int find_reg(const char *s, size_t len, ttsm_backend *out)
 int ttsm__backend_lookup(const char *device, ttsm_backend *out, int *index)
 {
     if (strcmp(device, "cpu") == 0) {
-        *out = cpu_backend;
+        *out = *ttsm__cpu_backend();
         *index = 0;
         return 0;
     }

@@ -1,4 +1,4 @@
-/* device_cuda.c - CUDA discovery through the driver API, opened with dlopen
+/* cuda.c - CUDA discovery through the driver API, opened with dlopen
  * at run time so the library has no build-time CUDA dependency. Discovery
  * runs once per process; without a driver it finds no devices and keeps the
  * reason for error messages. */
@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/backend.h"
-#include "devices/device.h"
+#include "base/config.h"
 #include "base/error.h"
+#include "devices/cuda.h"
 
 typedef int CUresult;
 typedef int CUdevice;

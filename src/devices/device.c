@@ -6,41 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/backend.h"
-#include "devices/device.h"
 #include "base/error.h"
+#include "devices/backend.h"
+#include "devices/cpu.h"
+#include "devices/cuda.h"
+#include "devices/device.h"
 
 size_t ttsm_device_count(void)
 {
     return 1 + (size_t)ttsm__cuda_device_count() + ttsm__backend_device_count();
-}
-
-/* Host memory: total from sysconf, free as the kernel's MemAvailable (what
- * can be had without swapping), which is what a budget should compare to. */
-static void cpu_info(ttsm_device_info *out)
-{
-    memset(out, 0, sizeof *out);
-    strcpy(out->name, "cpu");
-    strcpy(out->description, "host memory");
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0)
-        out->total_bytes = (uint64_t)pages * (uint64_t)page;
-    FILE *f = fopen("/proc/meminfo", "re");
-    if (f) {
-        char line[128];
-        unsigned long long kb;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
-                out->free_bytes = kb * 1024ull;
-                break;
-            }
-        fclose(f);
-    }
-    if (out->free_bytes == 0) {
-        long av = sysconf(_SC_AVPHYS_PAGES);
-        if (av > 0 && page > 0)
-            out->free_bytes = (uint64_t)av * (uint64_t)page;
-    }
 }
 
 ttsm_status ttsm_device_get(size_t index, ttsm_device_info *out, ttsm_error *err)
@@ -49,7 +23,7 @@ ttsm_status ttsm_device_get(size_t index, ttsm_device_info *out, ttsm_error *err
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "device", "invalid argument",
                          "out is NULL");
     if (index == 0) {
-        cpu_info(out);
+        ttsm__cpu_info(out);
         return TTSM_OK;
     }
     size_t n = ttsm_device_count(), n_cuda = (size_t)ttsm__cuda_device_count();
@@ -69,21 +43,6 @@ static void list_devices(char *buf, size_t size)
     for (int i = 0; i < n && used < size; i++)
         used += (size_t)snprintf(buf + used, size - used, ", cuda:%d", i);
     ttsm__backend_list(buf, size);
-}
-
-/* Parses the index of "cuda:N": decimal digits, no sign, no leading zero,
- * below 65536. @return the index or -1. */
-long ttsm__parse_device_index(const char *s)
-{
-    if (!*s || (s[0] == '0' && s[1]) || strlen(s) > 5)
-        return -1;
-    long v = 0;
-    for (; *s; s++) {
-        if (!isdigit((unsigned char)*s))
-            return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v < 65536 ? v : -1;
 }
 
 static ttsm_status device_error(const char *subject, const char *device, const char *why,

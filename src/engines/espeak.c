@@ -1,4 +1,4 @@
-/* engine_espeak.c - the built-in engine that really speaks: eSpeak NG,
+/* espeak.c - the built-in engine that really speaks: eSpeak NG,
  * from Debian's libespeak-ng. Its data folder is found like any model's
  * files (models roots, then the system folders its manifest names), so
  * `ttsm say` works on a fresh machine with no downloads. */
@@ -11,9 +11,9 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
-#include "cache/manager.h"
-#include "engines/registry.h"
 #include "base/strbuf.h"
+#include "engines/espeak.h"
+#include "engines/factory_manifest.h"
 
 #define MAX_TEXT_BYTES (1u << 20)
 #define MAX_SECONDS 3600u

@@ -1,4 +1,4 @@
-/* engine_manifest.c - the factory of every engine whose manifest needs no
+/* factory_manifest.c - the factory of every engine whose manifest needs no
  * code: it resolves the model's files (resolve.c) and adds each component
  * by kind - tensors through the checkpoint readers, JSON validated, blobs
  * checked. Borrowed and shared components are ordinary files here; the
@@ -6,14 +6,14 @@
 #include <string.h>
 
 #include "base/error.h"
-#include "cache/manager.h"
-#include "engines/registry.h"
 #include "store/resolve.h"
+#include "engines/factory_manifest.h"
+#include "engines/model.h"
 
 ttsm_status ttsm__manifest_factory(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
                                    ttsm_model **out, ttsm_error *err)
 {
-    const ttsm__manifest *m = ttsm__registry_manifest(cfg->engine);
+    const ttsm__manifest *m = ctx->manifest;
     if (!m)
         return ttsm__err(err, TTSM_ERR_ENGINE, cfg->engine, "no manifest",
                          "the manifest factory was called for an engine without one");
@@ -26,7 +26,7 @@ ttsm_status ttsm__manifest_factory(const ttsm_load_config *cfg, const ttsm_facto
     char subject[2 * TTSM_CONFIG_NAME_MAX];
     ttsm__format_trunc(subject, sizeof subject, "%s/%s", m->name, ms->name);
 
-    ttsm__roots roots = {ctx->mgr->opt.models_dirs, ctx->mgr->opt.hf_cache};
+    ttsm__roots roots = {ctx->models_dirs, ctx->hf_cache};
     ttsm__resolution r;
     ttsm_status st = ttsm__resolve_model(m, ms, cfg, &roots, &r, err);
     if (st != TTSM_OK)

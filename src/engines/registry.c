@@ -1,7 +1,8 @@
 /* registry.c - where engine manifests come from: the ones compiled into
  * the library, then every folder in TTSM_ENGINES_PATH, then folders a
  * program names with ttsm_engines_load_dir(). Each manifest becomes an
- * engine in the process-wide engine table (engine.c). */
+ * engine in the process-wide engine table (table.c), with the factory it
+ * names; every lookup loads the manifests first. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -11,14 +12,15 @@
 #include <sys/stat.h>
 
 #include "base/alloc.h"
-#include "devices/backend.h"
 #include "base/error.h"
+#include "engines/espeak.h"
+#include "engines/factory_manifest.h"
 #include "engines/registry.h"
 
 #define MAX_MANIFEST_BYTES (4u << 20)
 #define MAX_MANIFESTS_PER_DIR 1024
 
-/* Process-global like the engine table it feeds (engine.c says why).
+/* Process-global like the engine table it feeds (table.c says why).
  * Manifests are immutable and never freed: an engine handle or a load in
  * flight may still point at one that a later folder overrode. The list
  * keeps them reachable. */
@@ -31,19 +33,23 @@ static struct kept {
 static ttsm_status env_status;
 static ttsm_error env_error;
 
-/* The code factories a manifest may name (its "factory" field). */
-static const ttsm__code_factory code_factories[] = {
+/* Code that a manifest's "factory" field names: for what data cannot say. */
+static const struct {
+    const char *name;
+    ttsm_factory_fn factory;
+    ttsm_synthesize_fn synthesize;
+} code_factories[] = {
     {"espeak", ttsm__espeak_factory, ttsm__espeak_synthesize},
 };
 
 static ttsm_status register_manifest(const ttsm__manifest *m, ttsm_error *err)
 {
     if (!m->factory)
-        return ttsm__engine_register_manifest(m, NULL, NULL, err);
+        return ttsm__table_add_manifest(m, ttsm__manifest_factory, NULL, err);
     for (size_t i = 0; i < sizeof code_factories / sizeof code_factories[0]; i++)
         if (strcmp(code_factories[i].name, m->factory) == 0)
-            return ttsm__engine_register_manifest(m, code_factories[i].factory,
-                                                  code_factories[i].synthesize, err);
+            return ttsm__table_add_manifest(m, code_factories[i].factory,
+                                            code_factories[i].synthesize, err);
     return ttsm__err(err, TTSM_ERR_FORMAT, m->source, "invalid manifest",
                      "factory: \"%s\" is not a built-in factory (built-in: espeak)", m->factory);
 }
@@ -232,6 +238,48 @@ ttsm_status ttsm_engines_status(ttsm_error *err)
     if (env_status != TTSM_OK && err)
         *err = env_error;
     return env_status;
+}
+
+/* ---- lookups: every one loads the manifests first ---------------------- */
+
+ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
+                                 const ttsm_engine_caps *caps, ttsm_error *err)
+{
+    ttsm__registry_init();
+    return ttsm__table_add_code(name, factory, caps, err);
+}
+
+int ttsm__engine_lookup(const char *name, ttsm__engine *out)
+{
+    if (strcmp(name, "file") != 0)
+        ttsm__registry_init();
+    return ttsm__table_find(name, out);
+}
+
+void ttsm__engine_list(char *buf, size_t size)
+{
+    ttsm__registry_init();
+    ttsm__table_list(buf, size);
+}
+
+size_t ttsm_engine_count(void)
+{
+    ttsm__registry_init();
+    return ttsm__table_count() + 1;
+}
+
+const ttsm_engine_info *ttsm_engine_get(size_t index)
+{
+    ttsm__registry_init();
+    return index == 0 ? ttsm__table_file() : ttsm__table_get(index - 1);
+}
+
+const ttsm_engine_info *ttsm_engine_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    ttsm__registry_init();
+    return ttsm__table_handle(name);
 }
 
 const ttsm__manifest *ttsm__registry_manifest(const char *name)

@@ -1,13 +1,14 @@
-/* registry_internal.h - the engine registry: manifests compiled into the
- * library, overridden or extended from folders, and the engines they make.
- * Shared by registry.c, engine.c, cache_key.c and the manifest factory. */
-#ifndef TTSM_REGISTRY_INTERNAL_H
-#define TTSM_REGISTRY_INTERNAL_H
+/* registry.h - the engine registry (registry.c): manifests compiled into
+ * the library, overridden or extended from folders, the engines they make
+ * in the engine table, and the lookups every layer above goes through. */
+#ifndef TTSM_ENGINES_REGISTRY_H
+#define TTSM_ENGINES_REGISTRY_H
 
 #include <stddef.h>
 
-#include "manifest/manifest.h"
 #include "ttsm.h"
+#include "manifest/manifest.h"
+#include "engines/table.h"
 
 typedef struct ttsm__builtin_manifest {
     const char *file; /* "chatterbox.json" */
@@ -28,23 +29,11 @@ void ttsm__registry_init(void);
  * live until the process ends. */
 const ttsm__manifest *ttsm__registry_manifest(const char *name);
 
-/* The factory of every engine whose manifest needs no code
- * (engine_manifest.c): resolves the model's files and adds them. */
-ttsm_status ttsm__manifest_factory(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
-                                   ttsm_model **out, ttsm_error *err);
-
-/* Code that a manifest's "factory" field names: for what data cannot say. */
-typedef struct ttsm__code_factory {
-    const char *name;
-    ttsm_factory_fn factory;
-    ttsm_synthesize_fn synthesize;
-} ttsm__code_factory;
-
-/* The espeak-ng engine (engine_espeak.c). */
-ttsm_status ttsm__espeak_factory(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
-                                 ttsm_model **out, ttsm_error *err);
-ttsm_status ttsm__espeak_synthesize(ttsm_model *model, const char *text,
-                                    const ttsm_synth_options *options, ttsm_audio *out,
-                                    ttsm_error *err);
+/* The registry's view of the engine table: "file", the built-in engine,
+ * or a registered one, by name or alias, after loading the manifests.
+ * @return 0 or -1. */
+int ttsm__engine_lookup(const char *name, ttsm__engine *out);
+/* "file, chatterbox, ..." for messages. */
+void ttsm__engine_list(char *buf, size_t size);
 
 #endif

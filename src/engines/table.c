@@ -1,20 +1,18 @@
-/* engine.c - the engine registry (name -> factory + capabilities) and the
- * built-in `file` engine, which loads the checkpoint at model_path: one
- * file, or every checkpoint in a folder (docs/manager.md). */
-#include <dirent.h>
+/* table.c - the process-wide engine table: name -> factory, capabilities
+ * and manifest, for engines registered in code and engines made from
+ * manifests (registry.c fills it), and what an engine handle tells. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include "base/alloc.h"
-#include "devices/backend.h"
+#include "base/config.h"
 #include "base/error.h"
-#include "engines/registry.h"
+#include "engines/factory_file.h"
+#include "engines/table.h"
 
 #define MAX_ENGINES 64
 
@@ -24,18 +22,6 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static ttsm__engine engines[MAX_ENGINES];
 static size_t n_engines;
-
-static _Atomic uint64_t generation = 1;
-
-uint64_t ttsm__config_generation(void)
-{
-    return atomic_load(&generation);
-}
-
-void ttsm__config_changed(void)
-{
-    atomic_fetch_add(&generation, 1);
-}
 
 ttsm_engine_caps ttsm_engine_caps_default(void)
 {
@@ -55,7 +41,7 @@ static void builtin_file(ttsm__engine *e)
     e->caps = ttsm_engine_caps_default();
 }
 
-ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
+ttsm_status ttsm__table_add_code(const char *name, ttsm_factory_fn factory,
                                  const ttsm_engine_caps *caps, ttsm_error *err)
 {
     if (!name || !*name || strlen(name) >= TTSM_CONFIG_NAME_MAX || !factory)
@@ -70,7 +56,6 @@ ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, name, "invalid argument",
                          "device list longer than %zu bytes", sizeof engines[0].devices - 1);
     ttsm_status st = TTSM_OK;
-    ttsm__registry_init();
     pthread_mutex_lock(&lock);
     int taken = strcmp(name, "file") == 0 || find_locked(name) != NULL;
     if (taken)
@@ -113,13 +98,12 @@ static ttsm__engine *find_locked(const char *name)
     return NULL;
 }
 
-int ttsm__engine_lookup(const char *name, ttsm__engine *out)
+int ttsm__table_find(const char *name, ttsm__engine *out)
 {
     if (strcmp(name, "file") == 0) {
         builtin_file(out);
         return 0;
     }
-    ttsm__registry_init();
     pthread_mutex_lock(&lock);
     ttsm__engine *e = find_locked(name);
     if (e) {
@@ -132,8 +116,8 @@ int ttsm__engine_lookup(const char *name, ttsm__engine *out)
     return e ? 0 : -1;
 }
 
-ttsm_status ttsm__engine_register_manifest(const ttsm__manifest *m, ttsm_factory_fn factory,
-                                           ttsm_synthesize_fn synthesize, ttsm_error *err)
+ttsm_status ttsm__table_add_manifest(const ttsm__manifest *m, ttsm_factory_fn factory,
+                                     ttsm_synthesize_fn synthesize, ttsm_error *err)
 {
     ttsm_status st = TTSM_OK;
     pthread_mutex_lock(&lock);
@@ -157,7 +141,7 @@ ttsm_status ttsm__engine_register_manifest(const ttsm__manifest *m, ttsm_factory
         e = &engines[n_engines];
         memset(e, 0, sizeof *e);
         strcpy(e->name, m->name);
-        e->factory = factory ? factory : ttsm__manifest_factory;
+        e->factory = factory;
         e->caps = ttsm_engine_caps_default();
         e->caps.can_corrupt = m->can_corrupt;
         e->caps.single_instance = m->single_instance;
@@ -172,10 +156,9 @@ ttsm_status ttsm__engine_register_manifest(const ttsm__manifest *m, ttsm_factory
     return st;
 }
 
-void ttsm__engine_list(char *buf, size_t size)
+void ttsm__table_list(char *buf, size_t size)
 {
     size_t used = (size_t)snprintf(buf, size, "file");
-    ttsm__registry_init();
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < n_engines && used < size; i++)
         used += (size_t)snprintf(buf + used, size - used, ", %s", engines[i].name);
@@ -198,7 +181,7 @@ int ttsm__engine_supports(const ttsm__engine *e, const char *device)
     return 0;
 }
 
-/* ---- the public registry queries (docs/engines.md) ---------------------- */
+/* ---- the table as the public queries see it ---------------------------- */
 
 /* The `file` engine as a listing entry; lookups build it by builtin_file(). */
 static ttsm__engine file_entry;
@@ -208,40 +191,39 @@ static void init_file_entry(void)
     builtin_file(&file_entry);
 }
 
-size_t ttsm_engine_count(void)
+const ttsm__engine *ttsm__table_file(void)
 {
-    ttsm__registry_init();
+    pthread_once(&file_once, init_file_entry);
+    return &file_entry;
+}
+
+size_t ttsm__table_count(void)
+{
     pthread_mutex_lock(&lock);
-    size_t n = n_engines + 1;
+    size_t n = n_engines;
     pthread_mutex_unlock(&lock);
     return n;
 }
 
-const ttsm_engine_info *ttsm_engine_get(size_t index)
+const ttsm__engine *ttsm__table_get(size_t index)
 {
-    ttsm__registry_init();
-    pthread_once(&file_once, init_file_entry);
-    if (index == 0)
-        return &file_entry;
     pthread_mutex_lock(&lock);
-    const ttsm__engine *e = index - 1 < n_engines ? &engines[index - 1] : NULL;
+    const ttsm__engine *e = index < n_engines ? &engines[index] : NULL;
     pthread_mutex_unlock(&lock);
     return e;
 }
 
-const ttsm_engine_info *ttsm_engine_find(const char *name)
+const ttsm__engine *ttsm__table_handle(const char *name)
 {
-    if (!name)
-        return NULL;
-    ttsm__registry_init();
-    pthread_once(&file_once, init_file_entry);
     if (strcmp(name, "file") == 0)
-        return &file_entry;
+        return ttsm__table_file();
     pthread_mutex_lock(&lock);
     const ttsm__engine *e = find_locked(name);
     pthread_mutex_unlock(&lock);
     return e;
 }
+
+/* ---- what an engine handle tells (docs/engines.md) -------------------- */
 
 static const ttsm__manifest *manifest_of(const ttsm_engine_info *e)
 {
@@ -258,7 +240,7 @@ const char *ttsm_engine_source(const ttsm_engine_info *e)
     const ttsm__manifest *m = manifest_of(e);
     if (m)
         return m->source;
-    return e == &file_entry ? "built-in" : "registered in code";
+    return e == ttsm__table_file() ? "built-in" : "registered in code";
 }
 
 const char *ttsm_engine_manifest(const ttsm_engine_info *e)
@@ -272,7 +254,7 @@ const char *ttsm_engine_description(const ttsm_engine_info *e)
     const ttsm__manifest *m = manifest_of(e);
     if (m)
         return m->description ? m->description : "";
-    return e == &file_entry ? "loads the checkpoint(s) at model_path" : "";
+    return e == ttsm__table_file() ? "loads the checkpoint(s) at model_path" : "";
 }
 
 const char *ttsm_engine_runtime(const ttsm_engine_info *e)
@@ -372,115 +354,4 @@ int ttsm_engine_supports_language(const ttsm_engine_info *e, const char *languag
         if (strcmp(m->languages[i], code) == 0)
             return 1;
     return 0;
-}
-
-/* ---- the `file` engine ------------------------------------------------ */
-
-static const char *const extensions[] = {".safetensors.index.json", ".safetensors", ".gguf",
-                                         ".pt", ".pth", ".ckpt", ".bin"};
-#define N_EXT (sizeof extensions / sizeof extensions[0])
-
-/* @return the index of the extension `name` ends with, or -1. */
-static int ext_of(const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < N_EXT; i++) {
-        size_t e = strlen(extensions[i]);
-        if (n > e && strcmp(name + n - e, extensions[i]) == 0)
-            return (int)i;
-    }
-    return -1;
-}
-
-/* Component name: the file name without its checkpoint extension. */
-static ttsm_status add_file(ttsm_model *m, const char *path, ttsm_error *err)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    char comp[TTSM_CONFIG_NAME_MAX];
-    ttsm__format_trunc(comp, sizeof comp, "%s", base);
-    int e = ext_of(comp);
-    if (e >= 0)
-        comp[strlen(comp) - strlen(extensions[e])] = '\0';
-    return ttsm_model_add_checkpoint(m, comp, path, err);
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* A folder: its *.safetensors.index.json files when it has any (the shards
- * they name are theirs), else every file with a checkpoint extension;
- * sorted by name so components come in the same order everywhere. */
-static ttsm_status add_folder(ttsm_model *m, const char *dir, ttsm_error *err)
-{
-    ttsm_status st = TTSM_OK;
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int any_index = 0;
-    DIR *d = opendir(dir);
-    if (!d)
-        return ttsm__err(err, TTSM_ERR_IO, dir, "cannot open folder", "opendir failed");
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        int e = ext_of(de->d_name);
-        if (e < 0 || de->d_name[0] == '.')
-            continue;
-        if (ttsm__grow((void **)&names, &cap, n + 1, sizeof *names, 4096) != 0 ||
-            !(names[n] = ttsm__strdup(de->d_name))) {
-            st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, dir, "out of memory",
-                           "listing the folder (or more than 4096 checkpoints)");
-            goto out;
-        }
-        n++;
-        any_index |= e == 0;
-    }
-    if (n == 0) {
-        st = ttsm__err(err, TTSM_ERR_NOT_FOUND, dir, "no checkpoint",
-                       "the folder holds no *.safetensors, *.safetensors.index.json, *.gguf, "
-                       "*.pt, *.pth, *.ckpt or *.bin file");
-        goto out;
-    }
-    qsort(names, n, sizeof *names, cmp_names);
-    for (size_t i = 0; i < n && st == TTSM_OK; i++) {
-        if (any_index && ext_of(names[i]) != 0)
-            continue;
-        size_t len = strlen(dir) + strlen(names[i]) + 2;
-        char *path = ttsm__malloc(len);
-        if (!path) {
-            st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, dir, "out of memory", "path");
-            break;
-        }
-        snprintf(path, len, "%s/%s", dir, names[i]);
-        st = add_file(m, path, err);
-        ttsm__free(path);
-    }
-out:
-    closedir(d);
-    for (size_t i = 0; i < n; i++)
-        ttsm__free(names[i]);
-    ttsm__free(names);
-    return st;
-}
-
-ttsm_status ttsm__file_factory(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
-                               ttsm_model **out, ttsm_error *err)
-{
-    if (!cfg->model_path)
-        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "file", "model_path missing",
-                         "the file engine loads the checkpoint(s) at model_path; set it");
-    struct stat sb;
-    if (stat(cfg->model_path, &sb) != 0)
-        return ttsm__err(err, TTSM_ERR_NOT_FOUND, cfg->model_path, "file not found",
-                         "no such file or folder");
-    ttsm_model *m;
-    ttsm_status st = ttsm_model_create(ctx, &m, err);
-    if (st != TTSM_OK)
-        return st;
-    st = S_ISDIR(sb.st_mode) ? add_folder(m, cfg->model_path, err)
-                             : add_file(m, cfg->model_path, err);
-    if (st == TTSM_OK)
-        *out = m;
-    return st;
 }

@@ -1,4 +1,4 @@
-/* format_gguf.c - strict reader for GGUF v2/v3 files (llama.cpp / ggml models).
+/* gguf.c - strict reader for GGUF v2/v3 files (llama.cpp / ggml models).
  * It walks the header, the key/values and the tensor infos through a buffered
  * window over ttsm__file_read, checks every count, length, type and offset
  * against the file and a cap, and hands the core one storage per tensor plus
@@ -18,6 +18,7 @@
  *       padding to `general.alignment` (u32, default 32)
  *       data section: tensor bytes at data_start + offset
  */
+#include "formats/gguf.h"
 #include "formats/table.h"
 
 #include <assert.h>

@@ -1,4 +1,4 @@
-/* format_safetensors.c - the strict safetensors reader. On disk: an 8-byte
+/* safetensors.c - the strict safetensors reader. On disk: an 8-byte
  * little-endian header length N, N bytes of UTF-8 JSON (one object: tensor
  * name -> {dtype, shape, data_offsets}, plus an optional "__metadata__"
  * string map), then the data section, which the tensors' byte ranges must
@@ -10,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/json.h"
+#include "base/text.h"
 #include "formats/safetensors.h"
 
 /* The dtypes safetensors defines (safetensors 0.6/0.7), with bits per
@@ -34,92 +35,6 @@ static const struct {
 
 #define NAME_SHOW 160 /* bytes of a name or value quoted in a message */
 
-/* ---- helpers shared with the index reader ------------------------------ */
-
-size_t ttsm__utf8_check(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the 2nd byte */
-        if (c >= 0xc2 && c <= 0xdf)
-            len = 2;
-        else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            if (c == 0xe0)
-                lo = 0xa0; /* overlong */
-            else if (c == 0xed)
-                hi = 0x9f; /* UTF-16 surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            if (c == 0xf0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xf4)
-                hi = 0x8f; /* past U+10FFFF */
-        } else
-            return i;
-        if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return i;
-        i += len;
-    }
-    return n;
-}
-
-const char *ttsm__st_printable(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t keep = n < cap - 1 ? n : (cap > 4 ? cap - 4 : 0);
-    size_t i;
-    for (i = 0; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
-    }
-    if (keep < n)
-        for (int k = 0; k < 3; k++)
-            out[i++] = '.';
-    out[i] = '\0';
-    return out;
-}
-
-char *ttsm__st_json_text(const json_t *v)
-{
-    const size_t flags = JSON_ENCODE_ANY | JSON_COMPACT;
-    size_t len = json_dumpb(v, NULL, 0, flags);
-    if (len == 0)
-        return NULL;
-    char *buf = ttsm__malloc(len + 1);
-    if (!buf)
-        return NULL;
-    if (json_dumpb(v, buf, len, flags) != len) {
-        ttsm__free(buf);
-        return NULL;
-    }
-    buf[len] = '\0';
-    return buf;
-}
-
-const char *ttsm__st_json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "real";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "value";
-}
-
 /* ---- one tensor entry -------------------------------------------------- */
 
 typedef struct entry {
@@ -140,7 +55,7 @@ typedef struct reader {
     ttsm_error *err;
 } reader;
 
-#define SHOW(buf, s, n) ttsm__st_printable((s), (n), (buf), sizeof(buf))
+#define SHOW(buf, s, n) ttsm__printable((s), (n), (buf), sizeof(buf))
 
 static ttsm_status fmt_err(reader *r, const char *rule, const char *fmt, ...)
     TTSM__PRINTF(3, 4);
@@ -168,7 +83,7 @@ static ttsm_status parse_dtype(reader *r, entry *e, const json_t *v, const char 
 {
     if (!json_is_string(v))
         return fmt_err(r, "bad dtype", "tensor '%s': dtype is a JSON %s, not a string", name,
-                       ttsm__st_json_kind(v));
+                       ttsm__json_kind(v));
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
     for (size_t i = 0; i < N_ST_DTYPES; i++) {
@@ -190,7 +105,7 @@ static ttsm_status parse_shape(reader *r, entry *e, const json_t *v, const char 
 {
     if (!json_is_array(v))
         return fmt_err(r, "bad shape", "tensor '%s': shape is a JSON %s, not an array", name,
-                       ttsm__st_json_kind(v));
+                       ttsm__json_kind(v));
     size_t rank = json_array_size(v);
     if (rank > TTSM__MAX_RANK)
         return fmt_err(r, "rank too large", "tensor '%s' has %zu dimensions, the limit is %u",
@@ -208,7 +123,7 @@ static ttsm_status parse_shape(reader *r, entry *e, const json_t *v, const char 
             return fmt_err(r, "bad dimension",
                            "tensor '%s' dimension %zu is a JSON %s; dimensions are non-negative "
                            "integers",
-                           name, i, ttsm__st_json_kind(d));
+                           name, i, ttsm__json_kind(d));
         }
         /* Same order as the reference: a zero after an overflowing prefix
          * does not rescue the product. */
@@ -248,7 +163,7 @@ static ttsm_status parse_entry(reader *r, entry *e, const char *key, size_t klen
     if (!json_is_object(v))
         return fmt_err(r, "bad tensor entry",
                        "'%s' is a JSON %s, not an object with dtype, shape and data_offsets", name,
-                       ttsm__st_json_kind(v));
+                       ttsm__json_kind(v));
     const char *fk;
     size_t fklen;
     json_t *fv;
@@ -359,7 +274,7 @@ static ttsm_status check_metadata(reader *r, const json_t *meta)
     if (!json_is_object(meta))
         return fmt_err(r, "bad __metadata__",
                        "__metadata__ is a JSON %s, not an object of string values",
-                       ttsm__st_json_kind(meta));
+                       ttsm__json_kind(meta));
     const char *k;
     size_t klen;
     json_t *v;
@@ -369,7 +284,7 @@ static ttsm_status check_metadata(reader *r, const json_t *meta)
             char shown[NAME_SHOW];
             return fmt_err(r, "bad __metadata__",
                            "__metadata__ value of key '%s' is a JSON %s, not a string",
-                           SHOW(shown, k, klen), ttsm__st_json_kind(v));
+                           SHOW(shown, k, klen), ttsm__json_kind(v));
         }
     }
     return TTSM_OK;
@@ -436,7 +351,7 @@ static ttsm_status add_metadata(reader *r, const json_t *meta)
     json_t *v;
     json_object_foreach((json_t *)meta, k, v)
     {
-        char *text = ttsm__st_json_text(v);
+        char *text = ttsm__json_text(v);
         if (!text)
             return ttsm__err(r->err, TTSM_ERR_OUT_OF_MEMORY, r->path, "out of memory",
                              "encoding __metadata__ value");
@@ -506,7 +421,7 @@ static ttsm_status load_header(reader *r, const ttsm__file *f, json_t **root)
     }
     if (!json_is_object(*root)) {
         st = fmt_err(r, "header not an object", "the header is a JSON %s",
-                     ttsm__st_json_kind(*root));
+                     ttsm__json_kind(*root));
         json_decref(*root);
         *root = NULL;
     }

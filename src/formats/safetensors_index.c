@@ -1,4 +1,4 @@
-/* format_safetensors_index.c - HuggingFace sharded checkpoints: a JSON index
+/* safetensors_index.c - HuggingFace sharded checkpoints: a JSON index
  * (`*.safetensors.index.json`) whose "weight_map" maps every tensor to a
  * shard file in the index's folder. Opens each shard with the safetensors
  * reader and checks that shards and map agree exactly, so one table holds
@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "formats/safetensors_index.h"
 #include "base/json.h"
+#include "base/text.h"
 #include "formats/safetensors.h"
 
 #define NAME_SHOW 160
@@ -32,14 +34,14 @@ static ttsm_status check_shard_name(const char *subject, const char *tensor, siz
                                     const json_t *v, ttsm_error *err)
 {
     char t[NAME_SHOW], s[NAME_SHOW];
-    ttsm__st_printable(tensor, tlen, t, sizeof t);
+    ttsm__printable(tensor, tlen, t, sizeof t);
     if (!json_is_string(v))
         return ttsm__err(err, TTSM_ERR_FORMAT, subject, "bad shard name",
                          "weight_map entry '%s' is a JSON %s, not a file name", t,
-                         ttsm__st_json_kind(v));
+                         ttsm__json_kind(v));
     const char *name = json_string_value(v);
     size_t len = json_string_length(v);
-    ttsm__st_printable(name, len, s, sizeof s);
+    ttsm__printable(name, len, s, sizeof s);
     const char *why = NULL;
     if (len == 0)
         why = "is empty";
@@ -91,7 +93,7 @@ ttsm_status ttsm__st_index_parse(const char *subject, const void *data, size_t l
     if (!json_is_object(ix.root)) {
         st = ttsm__err(err, TTSM_ERR_FORMAT, subject, "not a sharded index",
                        "the file is a JSON %s, not an object with a weight_map",
-                       ttsm__st_json_kind(ix.root));
+                       ttsm__json_kind(ix.root));
         goto fail;
     }
     ix.weight_map = json_object_get(ix.root, "weight_map");
@@ -103,7 +105,7 @@ ttsm_status ttsm__st_index_parse(const char *subject, const void *data, size_t l
     if (!json_is_object(ix.weight_map)) {
         st = ttsm__err(err, TTSM_ERR_FORMAT, subject, "bad weight_map",
                        "weight_map is a JSON %s, not an object of tensor name -> shard file",
-                       ttsm__st_json_kind(ix.weight_map));
+                       ttsm__json_kind(ix.weight_map));
         goto fail;
     }
     size_t n = json_object_size(ix.weight_map);
@@ -122,7 +124,7 @@ ttsm_status ttsm__st_index_parse(const char *subject, const void *data, size_t l
         ix.metadata = NULL;
     if (ix.metadata && !json_is_object(ix.metadata)) {
         st = ttsm__err(err, TTSM_ERR_FORMAT, subject, "bad metadata",
-                       "metadata is a JSON %s, not an object", ttsm__st_json_kind(ix.metadata));
+                       "metadata is a JSON %s, not an object", ttsm__json_kind(ix.metadata));
         goto fail;
     }
     ix.shards = ttsm__malloc(n * sizeof *ix.shards);
@@ -230,7 +232,7 @@ static ttsm_status open_shards(ttsm_checkpoint *ck, const ttsm__st_index *ix, co
                            "'%s' not found at %s; the weight_map places %zu tensor%s in it "
                            "(e.g. '%s')",
                            name, path, c, c == 1 ? "" : "s",
-                           ttsm__st_printable(example, strlen(example), ex, sizeof ex));
+                           ttsm__printable(example, strlen(example), ex, sizeof ex));
         }
         ttsm__free(path);
         if (st != TTSM_OK)
@@ -258,7 +260,7 @@ static ttsm_status check_complete(ttsm_checkpoint *ck, const ttsm__st_index *ix,
             return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "tensor missing from shard",
                              "the weight_map places tensor '%s' in shard '%s', which does not "
                              "hold it",
-                             ttsm__st_printable(k, strlen(k), t, sizeof t), json_string_value(v));
+                             ttsm__printable(k, strlen(k), t, sizeof t), json_string_value(v));
         }
     }
     return TTSM_OK; /* unreachable: every tensor added was checked against the map */
@@ -273,7 +275,7 @@ static ttsm_status add_index_metadata(ttsm_checkpoint *ck, const ttsm__st_index 
     json_t *v;
     json_object_foreach(ix->metadata, k, v)
     {
-        char *text = ttsm__st_json_text(v);
+        char *text = ttsm__json_text(v);
         if (!text)
             return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
                              "encoding metadata value");

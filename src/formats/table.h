@@ -1,15 +1,16 @@
-/* checkpoint_internal.h - the contract between the format readers and the
- * checkpoint core. A reader parses headers (through ttsm__file_read, never
+/* table.h - the contract between the format readers and the tensor table
+ * (table.c). A reader parses headers (through ttsm__file_read, never
  * trusting a size) and describes what it found with the ttsm__ckpt_add_*
- * builders; the core owns files, mappings, the tensor table, the name index,
+ * builders; the table owns files, mappings, tensors, the name index,
  * metadata and data access in both I/O modes. */
-#ifndef TTSM_CHECKPOINT_INTERNAL_H
-#define TTSM_CHECKPOINT_INTERNAL_H
+#ifndef TTSM_FORMATS_TABLE_H
+#define TTSM_FORMATS_TABLE_H
 
 #include <pthread.h>
 
-#include "base/error.h"
 #include "ttsm.h"
+#include "base/dtype.h"
+#include "base/error.h"
 
 /* Caps on what a file may make us allocate (each has a test). */
 #define TTSM__MAX_TENSORS (1u << 24)        /* 16.7 M tensors */
@@ -114,25 +115,7 @@ ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *
 ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
                                 const char *json, ttsm_error *err);
 
-/* Computes the byte size of `n_elements` of `dtype`, checking block
- * divisibility and overflow. @return 0 or -1. */
-int ttsm__dtype_bytes(ttsm_dtype dtype, uint64_t n_elements, uint64_t *out);
-
 /* Copies into the checkpoint's arena; NULL when out of memory. */
 void *ttsm__ckpt_arena(ttsm_checkpoint *ck, size_t size, size_t align);
-
-/* The format readers. Each is called with the checkpoint holding the opened
- * file at index 0 (or, for the index, with just the path). */
-ttsm_status ttsm__read_safetensors(ttsm_checkpoint *ck, uint32_t file_index, ttsm_error *err);
-ttsm_status ttsm__read_safetensors_index(ttsm_checkpoint *ck, uint32_t file_index,
-                                         ttsm_error *err);
-ttsm_status ttsm__read_gguf(ttsm_checkpoint *ck, uint32_t file_index, ttsm_error *err);
-ttsm_status ttsm__read_torch_zip(ttsm_checkpoint *ck, uint32_t file_index, ttsm_error *err);
-
-/* Opens a checkpoint from memory (fuzz harnesses): same detection and readers.
- * A sharded index opened this way cannot open shards and says so. */
-ttsm_status ttsm__checkpoint_open_memory(const void *data, size_t size, const char *name,
-                                         const ttsm_checkpoint_options *opts,
-                                         ttsm_checkpoint **out, ttsm_error *err);
 
 #endif

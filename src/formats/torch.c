@@ -1,4 +1,4 @@
-/* format_torch.c - PyTorch checkpoints, read as data: the torch.save zip
+/* torch.c - PyTorch checkpoints, read as data: the torch.save zip
  * archive (PyTorch >= 1.6) and the legacy pre-1.6 stream. Both keep tensor
  * bytes apart from a pickle that describes them; the pickle goes through the
  * restricted unpickler, storages become checkpoint storages (zero-copy where
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "formats/torch.h"
 #include "formats/table.h"
 #include "formats/torch_pickle.h"
 #include "formats/zip.h"

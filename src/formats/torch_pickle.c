@@ -1,4 +1,4 @@
-/* torch_pickle.c - the restricted unpickler (see torch_pickle_internal.h).
+/* torch_pickle.c - the restricted unpickler (see torch_pickle.h).
  * A pickle is a program for a stack machine; this one interprets only the
  * opcodes that build plain values, and maps the few globals a state dict
  * needs to built-in meanings instead of importing anything. Every length,

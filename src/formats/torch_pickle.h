@@ -1,4 +1,4 @@
-/* torch_pickle_internal.h - a restricted unpickler for PyTorch checkpoints.
+/* torch_pickle.h - a restricted unpickler for PyTorch checkpoints.
  * It runs no code: it understands the pickle opcodes state dicts use and
  * resolves only an allow-list of globals to built-in meanings (a tensor
  * rebuild, an OrderedDict, a storage type, a dtype); every other global is

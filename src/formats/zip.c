@@ -1,5 +1,5 @@
 /* zip.c - strict zip directory reader and member extraction for PyTorch
- * archives (layout in zip_internal.h). Every size and offset comes from the
+ * archives (layout in zip.h). Every size and offset comes from the
  * file, so each is range-checked before use; the classic and ZIP64 records
  * and the central and local headers must agree with each other. */
 #include "formats/zip.h"

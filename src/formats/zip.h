@@ -1,4 +1,4 @@
-/* zip_internal.h - a strict read-only zip reader for checkpoint archives
+/* zip.h - a strict read-only zip reader for checkpoint archives
  * (torch.save >= 1.6 writes one). It reads the central directory, checks
  * every entry against its local header and hands out where each member's
  * bytes lie, so stored members can be used in place; deflated members are

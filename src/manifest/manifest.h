@@ -1,4 +1,4 @@
-/* manifest_internal.h - an engine manifest (engines/<name>.json) parsed
+/* manifest.h - an engine manifest (engines/<name>.json) parsed
  * and validated into plain structs. Schema: docs/engines.md. A manifest is
  * immutable once parsed; the registry shares it between threads. */
 #ifndef TTSM_MANIFEST_INTERNAL_H

@@ -1,11 +1,11 @@
-/* resolve_internal.h - finding a model's files (DESIGN §8): explicit path,
+/* resolve.h - finding a model's files (DESIGN §8): explicit path,
  * models roots in the ComfyUI layout, legacy folders, the HuggingFace hub
- * cache. Shared by resolve.c, the manifest factory and `ttsm resolve`. */
+ * cache. Shared by the manifest factory and the resolve report. */
 #ifndef TTSM_RESOLVE_INTERNAL_H
 #define TTSM_RESOLVE_INTERNAL_H
 
-#include "manifest/manifest.h"
 #include "ttsm.h"
+#include "manifest/manifest.h"
 
 /* Where to look. Strings are borrowed. */
 typedef struct ttsm__roots {
@@ -47,13 +47,6 @@ void ttsm__resolution_free(ttsm__resolution *r);
 ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subject,
                                    ttsm_error *err);
 
-/* The canonical location of a file: its folder with symlinks, "." and ".."
- * resolved, then its own name, not followed. A hub snapshot entry is a
- * symlink into blobs/; following it would lose the folder a sharded index
- * names its shards in (they sit next to the index, as symlinks too). Writes
- * `out` (PATH_MAX bytes). @return 0, or -1 when the folder does not exist
- * or the result does not fit. */
-int ttsm__path_location(const char *path, char *out, size_t size);
 
 /* The hub cache folder in use (static storage per call is not used: the
  * result is written to `out`). @return 0, or -1 when none can be named. */

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "formats/checkpoint.h"
 #include "formats/table.h"
 
 static inline void fuzz_check_checkpoint(ttsm_checkpoint *ck, size_t input_size,

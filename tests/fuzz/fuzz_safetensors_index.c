@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "formats/safetensors.h"
+#include "base/json.h"
+#include "formats/checkpoint.h"
+#include "formats/safetensors_index.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -29,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_t *v;
             json_object_foreach(ix.metadata, k, v)
             {
-                char *text = ttsm__st_json_text(v);
+                char *text = ttsm__json_text(v);
                 if (text)
                     sink += strlen(text) + strlen(k);
                 ttsm__free(text);

@@ -10,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "fuzz_common.h"
+#include "formats/torch.h"
 #include "formats/zip.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -3,6 +3,7 @@
  * backend's upload path through the stand-in driver (tests/unit/fake_cuda.c). */
 #include <dlfcn.h>
 
+#include "devices/cuda.h"
 #include "devices/device.h"
 #include "fake_backend.h"
 #include "mgr_util.h"

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "devices/cuda.h"
 #include "devices/device.h"
 #include "testutil.h"
 

@@ -1,4 +1,4 @@
-/* test_checkpoint.c - the checkpoint core (src/checkpoint.c) seen through
+/* test_checkpoint.c - the checkpoint core (src/formats/table.c and checkpoint.c) seen through
  * safetensors files: the O(1) name index, both I/O modes (copy-on-write
  * mappings, 64-byte-aligned read buffers, files truncated after opening),
  * the metadata API, totals, options and argument checks, thread safety. */
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "formats/checkpoint.h"
 #include "formats/table.h"
 #include "testutil.h"
 

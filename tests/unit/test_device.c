@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include "devices/cuda.h"
 #include "devices/device.h"
 #include "testutil.h"
 

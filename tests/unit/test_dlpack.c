@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "base/alloc.h"
+#include "devices/cuda.h"
 #include "devices/device.h"
 #include "dlpack.h"
 #include "fake_backend.h"

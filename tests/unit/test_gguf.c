@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "formats/table.h"
 #include "testutil.h"
 
@@ -235,7 +237,7 @@ static void malformed_files(void **state)
     }
 }
 
-/* checkpoint.c sends only "GGUF" here, so the reader's own magic check is
+/* formats/checkpoint.c sends only "GGUF" here, so the reader's own magic check is
  * reached by calling it directly; through the API the file is unknown. */
 static void bad_magic(void **state)
 {

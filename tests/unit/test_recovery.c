@@ -1,7 +1,7 @@
 /* test_recovery.c - recovery is data: Higgs Audio's manifest says it can
  * corrupt (stale CUDA graphs), so the manager's generic invalidate path
  * rebuilds it - holders keep their reference, the next load is a fresh
- * entry - and manager.c names no engine. Uses the committed sample store. */
+ * entry - and src/cache/manager.c names no engine. Uses the committed sample store. */
 #include "testutil.h"
 
 static void higgs_is_rebuilt_after_invalidate(void **state)

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "formats/checkpoint.h"
 #include "formats/table.h"
+#include "base/text.h"
 #include "formats/safetensors.h"
 #include "testutil.h"
 

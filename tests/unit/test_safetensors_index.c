@@ -12,8 +12,9 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "formats/checkpoint.h"
 #include "formats/table.h"
-#include "formats/safetensors.h"
+#include "formats/safetensors_index.h"
 #include "testutil.h"
 
 #define INDEX_DIR TTSM_SOURCE_DIR "/tests/fixtures/safetensors/index"

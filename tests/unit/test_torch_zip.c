@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "formats/checkpoint.h"
 #include "formats/table.h"
 #include "testutil.h"
+#include "formats/torch.h"
 #include "formats/zip.h"
 
 #define FIX TTSM_SOURCE_DIR "/tests/fixtures/torch"

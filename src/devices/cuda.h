@@ -1,0 +1,22 @@
+/* cuda.h - the CUDA driver, opened with dlopen at run time (cuda.c):
+ * discovery, device information and the cuda backend. */
+#ifndef TTSM_DEVICES_CUDA_H
+#define TTSM_DEVICES_CUDA_H
+
+#include "ttsm.h"
+
+/* Number of CUDA devices found by the (once-only) discovery; 0 without a
+ * driver. Thread-safe. */
+int ttsm__cuda_device_count(void);
+/* Name and memory of CUDA device `ordinal`; memory is read now through the
+ * device's primary context. */
+ttsm_status ttsm__cuda_device_info(int ordinal, ttsm_device_info *out, ttsm_error *err);
+/* Forgets what discovery found (closing the driver), so the next call
+ * discovers again - for tests that swap TTSM_CUDA_DRIVER. Not thread-safe
+ * against concurrent users of the driver. */
+void ttsm__cuda_reset(void);
+
+/* The cuda backend's table. */
+const ttsm_backend *ttsm__cuda_backend(void);
+
+#endif

@@ -1,0 +1,42 @@
+/* pool.h - opened checkpoints shared by path (pool.c). Every model that
+ * names a file uses the one checkpoint opened for it; a file replaced on
+ * disk since it was opened is opened again for the next user, while the
+ * models holding the old one keep it. A manager owns one pool. */
+#ifndef TTSM_FORMATS_POOL_H
+#define TTSM_FORMATS_POOL_H
+
+#include <pthread.h>
+
+#include "ttsm.h"
+#include "base/log.h"
+
+/* One opened checkpoint. */
+typedef struct ttsm__host {
+    char *path; /* canonical location (base/path.h) */
+    ttsm_checkpoint *ck;
+    size_t refs;
+    uint64_t identity; /* device, inode, size, mtime of its files when opened */
+    int detached;      /* replaced on disk: out of the table, freed at refs 0 */
+    struct ttsm__host *next;
+} ttsm__host;
+
+typedef struct ttsm__pool {
+    pthread_mutex_t lock;
+    ttsm__host *hosts;
+    uint64_t opens; /* checkpoints opened, for the manager's stats */
+    ttsm_io_mode io_mode;
+    ttsm__logger log;
+} ttsm__pool;
+
+void ttsm__pool_init(ttsm__pool *p, ttsm_io_mode io_mode, ttsm__logger log);
+/* Every host must have been released. */
+void ttsm__pool_destroy(ttsm__pool *p);
+
+/* The checkpoint at `path`, opened now or shared. @return TTSM_OK,
+ * TTSM_ERR_NOT_FOUND, or what opening it returned. Release each host once. */
+ttsm_status ttsm__pool_acquire(ttsm__pool *p, const char *path, ttsm__host **out,
+                               ttsm_error *err);
+void ttsm__pool_release(ttsm__pool *p, ttsm__host *h);
+uint64_t ttsm__pool_opens(ttsm__pool *p);
+
+#endif
