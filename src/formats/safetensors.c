@@ -999,7 +999,7 @@ static ttsm_status add_entries(reader *r, uint32_t fi, const ttsm__st_shard *sha
                                .storage_offset = 0};
         st = ttsm__ckpt_append_tensor(r->ck, &d, r->err);
     }
-    return st == TTSM_OK ? ttsm__ckpt_index_tensors(r->ck, first, r->err) : st;
+    return st == TTSM_OK ? ttsm__ckpt_index_tensors(r->ck, first, NULL, r->err) : st;
 }
 
 static ttsm_status add_metadata(reader *r)
@@ -1097,7 +1097,7 @@ static ttsm_status read_pass(ttsm_checkpoint *ck, uint32_t fi, const ttsm__st_sh
         else if (r.top != TTSM__JS_OBJECT || r.meta_err.rule || r.entry_err.rule ||
                  r.n_keys > TTSM__MAX_TENSORS || r.expect != f->size - r.data_start)
             st = TTSM_ERR_FORMAT;
-        else if ((st = ttsm__ckpt_index_tensors(ck, first, err)) == TTSM_OK && !shard)
+        else if ((st = ttsm__ckpt_index_tensors(ck, first, NULL, err)) == TTSM_OK && !shard)
             st = add_metadata(&r);
         goto done;
     }

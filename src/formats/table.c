@@ -627,7 +627,8 @@ ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, t
     return TTSM_OK;
 }
 
-ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, ttsm_error *err)
+ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, size_t *dup,
+                                     ttsm_error *err)
 {
     size_t n = ck->n_tensors, cap = ck->index_cap ? ck->index_cap : 64;
     while ((n + 1) * 2 > cap)
@@ -655,6 +656,8 @@ ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, ttsm_err
         const char *nm = ck->tensors[i].name;
         size_t len = strlen(nm), slot = index_slot(ck, nm, len, h);
         if (ck->index[slot] != EMPTY) {
+            if (dup)
+                *dup = i;
             const char *file = ck->n_files ? ck->files[ck->tensors[i].file_index].path : ck->path;
             return ttsm__err(err, TTSM_ERR_FORMAT, file, "duplicate tensor name",
                              "'%.200s' appears twice", nm);

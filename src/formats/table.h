@@ -141,8 +141,10 @@ typedef struct ttsm__dense {
 ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, ttsm_error *err);
 
 /* Puts tensors `first`.. (appended) into the name index; a name already
- * there is a format error ("duplicate tensor name"). */
-ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, ttsm_error *err);
+ * there is a format error ("duplicate tensor name"), and `*dup` (when not
+ * NULL) is then the tensor that repeats an earlier name. */
+ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, size_t *dup,
+                                     ttsm_error *err);
 
 /* Makes room for `tensors` more tensors and `storages` more storages, so a
  * reader that knows its counts grows the arrays once. */
