@@ -510,6 +510,8 @@ typedef struct ttsm_manager_options {
     /* A folder of extra engine manifests, read into the process-wide
      * registry when the manager is created (NULL: none). */
     const char *engines_dir;
+    /* 1: ttsm_load starts ttsm_model_prefetch() on every model it returns. */
+    int prefetch;
 } ttsm_manager_options;
 
 TTSM_API ttsm_manager_options ttsm_manager_options_default(void);
@@ -527,6 +529,19 @@ TTSM_API void ttsm_manager_destroy(ttsm_manager *mgr);
  *  budget, in use and what holds it. */
 TTSM_API ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                                ttsm_error *err);
+
+/** Starts bringing every byte of the model's host tensors into memory in
+ *  the background and returns at once: a thread asks the kernel to read the
+ *  mapped files ahead and maps their pages, so that a first pass over the
+ *  weights does not wait on a page fault per page. Tensors already held in
+ *  memory (read mode, device copies) need nothing. Once per model (later
+ *  calls return TTSM_OK); the thread holds a reference until it is done.
+ *  The manager option `prefetch` does this for every load.
+ *  @return TTSM_OK, or TTSM_ERR_OUT_OF_MEMORY when no thread could start. */
+TTSM_API ttsm_status ttsm_model_prefetch(ttsm_model *model, ttsm_error *err);
+/** Waits for the model's prefetch, if one was started. @return the bytes it
+ *  brought in (0 when none was started or there was nothing to do). */
+TTSM_API uint64_t ttsm_model_prefetch_wait(ttsm_model *model);
 
 /** Adds a reference (thread-safe). */
 TTSM_API void ttsm_model_retain(ttsm_model *model);

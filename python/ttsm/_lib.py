@@ -90,7 +90,8 @@ class ManagerOptions(ctypes.Structure):
                 ("log_user", ctypes.c_void_p), ("progress", PROGRESS_FN),
                 ("progress_user", ctypes.c_void_p), ("clock", CLOCK_FN),
                 ("clock_user", ctypes.c_void_p), ("models_dirs", ctypes.c_char_p),
-                ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p)]
+                ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p),
+                ("prefetch", ctypes.c_int)]
 
 
 class EntryInfo(ctypes.Structure):
@@ -170,6 +171,8 @@ _SIGNATURES = {
     "ttsm_manager_destroy": (None, [_p]),
     "ttsm_load": (_i, [_p, ctypes.POINTER(LoadConfig), ctypes.POINTER(_p), _E]),
     "ttsm_model_retain": (None, [_p]),
+    "ttsm_model_prefetch": (_i, [_p, _E]),
+    "ttsm_model_prefetch_wait": (ctypes.c_uint64, [_p]),
     "ttsm_model_release": (None, [_p]),
     "ttsm_pin": (_i, [_p, _s, _E]),
     "ttsm_unpin": (_i, [_p, _s, _E]),

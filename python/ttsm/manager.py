@@ -207,7 +207,9 @@ class Manager(_Handle):
     allow_cpu_fallback: a load that does not fit its device loads on cpu;
     device_reserve: bytes kept free on CUDA devices (default 512 MiB);
     engines_dir: a folder of extra engine manifests; progress:
-    callable(key, done_bytes, total_bytes), a true result cancels the load.
+    callable(key, done_bytes, total_bytes), a true result cancels the load;
+    prefetch: every load starts bringing the model's bytes into memory in
+    the background (Model.prefetch()).
 
     Thread-safe. close() (or leaving a ``with`` block) destroys the cache:
     models and tensors still referenced stay valid, and their memory goes
@@ -215,7 +217,7 @@ class Manager(_Handle):
 
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
-                 engines_dir=None, progress=None):
+                 engines_dir=None, progress=None, prefetch=False):
         self._handle = None
         self._cond = threading.Condition()
         self._active = 0
@@ -229,6 +231,7 @@ class Manager(_Handle):
                 "io_mode must be 'mmap' or 'read', not %r" % (io_mode,))
         o.io_mode = _lib.IO_MMAP if io_mode == "mmap" else _lib.IO_READ
         o.allow_cpu_fallback = 1 if allow_cpu_fallback else 0
+        o.prefetch = 1 if prefetch else 0
         keep = []
         if budgets:
             if not isinstance(budgets, dict):
@@ -419,6 +422,17 @@ class Model(_Handle):
         if self._handle is None:
             raise ValueError("ttsm: the model is closed")
         return self._handle
+
+    def prefetch(self, wait=False):
+        """Starts bringing every byte of the model into memory in the
+        background (once per model; nothing to do in read mode or on a
+        device). With wait=True, returns once that is done. Returns the
+        bytes brought in when waiting, else None."""
+        err = Error()
+        _check(lib.ttsm_model_prefetch(self._h(), ctypes.byref(err)), err)
+        if wait:
+            return lib.ttsm_model_prefetch_wait(self._h())
+        return None
 
     @property
     def components(self):

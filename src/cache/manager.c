@@ -17,6 +17,7 @@
 #include "cache/canonical.h"
 #include "cache/manager.h"
 #include "cache/materialise.h"
+#include "cache/prefetch.h"
 
 ttsm_manager_options ttsm_manager_options_default(void)
 {
@@ -245,6 +246,7 @@ static ttsm__entry *find(ttsm_manager *mgr, const char *key)
  * @return 1 when the manager is closing and this was its last object. */
 static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
 {
+    ttsm__prefetch_forget(&e->m);
     ttsm__model_dematerialise(&e->m);
     ttsm__model_free_parts(&e->m);
     if (e->state == TTSM__READY || e->state == TTSM__ORPHAN) {
@@ -746,8 +748,20 @@ static void memo_fill(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h
     pthread_mutex_unlock(&mgr->lock);
 }
 
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
+                        ttsm_error *err);
+
 ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                       ttsm_error *err)
+{
+    ttsm_status st = load(mgr, cfg, out, err);
+    if (st == TTSM_OK && mgr->opt.prefetch && ttsm_model_prefetch(*out, NULL) != TTSM_OK)
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "prefetch of %s not started", (*out)->key);
+    return st;
+}
+
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
+                        ttsm_error *err)
 {
     if (!mgr || !cfg || !out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
@@ -806,6 +820,15 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
         ttsm__logf(&mgr->log, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name, ms->name,
                   (*out)->label);
     return st;
+}
+
+ttsm_status ttsm_model_prefetch(ttsm_model *model, ttsm_error *err)
+{
+    if (!model)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_model_prefetch",
+                         "invalid argument", "model must not be NULL");
+    ttsm_model_retain(model); /* the pass's own, dropped when it is done */
+    return ttsm__prefetch_start(model, ttsm_model_release, err);
 }
 
 /* ---- references, pin, unload, invalidate ------------------------------- */

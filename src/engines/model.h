@@ -9,6 +9,8 @@
 #ifndef TTSM_ENGINES_MODEL_H
 #define TTSM_ENGINES_MODEL_H
 
+#include <stdatomic.h>
+
 #include "ttsm.h"
 #include "formats/pool.h"
 #include "manifest/manifest.h"
@@ -40,6 +42,9 @@ struct ttsm_model {
     ttsm_synthesize_fn synthesize; /* from the engine's caps */
     /* Set by the manager once the model is admitted. */
     uint64_t bytes;
+    /* The cache's background pass over the bytes (cache/prefetch.c); NULL
+     * until one is started. */
+    _Atomic(struct ttsm__prefetch *) prefetch;
 };
 
 /* What a factory is handed (ttsm_factory_ctx_* read it). */
