@@ -6,6 +6,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "devices/cuda.h"
 #include "formats/table.h"
 #include "engines/model.h"
 #include "cache/materialise.h"
@@ -102,11 +103,18 @@ static ttsm_status materialise_component(ttsm_model *m, ttsm__component *c, uint
                 at += stored_size(m, ck->storages[s].nbytes);
             }
     }
-    /* Storages upload whole, once, however many tensors view them. */
+    /* Storages upload whole, once, however many tensors view them; to CUDA
+     * a storage that lies in a file goes from the file straight through the
+     * staging ring (devices/cuda.c), without a pass through a mapping. */
+    int from_file = !host && ttsm__cuda_is_backend(&m->backend);
     for (size_t i = 0; i < ck->n_tensors; i++) {
         const ttsm_tensor_info *t = &ck->tensors[i];
-        const void *src;
-        if ((st = ttsm_checkpoint_tensor_data(ck, t, &src, err)) != TTSM_OK)
+        const ttsm__storage *sg = &ck->storages[t->storage_index];
+        int fd = from_file && sg->file_index != UINT32_MAX && !sg->mem
+                     ? ck->files[sg->file_index].fd
+                     : -1;
+        const void *src = NULL;
+        if (fd < 0 && (st = ttsm_checkpoint_tensor_data(ck, t, &src, err)) != TTSM_OK)
             goto out;
         ttsm_model_tensor *mt = &c->tensors[i];
         mt->name = t->name;
@@ -126,9 +134,13 @@ static ttsm_status materialise_component(ttsm_model *m, ttsm__component *c, uint
             continue;
         used[s] = 2;
         if (!host && sbytes > 0) {
-            const unsigned char *base = (const unsigned char *)src - t->storage_offset;
-            st = m->backend.upload(m->backend.user, m->dev_index,
-                                   (unsigned char *)c->block + off[s], base, sbytes, err);
+            unsigned char *dst = (unsigned char *)c->block + off[s];
+            if (fd >= 0) {
+                st = ttsm__cuda_upload_file(m->dev_index, dst, fd, sg->file_offset, sbytes, err);
+            } else {
+                const unsigned char *base = (const unsigned char *)src - t->storage_offset;
+                st = m->backend.upload(m->backend.user, m->dev_index, dst, base, sbytes, err);
+            }
             if (st != TTSM_OK)
                 goto out;
         }
