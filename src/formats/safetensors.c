@@ -322,7 +322,7 @@ static int stop_direct(reader *r)
 /* The first pass: a valid entry goes into the table at once if it follows
  * the previous one in file order, tiling the data, and (in a shard) is mapped
  * to this shard. Anything else stops the pass. */
-static int commit(reader *r, const entry *e)
+static int commit(reader *r, const entry *e, uint64_t n)
 {
     /* Tiling the data in order: only zero-size tensors sharing an offset
      * are ordered by name. */
@@ -335,9 +335,6 @@ static int commit(reader *r, const entry *e)
         if (m < 0 || r->shard->index->map[m].shard != r->shard->shard)
             return stop_direct(r);
     }
-    uint64_t n = 1; /* checked against overflow already */
-    for (uint32_t k = 0; k < e->rank; k++)
-        n *= (uint64_t)e->shape[k];
     ttsm__dense d = {.name = e->name,
                      .name_len = e->name_len,
                      .dtype = st_dtypes[e->dt].dtype,
@@ -380,7 +377,12 @@ static int keep_entry(reader *r, entry *e, int dt, const int64_t *dims, size_t r
     e->dt = (uint8_t)dt;
     e->begin = begin;
     e->end = end;
-    return r->direct ? commit(r, e) : 0;
+    if (!r->direct)
+        return 0;
+    uint64_t n = 1; /* checked against overflow already */
+    for (size_t k = 0; k < rank; k++)
+        n *= (uint64_t)dims[k];
+    return commit(r, e, n);
 }
 
 /* The entry's rules, in the documented order, once its object is read. */
@@ -526,6 +528,7 @@ static inline const unsigned char *uint16d(const unsigned char *p, uint64_t *v)
 typedef struct fast {
     int dt;
     size_t rank;
+    uint64_t n; /* elements */
     uint64_t begin, end;
     int64_t dims[TTSM__MAX_RANK];
 } fast;
@@ -617,6 +620,7 @@ static const unsigned char *fast_value(const unsigned char *p, const unsigned ch
         return NULL;
     o->dt = dt;
     o->rank = rank;
+    o->n = n;
     o->begin = begin;
     o->end = last;
     return p;
@@ -676,7 +680,7 @@ static int fast_member(reader *r)
     e->begin = o.begin;
     e->end = o.end;
     r->n_keys++;
-    if (commit(r, e) == 0)
+    if (commit(r, e, o.n) == 0)
         r->js.p = q;
     return 1;
 }
