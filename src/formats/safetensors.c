@@ -75,6 +75,7 @@ typedef struct reader {
                        straight into the table, in file order, or it stops */
     uint32_t fi;
     const ttsm__st_shard *shard;
+    size_t map_next; /* direct, a shard: the weight_map entry after the last one found */
     entry cur, prev; /* direct: the entry being read, the one before it */
     size_t n_direct;
     uint64_t expect; /* direct: where the next tensor must begin */
@@ -331,9 +332,17 @@ static int commit(reader *r, const entry *e, uint64_t n)
          entry_cmp(&r->prev, e) >= 0))
         return stop_direct(r);
     if (r->shard) {
-        long m = ttsm__st_index_find(r->shard->index, e->name, e->name_len);
-        if (m < 0 || r->shard->index->map[m].shard != r->shard->shard)
+        /* A shard and the map often list a run of tensors in the same
+         * order: the entry after the last one found is tried first, read in
+         * order where a lookup would land anywhere in the table. */
+        const ttsm__st_index *ix = r->shard->index;
+        const ttsm__st_map_entry *g = r->map_next < ix->n_map ? &ix->map[r->map_next] : NULL;
+        long m = g && g->name_len == e->name_len && memcmp(g->name, e->name, e->name_len) == 0
+                     ? (long)r->map_next
+                     : ttsm__st_index_find(ix, e->name, e->name_len);
+        if (m < 0 || ix->map[m].shard != r->shard->shard)
             return stop_direct(r);
+        r->map_next = (size_t)m + 1;
     }
     ttsm__dense d = {.name = e->name,
                      .name_len = e->name_len,

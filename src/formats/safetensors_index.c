@@ -36,6 +36,11 @@ typedef struct iparse {
     size_t sh_nslot;
     ttsm__js_kind top, wm_kind, md_kind; /* TTSM__JS_NONE: absent */
     size_t last_sh, last_len;            /* the shard named last, and its length */
+    /* The next weight_map key, hashed and its slot fetched while the
+     * current entry is read (fast_map_entry); NULL when not looked at. */
+    const unsigned char *ahead;
+    size_t ahead_len;
+    uint64_t ahead_h;
     const char *rule;                    /* the first entry that fails */
     char detail[TTSM_ERROR_MESSAGE_MAX];
 } iparse;
@@ -59,8 +64,7 @@ static void p_oom(iparse *p, const char *what)
     p->js.st = ttsm__err(p->err, TTSM_ERR_OUT_OF_MEMORY, p->subject, "out of memory", "%s", what);
 }
 
-static int grow_slots(uint32_t **slot, size_t *nslot, size_t n, const void *base, size_t stride,
-                      int by_map)
+static int grow_slots(uint32_t **slot, size_t *nslot, size_t n, const char *const *names)
 {
     size_t ns = *nslot ? *nslot * 2 : 256;
     while ((n + 1) * 2 > ns)
@@ -69,17 +73,7 @@ static int grow_slots(uint32_t **slot, size_t *nslot, size_t n, const void *base
     if (!s)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        const char *name;
-        size_t len;
-        if (by_map) {
-            const ttsm__st_map_entry *e = (const ttsm__st_map_entry *)base + i;
-            name = e->name;
-            len = e->name_len;
-        } else {
-            name = *(const char *const *)((const char *)base + i * stride);
-            len = strlen(name);
-        }
-        size_t k = (size_t)XXH3_64bits(name, len) & (ns - 1);
+        size_t k = (size_t)XXH3_64bits(names[i], strlen(names[i])) & (ns - 1);
         while (s[k])
             k = (k + 1) & (ns - 1);
         s[k] = (uint32_t)i + 1;
@@ -90,10 +84,59 @@ static int grow_slots(uint32_t **slot, size_t *nslot, size_t n, const void *base
     return 0;
 }
 
+/* The weight_map's name table at twice the size: the tags move with the
+ * entries and say where each goes, so no name is read again. */
+static int grow_map_slots(ttsm__st_index *ix)
+{
+    size_t ns = ix->nslot ? ix->nslot * 2 : 256;
+    while ((ix->n_map + 1) * 2 > ns)
+        ns *= 2;
+    uint64_t *s = ttsm__calloc(ns, sizeof *s);
+    if (!s)
+        return -1;
+    for (size_t i = 0; i < ix->nslot; i++) {
+        uint64_t v = ix->slot[i];
+        if (!v)
+            continue;
+        size_t k = ttsm__st_slot_home(v, ns);
+        while (s[k])
+            k = (k + 1) & (ns - 1);
+        s[k] = v;
+    }
+    ttsm__free(ix->slot);
+    ix->slot = s;
+    ix->nslot = ns;
+    return 0;
+}
+
+/* Once the first entries are read: room for as many more as the rest of
+ * the text would hold at their average size, so the map and its name table
+ * are not grown again and again. An estimate, a wrong one costs only
+ * growth; it counts an entry as at least 32 bytes (what one costs here), so
+ * what it reserves stays within about twice the text. */
+static void presize_map(iparse *p, uint64_t used, uint64_t rest)
+{
+    ttsm__st_index *ix = &p->ix;
+    if (!ix->n_map)
+        return;
+    uint64_t avg = used / ix->n_map;
+    uint64_t est = ix->n_map + rest / (avg > 32 ? avg : 32);
+    if (est > UINT32_MAX / 4)
+        return;
+    if (ttsm__grow((void **)&ix->map, &p->cap_map, (size_t)est, sizeof *ix->map,
+                   UINT32_MAX - 1) != 0)
+        return;
+    size_t n = ix->n_map;
+    ix->n_map = (size_t)est; /* sizes the table; no entry is added */
+    if ((ix->n_map + 1) * 2 > ix->nslot)
+        (void)grow_map_slots(ix);
+    ix->n_map = n;
+}
+
 static long shard_lookup(iparse *p, const char *name, size_t len)
 {
     if ((p->n_sh + 1) * 2 > p->sh_nslot &&
-        grow_slots(&p->sh_slot, &p->sh_nslot, p->n_sh, p->sh, sizeof *p->sh, 0) != 0)
+        grow_slots(&p->sh_slot, &p->sh_nslot, p->n_sh, p->sh) != 0)
         return -1;
     size_t mask = p->sh_nslot - 1, k = (size_t)XXH3_64bits(name, len) & mask;
     for (; p->sh_slot[k]; k = (k + 1) & mask) {
@@ -154,15 +197,17 @@ static void check_shard_name(iparse *p, const char *t, const char *name, size_t 
 
 /* A new weight_map entry named by the scanner's key; a repeated key is a
  * syntax failure, as in jansson. */
-static ttsm__st_map_entry *map_add(iparse *p, const char *key, size_t len)
+static ttsm__st_map_entry *map_add(iparse *p, const char *key, size_t len, uint64_t h)
 {
     ttsm__st_index *ix = &p->ix;
-    if ((ix->n_map + 1) * 2 > ix->nslot &&
-        grow_slots(&ix->slot, &ix->nslot, ix->n_map, ix->map, 0, 1) != 0)
+    if ((ix->n_map + 1) * 2 > ix->nslot && grow_map_slots(ix) != 0)
         goto oom;
-    size_t mask = ix->nslot - 1, k = (size_t)XXH3_64bits(key, len) & mask;
+    uint64_t tag = ttsm__st_slot_tag(h);
+    size_t mask = ix->nslot - 1, k = ttsm__st_slot_home(h, ix->nslot);
     for (; ix->slot[k]; k = (k + 1) & mask) {
-        const ttsm__st_map_entry *e = &ix->map[ix->slot[k] - 1];
+        if (ttsm__st_slot_tag(ix->slot[k]) != tag)
+            continue;
+        const ttsm__st_map_entry *e = &ix->map[(uint32_t)ix->slot[k] - 1];
         if (e->name_len == len && memcmp(e->name, key, len) == 0) {
             char shown[64];
             ttsm__js_fail(&p->js, TTSM__JS_F_DUPLICATE, "duplicate object key near '\"%s\"'",
@@ -180,7 +225,7 @@ static ttsm__st_map_entry *map_add(iparse *p, const char *key, size_t len)
     e->name = name;
     e->name_len = (uint32_t)len;
     e->shard = 0;
-    ix->slot[k] = (uint32_t)++ix->n_map;
+    ix->slot[k] = tag | (uint32_t)++ix->n_map;
     return e;
 oom:
     p_oom(p, "indexing the weight_map");
@@ -217,6 +262,17 @@ static int map_shard(iparse *p, ttsm__st_map_entry *e, const char *name, size_t 
  * escapes, no control bytes), read straight from the window. @return 1
  * when read, 0 to leave it to the general path (nothing consumed), -1
  * after a failure. */
+/* The end of a plain string's bytes starting at q (its closing quote), or
+ * NULL when it has escapes, control bytes or does not end before `end`. */
+static const unsigned char *plain_string(const unsigned char *q, const unsigned char *end)
+{
+    while (end - q >= 8 && ttsm__js_plain8(q))
+        q += 8;
+    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20)
+        q++;
+    return q < end && *q == '"' ? q : NULL;
+}
+
 static int fast_map_entry(iparse *p)
 {
     const unsigned char *q = p->js.p, *end = p->js.end;
@@ -225,13 +281,19 @@ static int fast_map_entry(iparse *p)
     if (q == end || *q != '"')
         return 0;
     const unsigned char *k = ++q;
-    while (end - q >= 8 && ttsm__js_plain8(q))
-        q += 8;
-    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20)
-        q++;
-    if (q == end || *q != '"')
-        return 0;
-    size_t klen = (size_t)(q - k);
+    size_t klen;
+    uint64_t h;
+    if (p->ahead == k) {
+        klen = p->ahead_len;
+        h = p->ahead_h;
+        q = k + klen;
+    } else {
+        if (!(q = plain_string(q, end)))
+            return 0;
+        klen = (size_t)(q - k);
+        h = XXH3_64bits(k, klen);
+    }
+    p->ahead = NULL;
     q++;
     while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t'))
         q++;
@@ -242,13 +304,27 @@ static int fast_map_entry(iparse *p)
     if (q == end || *q != '"')
         return 0;
     const unsigned char *v = ++q;
-    while (end - q >= 8 && ttsm__js_plain8(q))
-        q += 8;
-    while (q < end && *q != '"' && *q != '\\' && *q >= 0x20)
-        q++;
-    if (q == end || *q != '"')
+    if (!(q = plain_string(q, end)))
         return 0;
-    ttsm__st_map_entry *e = map_add(p, (const char *)k, klen);
+    /* The next key, if it is plain and loaded: its slot is fetched from
+     * memory while this entry goes in (a large map's table does not fit in
+     * the processor's caches, and each slot is a miss). */
+    const unsigned char *n = q + 1;
+    while (n < end && (*n == ' ' || *n == '\n' || *n == '\r' || *n == '\t'))
+        n++;
+    if (n < end && *n == ',') {
+        n++;
+        while (n < end && (*n == ' ' || *n == '\n' || *n == '\r' || *n == '\t'))
+            n++;
+        const unsigned char *ne;
+        if (n < end && *n == '"' && p->ix.nslot && (ne = plain_string(n + 1, end))) {
+            p->ahead = n + 1;
+            p->ahead_len = (size_t)(ne - n - 1);
+            p->ahead_h = XXH3_64bits(p->ahead, p->ahead_len);
+            __builtin_prefetch(&p->ix.slot[ttsm__st_slot_home(p->ahead_h, p->ix.nslot)], 1);
+        }
+    }
+    ttsm__st_map_entry *e = map_add(p, (const char *)k, klen, h);
     if (!e || map_shard(p, e, (const char *)v, (size_t)(q - v)) != 0)
         return -1;
     p->js.p = q + 1;
@@ -268,14 +344,21 @@ static void scan_weight_map(iparse *p)
         ttsm__js_take(j);
         return;
     }
+    uint64_t start = j->base_off + (uint64_t)(j->p - j->base);
     for (;;) {
+        if (p->ix.n_map == 64) {
+            uint64_t at = j->base_off + (uint64_t)(j->p - j->base);
+            presize_map(p, at - start, j->len > at ? j->len - at : 0);
+        }
         int r = fast_map_entry(p);
         if (r < 0)
             return;
         if (r == 0) {
+            p->ahead = NULL; /* the window may move: look again */
             if (ttsm__js_key(j, NULL) != 0)
                 return;
-            ttsm__st_map_entry *e = map_add(p, j->str.p, j->str.len);
+            ttsm__st_map_entry *e = map_add(p, j->str.p, j->str.len,
+                                            XXH3_64bits(j->str.p, j->str.len));
             if (!e || ttsm__js_colon(j) != 0)
                 return;
             if (ttsm__js_peek(j) == '"') {
@@ -297,6 +380,7 @@ static void scan_weight_map(iparse *p)
             j->p++;
             continue;
         }
+        p->ahead = NULL;
         int more = ttsm__js_next(j, '}');
         if (more <= 0)
             return;

@@ -56,10 +56,14 @@ long ttsm__st_index_find(const ttsm__st_index *ix, const char *name, size_t len)
     if (!ix->nslot)
         return -1;
     size_t mask = ix->nslot - 1;
-    for (size_t k = (size_t)XXH3_64bits(name, len) & mask; ix->slot[k]; k = (k + 1) & mask) {
-        const ttsm__st_map_entry *e = &ix->map[ix->slot[k] - 1];
+    uint64_t h = XXH3_64bits(name, len), tag = ttsm__st_slot_tag(h);
+    for (size_t k = ttsm__st_slot_home(h, ix->nslot); ix->slot[k]; k = (k + 1) & mask) {
+        if (ttsm__st_slot_tag(ix->slot[k]) != tag)
+            continue;
+        size_t i = (size_t)(uint32_t)ix->slot[k] - 1;
+        const ttsm__st_map_entry *e = &ix->map[i];
         if (e->name_len == len && memcmp(e->name, name, len) == 0)
-            return (long)ix->slot[k] - 1;
+            return (long)i;
     }
     return -1;
 }

@@ -24,7 +24,7 @@ typedef struct ttsm__st_index {
     size_t n_shards;
     ttsm__st_map_entry *map;   /* the weight_map, in file order */
     size_t n_map;
-    uint32_t *slot;            /* name -> map entry + 1 (0: empty) */
+    uint64_t *slot;            /* name -> (hash's top 32 bits << 32) | (map entry + 1); 0: empty */
     size_t nslot;              /* a power of two */
     ttsm_metadata_entry *meta; /* the "metadata" object: key, type, compact JSON */
     size_t n_meta;
@@ -37,5 +37,21 @@ void ttsm__st_index_free(ttsm__st_index *ix);
 
 /* The weight_map entry for a tensor name. @return its index, or -1. */
 long ttsm__st_index_find(const ttsm__st_index *ix, const char *name, size_t len);
+
+/* What a slot keeps of a name's hash `h`: its top half. Entries whose tag
+ * differs are passed over on the slot alone, without reading their names;
+ * a name's first slot comes from the tag's top bits, so the table grows
+ * without hashing a name again. */
+static inline uint64_t ttsm__st_slot_tag(uint64_t h)
+{
+    return h & 0xffffffff00000000ull;
+}
+
+/* The first slot for tag or hash `h` in a table of `nslot` (a power of two,
+ * 2 to 2^32) slots. */
+static inline size_t ttsm__st_slot_home(uint64_t h, size_t nslot)
+{
+    return (size_t)(h >> (64 - __builtin_ctzll((unsigned long long)nslot)));
+}
 
 #endif
