@@ -880,20 +880,42 @@ out:
     pthread_mutex_unlock(&mgr->lock);
 }
 
-static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
-                        ttsm_error *err);
+/* After a load: points the config's slot at the entry it loaded, so the
+ * first hit is as cheap as the others (no key-index walk). Only the
+ * entry of the slot's own key: a fallback that loaded another model is
+ * tried again on the next call. */
+static void memo_link(ttsm_manager *mgr, XXH128_hash_t h, ttsm_model *m)
+{
+    ttsm__entry *e = ttsm__entry_of(m);
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__memo_slot *slot = memo_find(mgr, h);
+    if (slot && !slot->entry && e->state == TTSM__READY &&
+        memcmp(mgr->memo_keys[slot - mgr->memo], m->key, TTSM_KEY_HEX_SIZE) == 0) {
+        slot->entry = e;
+        slot->frees = (uint32_t)mgr->frees;
+        slot->on_cpu = strcmp(m->device, "cpu") == 0;
+    }
+    pthread_mutex_unlock(&mgr->lock);
+}
+
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
+                        ttsm_model **out, ttsm_error *err);
 
 ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                       ttsm_error *err)
 {
-    ttsm_status st = load(mgr, cfg, out, err);
+    XXH128_hash_t h = {0, 0};
+    ttsm_status st = load(mgr, cfg, &h, out, err);
+    if (st == TTSM_OK && (h.low64 | h.high64))
+        memo_link(mgr, h, *out);
     if (st == TTSM_OK && mgr->opt.prefetch && ttsm_model_prefetch(*out, NULL) != TTSM_OK)
         ttsm__logf(&mgr->log, TTSM_LOG_WARN, "prefetch of %s not started", (*out)->key);
     return st;
 }
 
-static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
-                        ttsm_error *err)
+/* @param h set to the hash of the config as given (0, 0: not memoised). */
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
+                        ttsm_model **out, ttsm_error *err)
 {
     if (!mgr || !cfg || !out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
@@ -902,17 +924,18 @@ static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_mod
     size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
                          ? raw_config(cfg, raw, sizeof raw)
                          : 0;
-    XXH128_hash_t h = {0, 0};
     if (raw_len)
-        h = XXH3_128bits(raw, raw_len);
-    if (raw_len && memo_hit(mgr, h, cfg->model_path != NULL, out))
+        *h = XXH3_128bits(raw, raw_len);
+    if (raw_len && memo_hit(mgr, *h, cfg->model_path != NULL, out)) {
+        *h = (XXH128_hash_t){0, 0}; /* its slot already points at the entry */
         return TTSM_OK;
+    }
     ttsm__canon c;
     ttsm_status st = ttsm__canonicalize(cfg, &c, err);
     if (st != TTSM_OK)
         return st;
     if (raw_len)
-        memo_fill(mgr, h, &c.cfg, cfg->model_path);
+        memo_fill(mgr, *h, &c.cfg, cfg->model_path);
     /* The full path canonicalises once: the first try reuses `c`. */
     if (!c.manifest || !c.manifest->has_fallback)
         return load_with_device_fallback(mgr, cfg, &c, out, err);
