@@ -117,7 +117,7 @@ static void manager_free(ttsm_manager *mgr)
 {
     ttsm__free(mgr->memo);
     ttsm__free(mgr->memo_keys);
-    ttsm__pathwatch_free(mgr->watch);
+    ttsm__pathwatch_free(atomic_load(&mgr->watch));
     ttsm__free(mgr->buckets);
     ttsm__free((void *)mgr->opt.models_dirs);
     ttsm__free((void *)mgr->opt.hf_cache);
@@ -732,7 +732,8 @@ static ttsm__memo_slot *memo_find(ttsm_manager *mgr, XXH128_hash_t h)
  * path at once (refilling one costs a resolution). */
 static void watch_drain(ttsm_manager *mgr)
 {
-    if (mgr->watch && ttsm__pathwatch_drain(mgr->watch))
+    struct ttsm__pathwatch *w = atomic_load(&mgr->watch);
+    if (w && ttsm__pathwatch_drain(w))
         mgr->fs_gen++;
 }
 
@@ -741,7 +742,8 @@ static int memo_hit(ttsm_manager *mgr, XXH128_hash_t h, int has_path, ttsm_model
 {
     /* One poll, outside the lock, tells whether a path the memo trusts may
      * have moved; events are queued before the change's system call returns. */
-    int pending = has_path && mgr->watch && ttsm__pathwatch_pending(mgr->watch);
+    struct ttsm__pathwatch *w = has_path ? atomic_load(&mgr->watch) : NULL;
+    int pending = w && ttsm__pathwatch_pending(w);
     /* The time matters only to the keep-alive sweep: a hit's entry is
      * referenced, and its last use is set when the reference goes. */
     uint64_t now = mgr->opt.keep_alive_ms ? now_ns(mgr) : 0, gen = ttsm__config_generation();
@@ -838,14 +840,16 @@ static void memo_fill(ttsm_manager *mgr, XXH128_hash_t h, const ttsm_load_config
     if (model_path) {
         /* Watch what the resolution goes through, then resolve and key it:
          * a change after the watches is an event, one before them is seen. */
-        if (!mgr->watch && !mgr->watch_failed && !(mgr->watch = ttsm__pathwatch_new()))
+        struct ttsm__pathwatch *w = atomic_load(&mgr->watch);
+        if (!w && !mgr->watch_failed && !(w = ttsm__pathwatch_new()))
             mgr->watch_failed = 1;
-        if (!mgr->watch)
+        if (!w)
             goto out;
+        atomic_store(&mgr->watch, w);
         watch_drain(mgr);
         fs_gen = mgr->fs_gen;
         char walked[PATH_MAX];
-        if (ttsm__pathwatch_add(mgr->watch, model_path, walked, sizeof walked) != 0)
+        if (ttsm__pathwatch_add(w, model_path, walked, sizeof walked) != 0)
             goto out;
         char *real = realpath(model_path, NULL);
         int same = real && strcmp(real, walked) == 0;

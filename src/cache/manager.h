@@ -72,7 +72,9 @@ struct ttsm_manager {
     char (*memo_keys)[TTSM_KEY_HEX_SIZE]; /* each slot's key, read when its entry is looked up */
     size_t memo_cap;
     uint64_t frees;           /* entries freed so far: memo entry pointers go stale */
-    struct ttsm__pathwatch *watch; /* model_path resolutions the memo trusts */
+    /* model_path resolutions the memo trusts; set once, under the lock,
+     * and polled outside it by hits */
+    _Atomic(struct ttsm__pathwatch *) watch;
     uint64_t fs_gen;          /* bumped when one of them may have changed */
     int watch_failed;         /* inotify unavailable: paths are not memoised */
     size_t n_buckets;         /* 0 or a power of two */
