@@ -667,8 +667,9 @@ static int fast_member(reader *r)
     const unsigned char *q = fast_value(p + 2, end, &o);
     if (!q)
         return 0;
-    /* Shape (with room for the strides), then the name: one piece of arena. */
-    size_t sb = sizeof(int64_t) * (o.rank ? 2 * o.rank : 1);
+    /* Shape (with room for the strides, but for a vector's), then the
+     * name: one piece of arena. */
+    size_t sb = sizeof(int64_t) * (o.rank > 1 ? 2 * o.rank : 1);
     int64_t *shape = ttsm__ckpt_arena(r->ck, sb + len + 1, 8);
     if (!shape) {
         ttsm__js_fail(&r->js, TTSM__JS_F_OTHER, "out of memory");

@@ -604,9 +604,12 @@ ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, t
     s->nbytes = d->nbytes;
     s->mem = NULL;
     s->mem_is_cache = 0;
-    /* Dense row-major strides, as ttsm__ckpt_add_tensor computes them. */
+    /* Dense row-major strides, as ttsm__ckpt_add_tensor computes them. A
+     * vector's are always {1}: one shared copy, so a reader may leave out
+     * the room for them (8 bytes a tensor: norms and biases are many). */
+    static const int64_t unit_stride[1] = {1};
     int64_t *strides = d->shape + d->rank, expect = 1;
-    for (uint32_t i = d->rank; i-- > 0;) {
+    for (uint32_t i = d->rank; d->rank > 1 && i-- > 0;) {
         strides[i] = expect;
         if (__builtin_mul_overflow(expect, d->shape[i] ? d->shape[i] : 1, &expect))
             expect = INT64_MAX;
@@ -616,7 +619,7 @@ ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, t
     t->dtype = d->dtype;
     t->rank = d->rank;
     t->shape = d->shape;
-    t->strides = strides;
+    t->strides = d->rank == 1 ? unit_stride : strides;
     t->contiguous = 1;
     t->n_elements = d->n_elements;
     t->nbytes = d->nbytes;

@@ -31,11 +31,11 @@ typedef struct ttsm__file {
 } ttsm__file;
 
 /* Where a storage's bytes are: a byte range of a file, or owned memory. */
-typedef struct ttsm__storage {
-    uint32_t file_index; /* UINT32_MAX when in memory */
+typedef struct ttsm__storage { /* 32 bytes: one per tensor in most files */
     uint64_t file_offset;
     uint64_t nbytes;
     void *mem;           /* owned bytes (deflated members), or read-mode cache */
+    uint32_t file_index; /* UINT32_MAX when in memory */
     int mem_is_cache;    /* 1: mem is the read-mode copy of the file range */
 } ttsm__storage;
 
@@ -126,8 +126,9 @@ ttsm_status ttsm__ckpt_append_tensor(ttsm_checkpoint *ck, const ttsm__tensor_des
  * checked what ttsm__ckpt_add_tensor would (known dtype, rank at most 32,
  * element count and byte size computed without overflow, `nbytes` the size
  * ttsm__dtype_bytes gives): name (NUL-terminated, no NUL inside) and shape
- * (room for the strides) adopted from the arena, as ttsm__ckpt_append_tensor.
- * The name's length and the byte range are still checked here. */
+ * (room for the strides, which a vector does not need) adopted from the
+ * arena, as ttsm__ckpt_append_tensor. The name's length and the byte range
+ * are still checked here. */
 typedef struct ttsm__dense {
     const char *name;
     size_t name_len;
