@@ -215,7 +215,7 @@ class Report:
                 rows.append(row)
             self.table(["format"] + ["{:,} → {:,}".format(a, b) for a, b in zip(xs, xs[1:])],
                        rows)
-            for fmt in ("safetensors", "sharded"):
+            for fmt in ("safetensors", "sharded", "gguf", "pytorch"):
                 sl = [x for x in slopes[fmt] if x > 0]
                 if len(sl) == len(slopes[fmt]) and sl:
                     f = max(sl) / min(sl)
