@@ -2,6 +2,7 @@
  * loads, references, per-device budgets with admission and LRU eviction,
  * pin, unload, invalidate, keep-alive, stats and the listing. One mutex
  * guards the cache and the budgets; factories and uploads run outside it. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "engines/registry.h"
 #include "cache/canonical.h"
 #include "cache/manager.h"
+#include "cache/download.h"
 #include "cache/materialise.h"
 
 ttsm_manager_options ttsm_manager_options_default(void)
@@ -58,12 +60,25 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
     if (!out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "out is NULL");
-    /* Check the size before copying: a struct from an older header is smaller. */
-    if (options && options->struct_size != sizeof *options)
+    /* Check the size before copying: a struct from an older header is
+     * smaller. One from before the download fields is read up to them. */
+    size_t before_download = offsetof(ttsm_manager_options, download);
+    if (options && options->struct_size != sizeof *options &&
+        options->struct_size != before_download)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "options.struct_size is %zu, expected %zu: use "
                          "ttsm_manager_options_default()", options->struct_size, sizeof *options);
-    ttsm_manager_options o = options ? *options : ttsm_manager_options_default();
+    ttsm_manager_options o = ttsm_manager_options_default();
+    if (options)
+        memcpy(&o, options, options->struct_size);
+    o.struct_size = sizeof o;
+    if (o.download != TTSM_DOWNLOAD_NEVER && o.download != TTSM_DOWNLOAD_MISSING)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "download is %d: TTSM_DOWNLOAD_NEVER or TTSM_DOWNLOAD_MISSING",
+                         o.download);
+    if (o.download_jobs > TTSM_PULL_MAX_JOBS)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "download_jobs is %u, at most %d", o.download_jobs, TTSM_PULL_MAX_JOBS);
     if (o.engines_dir) {
         ttsm_status st = ttsm_engines_load_dir(o.engines_dir, err);
         if (st != TTSM_OK)
@@ -435,6 +450,9 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     }
     ttsm_model *made = NULL;
     e->m.synthesize = eng->caps.synthesize;
+    /* Load on a miss: what the model lacks comes from the Hub first. */
+    if (st == TTSM_OK)
+        st = ttsm__download_missing(&mgr->opt, &mgr->log, eng->manifest, cfg, e->m.key, err);
     e->m.building = 1;
     if (st == TTSM_OK)
         st = eng->factory(cfg, &ctx, &made, err);

@@ -128,7 +128,15 @@ mv "$C/ve.safetensors" "$TMP/ve"
 run "$TTSM" load chatterbox --device cpu "${COMFY[@]}"
 expect_rc 3
 expect_err "ttsm: chatterbox/English: file not found: ve.safetensors|ve.pt (searched: $C; $STORE/comfy/chatterbox/English; hub ResembleAI/chatterbox@main (not in cache))"
-expect_err "hint: put the files under <models root>/TTS/chatterbox/<model>"
+expect_err "hint: run \`ttsm pull chatterbox\` (or load with downloads on), or put the files under <models root>/TTS/chatterbox/<model>"
+# The hint names the exact pull command: the model (quoted when it has
+# spaces) and a model type other than the engine's first.
+run "$TTSM" load chatterbox --model 'German (havok2)' --device cpu --models-dir "$TMP/none" --hf-cache "$TMP/none"
+expect_rc 3
+expect_err "hint: run \`ttsm pull chatterbox --model 'German (havok2)'\`"
+run "$TTSM" load chatterbox --type vc --device cpu --models-dir "$TMP/none" --hf-cache "$TMP/none"
+expect_rc 3
+expect_err "hint: run \`ttsm pull chatterbox --type vc\`"
 # The .pt alternative is taken when the .safetensors is absent.
 "$PY" "$GEN" "$TMP/alt" --engines chatterbox_official_23lang --layout comfy >/dev/null
 cp "$TMP/alt/comfy/TTS/chatterbox_official_23lang/Official 23-Lang/ve.pt" "$C/ve.pt"
