@@ -73,5 +73,6 @@ extern const cli_command cli_cmd_load;
 extern const cli_command cli_cmd_engines, cli_cmd_ls, cli_cmd_resolve, cli_cmd_say,
     cli_cmd_verify;
 extern const cli_command cli_cmd_convert;
+extern const cli_command cli_cmd_pull, cli_cmd_rm;
 
 #endif

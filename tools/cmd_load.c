@@ -16,7 +16,7 @@ static void help(FILE *out)
     fprintf(out,
             "usage: ttsm load [ENGINE] [--model-path P] [--device D] [--model M]\n"
             "                 [--language L] [--type T] [--param k=v ...]\n"
-            "                 [--repeat N] [--cpu-fallback] [--json]\n"
+            "                 [--repeat N] [--cpu-fallback] [--download] [--json]\n"
             "                 (and the global options: --models-dir, --hf-cache,\n"
             "                 --budget, --io, -v, -q; see ttsm --help)\n\n"
             "Loads a model through the manager's cache, N times (default 1), and shows\n"
@@ -37,6 +37,8 @@ static void help(FILE *out)
             "  --repeat N         load N times, keeping each reference (1..1000)\n"
 
             "  --cpu-fallback     load on cpu when the device budget is too small\n"
+            "  --download         pull what the model lacks from the Hugging Face Hub\n"
+            "                     first (like `ttsm pull`; HF_ENDPOINT, HF_TOKEN)\n"
             "  --json             print one JSON object\n\n"
             "examples:\n"
             "  ttsm load --model-path model.safetensors --device cpu --repeat 3 --json\n"
@@ -74,6 +76,10 @@ static int run(int argc, char **argv)
         }
         if (strcmp(a, "--cpu-fallback") == 0) {
             opt.allow_cpu_fallback = 1;
+            continue;
+        }
+        if (strcmp(a, "--download") == 0) {
+            opt.download = TTSM_DOWNLOAD_MISSING;
             continue;
         }
         if (a[0] != '-') {

@@ -27,10 +27,12 @@ static void ls_help(FILE *out)
     fprintf(out,
             "usage: ttsm ls [ENGINE] [--all] [--models-dir DIRS] [--hf-cache DIR] [--json]\n\n"
             "Lists the models found in the models roots and the hub cache, and whether\n"
-            "each is complete (every required file present). --all also lists models\n"
-            "with no file at all.\n\n"
+            "each is complete (every required file present); for one that is not, what\n"
+            "a pull would add and the `ttsm pull` command. --all also lists models with\n"
+            "no file at all.\n\n"
             "  --json   {\"models\": [{\"engine\", \"model\", \"model_type\", \"language\",\n"
-            "           \"installed\", \"complete\", \"missing\"}]}\n\n"
+            "           \"installed\", \"complete\", \"missing\", \"pull\": {\"components\",\n"
+            "           \"command\"}}]}\n\n"
             "examples:\n"
             "  ttsm ls --models-dir examples/models\n"
             "  ttsm ls chatterbox --all\n");
@@ -189,14 +191,15 @@ static int run_ls(int argc, char **argv)
                 int same = strcmp(json_string_value(json_object_get(r, "model")), c.model_name) == 0;
                 if (same && (o.all || json_is_true(json_object_get(r, "installed"))))
                     json_array_append_new(
-                        list, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "engine",
+                        list, json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "engine",
                                         json_object_get(r, "engine"), "model",
                                         json_object_get(r, "model"), "model_type",
                                         json_object_get(r, "model_type"), "language",
                                         json_object_get(r, "language"), "installed",
                                         json_object_get(r, "installed"), "complete",
                                         json_object_get(r, "complete"), "missing",
-                                        json_object_get(r, "missing")));
+                                        json_object_get(r, "missing"), "pull",
+                                        json_object_get(r, "pull")));
                 json_decref(r);
                 if (same)
                     break;
@@ -220,12 +223,24 @@ static int run_ls(int argc, char **argv)
                    json_string_value(json_object_get(r, "model")),
                    json_string_value(json_object_get(r, "model_type")), lang ? lang : "-");
             if (!json_is_true(json_object_get(r, "installed")))
-                printf("not installed\n");
+                printf("not installed");
             else if (missing)
-                printf("incomplete (%lld file%s missing)\n", (long long)missing,
+                printf("incomplete (%lld file%s missing)", (long long)missing,
                        missing == 1 ? "" : "s");
             else
-                printf("complete\n");
+                printf("complete");
+            /* What a pull would add, and the command. */
+            json_t *pull = json_object_get(r, "pull");
+            const char *cmd = json_string_value(json_object_get(pull, "command"));
+            if (cmd) {
+                printf("; a pull adds ");
+                size_t k;
+                json_t *c;
+                json_array_foreach(json_object_get(pull, "components"), k, c)
+                    printf("%s%s", k ? ", " : "", json_string_value(c));
+                printf(": %s", cmd);
+            }
+            printf("\n");
         }
         if (json_array_size(list) == 0)
             printf("(no models found; use --models-dir or TTSM_MODELS_PATH, or --all)\n");

@@ -16,6 +16,8 @@ static const cli_command *const commands[] = {
     &cli_cmd_inspect,
     &cli_cmd_load,
     &cli_cmd_convert,
+    &cli_cmd_pull,
+    &cli_cmd_rm,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -20,6 +20,7 @@ from .manager import (Component, Device, DeviceStats, Entry, Manager, Model, Sta
                       cache_key_canonical, cuda_status, devices, engines, parse_duration,
                       parse_size)
 from .tensor import Tensor
+from .hub import PullProgress, pull, remove
 
 __version__ = "0.1.0"
 
@@ -30,10 +31,11 @@ def library_version():
 
 
 __all__ = [
-    "Attempt", "Component", "Device", "DeviceStats", "Entry", "Manager", "Model", "Stats",
+    "Attempt", "Component", "Device", "DeviceStats", "Entry", "Manager", "Model", "PullProgress",
+    "Stats",
     "Status", "Tensor", "TTSCancelledError", "TTSDeviceError", "TTSEngineError", "TTSError",
     "TTSInvalidArgumentError", "TTSModelFormatError", "TTSModelIOError", "TTSModelLoadingError",
     "TTSModelNotFoundError", "TTSOutOfMemoryError", "TTSUnsupportedDtypeError", "cache_key",
     "cache_key_canonical", "cuda_status", "devices", "engines", "library_path",
-    "library_version", "parse_duration", "parse_size",
+    "library_version", "parse_duration", "parse_size", "pull", "remove",
 ]

@@ -207,7 +207,12 @@ class Manager(_Handle):
     allow_cpu_fallback: a load that does not fit its device loads on cpu;
     device_reserve: bytes kept free on CUDA devices (default 512 MiB);
     engines_dir: a folder of extra engine manifests; progress:
-    callable(key, done_bytes, total_bytes), a true result cancels the load.
+    callable(key, done_bytes, total_bytes), a true result cancels the load
+    (and a download it runs); download: True pulls what a model lacks from
+    the Hugging Face Hub before it loads (HF_ENDPOINT, HF_TOKEN,
+    HF_HUB_OFFLINE; docs/hub.md), False (default) raises
+    TTSModelNotFoundError whose hint gives the `ttsm pull` command;
+    download_jobs: files fetched in parallel (default 4).
 
     Thread-safe. close() (or leaving a ``with`` block) destroys the cache:
     models and tensors still referenced stay valid, and their memory goes
@@ -215,7 +220,7 @@ class Manager(_Handle):
 
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
-                 engines_dir=None, progress=None):
+                 engines_dir=None, progress=None, download=False, download_jobs=None):
         self._handle = None
         self._cond = threading.Condition()
         self._active = 0
@@ -249,6 +254,15 @@ class Manager(_Handle):
             o.models_dirs = cstr(models_dir, "models_dir")
         o.hf_cache = cstr(hf_cache, "hf_cache")
         o.engines_dir = cstr(engines_dir, "engines_dir")
+        if not isinstance(download, bool):
+            raise TTSInvalidArgumentError.from_python("download must be True or False")
+        o.download = _lib.DOWNLOAD_MISSING if download else _lib.DOWNLOAD_NEVER
+        if download_jobs is not None:
+            if (isinstance(download_jobs, bool) or not isinstance(download_jobs, int) or
+                    not 1 <= download_jobs <= _lib.PULL_MAX_JOBS):
+                raise TTSInvalidArgumentError.from_python(
+                    "download_jobs must be an int in 1..%d" % _lib.PULL_MAX_JOBS)
+            o.download_jobs = download_jobs
         self._progress_error = threading.local()
         if progress is not None:
             if not callable(progress):
