@@ -767,7 +767,8 @@ ttsm_status ttsm__hub_head(ttsm__hub *hub, ttsm__http *conn, const ttsm__hub_rep
             /* The Hub says the file is absent at this commit: remember it. */
             memcpy(meta->commit, r->commit, 41);
             char repo_dir[PATH_MAX];
-            if (ttsm__hub_repo_dir(hub->cache, repo, repo_dir, sizeof repo_dir) == 0)
+            if (!hub->no_markers &&
+                ttsm__hub_repo_dir(hub->cache, repo, repo_dir, sizeof repo_dir) == 0)
                 ttsm__hub_mark_absent(repo_dir, r->commit, path, NULL);
         }
         st = answer_error(hub, repo, rev, path, r, why, err);
@@ -1281,7 +1282,9 @@ ttsm_status ttsm__hub_fetch(ttsm__hub *hub, ttsm__http *conn, const ttsm__hub_re
 out:
     if (s.fd >= 0) {
         close(s.fd);
-        if (drop_partial)
+        /* A partial file stays for the next pull to resume - unless it is
+         * wrong, or holds nothing to resume from. */
+        if (drop_partial || (st != TTSM_OK && s.have == 0))
             unlink(part);
     }
     EVP_MD_CTX_free(s.md);

@@ -38,7 +38,8 @@ typedef struct ttsm__hub {
     char origin[1100];  /* the endpoint's "scheme://host:port": the token goes only there */
     char *auth;         /* "Authorization: Bearer ..." or NULL; never in a message or log */
     int offline;        /* HF_HUB_OFFLINE: no request at all */
-    char cache[PATH_MAX];
+    int no_markers;     /* write no .no_exist marker (a pull into a models root) */
+    char cache[4096];   /* PATH_MAX on Linux, spelled out: this header is read by strict C11 harnesses */
     ttsm__http_limits lim;
     unsigned retries, backoff_ms;
     ttsm__logger log;

@@ -469,7 +469,7 @@ static ttsm_status plan_in(planner *p, const char *component, const ttsm__model_
                     /* Not in this repo; remember it, as a 404 would. */
                     char dir[PATH_MAX];
                     touch(p, &r, c->rev, ri->commit);
-                    for (size_t a = 0; optional && !p->o->dry_run && a < c->n_files; a++) {
+                    for (size_t a = 0; optional && !p->hub.no_markers && a < c->n_files; a++) {
                         char name[512], full[TTSM__HUB_PATH_MAX + 1];
                         subst(c->files[a], src->name, name, sizeof name);
                         join(full, sizeof full, c->scope, name);
@@ -580,9 +580,14 @@ static ttsm_status plan_comp(planner *p, const ttsm__resolved_comp *rc, ttsm_err
     }
     if (best_rank <= 1) {
         /* Every repo answered, and none has it. */
+        ttsm__sb names = {0};
+        for (size_t i = 0; cs->files && i < cs->n_files; i++)
+            ttsm__sb_addf(&names, "%s%s", i ? "|" : "", cs->files[i]);
         ttsm__err(&best, TTSM_ERR_NOT_FOUND, p->subject, "not on the Hub",
-                  "no repo has the %s component (tried %s)", cs->name,
-                  tried.len ? ttsm__sb_str(&tried) : "no repo: the manifest names none");
+                  "%s (component %s) is in no repo (tried %s)",
+                  names.len ? ttsm__sb_str(&names) : cs->name, cs->name,
+                  tried.len ? ttsm__sb_str(&tried) : "none: the manifest names no repo");
+        ttsm__sb_free(&names);
         ttsm__err_hint(&best, "the manifest's repos or file names are out of date, or the "
                               "files must be put in a models root by hand");
     }
@@ -761,11 +766,6 @@ static ttsm_status plan_shards(planner *p, size_t upto, ttsm_error *err)
                 ldir[0] = '\0';
         }
         for (size_t s = 0; s < ix.n_shards && st == TTSM_OK; s++) {
-            char shard_local[PATH_MAX];
-            if (snprintf(shard_local, sizeof shard_local, "%s/%s", ldir, ix.shards[s]) <
-                    (int)sizeof shard_local &&
-                ldir[0] && stat(shard_local, &sb) == 0 && S_ISREG(sb.st_mode))
-                continue;
             if (!f->meta || !f->repo_id)
                 continue; /* an index from a models root: its shards are not ours to fetch */
             char path[TTSM__HUB_PATH_MAX + 1];
@@ -779,6 +779,34 @@ static ttsm_status plan_shards(planner *p, size_t upto, ttsm_error *err)
                         strcmp(p->f[k].path, path) == 0;
             if (known)
                 continue;
+            char shard_local[PATH_MAX];
+            if (ldir[0] &&
+                snprintf(shard_local, sizeof shard_local, "%s/%s", ldir, ix.shards[s]) <
+                    (int)sizeof shard_local &&
+                stat(shard_local, &sb) == 0 && S_ISREG(sb.st_mode)) {
+                /* There already, beside its index: listed as present. */
+                pfile *nf = new_file(p);
+                if (!nf) {
+                    st = oom(p, err);
+                    break;
+                }
+                f = &p->f[i];
+                nf->component = f->component;
+                nf->state = F_PRESENT;
+                nf->tensors = 1;
+                nf->size = (uint64_t)sb.st_size;
+                nf->kind = f->kind;
+                nf->local = ttsm__strdup(shard_local);
+                nf->repo_id = ttsm__strdup(f->repo_id);
+                nf->rev = ttsm__strdup(f->rev);
+                nf->path = ttsm__strdup(path);
+                nf->meta = ttsm__calloc(1, sizeof *nf->meta);
+                if (!nf->local || !nf->repo_id || !nf->rev || !nf->path || !nf->meta)
+                    st = oom(p, err);
+                else
+                    memcpy(nf->meta->commit, f->meta->commit, 41);
+                continue;
+            }
             if (p->hub.offline) {
                 ttsm__err(err, TTSM_ERR_NOT_FOUND, p->subject, "offline",
                           "HF_HUB_OFFLINE is set and shard %s is not in the cache", ix.shards[s]);
@@ -1111,6 +1139,7 @@ ttsm_status ttsm__pull_model(const ttsm__manifest *m, const ttsm__model_spec *ms
         ttsm__free(p);
         return st;
     }
+    p->hub.no_markers = o->to_models_root != NULL || o->dry_run;
     if (!realpath(p->hub.cache, p->hub_real))
         p->hub_real[0] = '\0';
     if (!p->hub.offline && !(p->conn = ttsm__http_open(&p->hub.lim, &p->hub.cancel))) {
