@@ -779,7 +779,9 @@ TTSM_API int ttsm_fallback_if_load_error(void *user, ttsm_status failed, const t
  *  describes it as JSON: {"engine", "model", "model_type", "language",
  *  "complete", "installed", "missing", "hub_cache", "components": [{"name",
  *  "kind", "files", "path" (null when missing), "origin", "from_model",
- *  "borrowed", "shared", "optional", "searched": [...]}]}. `models_dirs`
+ *  "borrowed", "shared", "optional", "searched": [...]}], "pull":
+ *  {"components": the required ones missing, "command": the `ttsm pull`
+ *  command that fetches them, or null}}. `models_dirs`
  *  (colon-separated) and `hf_cache` may be NULL (environment defaults).
  *  Free `*report` with ttsm_free(). @return TTSM_OK even when files are
  *  missing; TTSM_ERR_NOT_FOUND for an unknown model or language;

@@ -47,6 +47,14 @@ static ttsm_status canon_model(const ttsm_load_config *cfg, ttsm__canon *c, cons
     ttsm_status st = ttsm__canonicalize(cfg, c, err);
     if (st != TTSM_OK)
         return st;
+    if (!c->manifest && !ttsm_engine_find(cfg->engine)) {
+        ttsm_error why;
+        st = ttsm__err(err, TTSM_ERR_NOT_FOUND, cfg->engine, "engine not found",
+                       "no engine of this name is registered (see ttsm engines)");
+        if (ttsm_engines_status(&why) != TTSM_OK)
+            ttsm__err_hint(err, "TTSM_ENGINES_PATH was not read: %s", why.message);
+        return st;
+    }
     if (!c->manifest)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, cfg->engine, "no files to fetch",
                          "only engines with a manifest name their files (see ttsm engines)");

@@ -27,12 +27,14 @@
 #include "base/text.h"
 #include "store/hub.h"
 #include "store/hub_cache.h"
+#include "store/hub_writer.h"
 #include "store/resolve.h"
 
 #define TOKEN_MAX 4096
 #define BACKOFF_MAX_MS 8000u
 #define RETRY_AFTER_MAX_S 60
 #define FETCH_TRIES_MAX 100 /* tries that made progress are not counted, up to this */
+#define WRITER_MIN (16u << 20) /* smaller files are hashed and written inline */
 
 static const char *const kind_api[] = {"models", "datasets", "spaces"};
 static const char *const kind_url[] = {"", "datasets/", "spaces/"};
@@ -835,6 +837,7 @@ typedef struct dl_state {
     ttsm__hub_bytes_fn bytes;
     void *user;
     _Atomic int *cancel;
+    ttsm__writer *w; /* hashes and writes on its own thread (large files), or NULL */
 } dl_state;
 
 static int hash_start(dl_state *s)
@@ -908,6 +911,11 @@ static int dl_sink(void *user, const ttsm__http_resp *r, const char *d, size_t n
         } else if (r->status == 200) {
             if (s->have) {
                 /* A server that ignores Range sends it all again: start over. */
+                int e = s->w ? ttsm__writer_flush(s->w) : 0;
+                if (e) {
+                    s->disk = e;
+                    return 1;
+                }
                 if (ftruncate(s->fd, 0) != 0 || lseek(s->fd, 0, SEEK_SET) != 0 ||
                     hash_start(s) != 0) {
                     s->disk = errno ? errno : EIO;
@@ -931,13 +939,21 @@ static int dl_sink(void *user, const ttsm__http_resp *r, const char *d, size_t n
         s->fatal = 1;
         return 1;
     }
-    if (write_all(s->fd, d, n) != 0) {
-        s->disk = errno;
-        return 1;
-    }
-    if (EVP_DigestUpdate(s->md, d, n) != 1) {
-        s->disk = ENOMEM;
-        return 1;
+    if (s->w) {
+        int e = ttsm__writer_put(s->w, d, n);
+        if (e) {
+            s->disk = e;
+            return 1;
+        }
+    } else {
+        if (write_all(s->fd, d, n) != 0) {
+            s->disk = errno;
+            return 1;
+        }
+        if (EVP_DigestUpdate(s->md, d, n) != 1) {
+            s->disk = ENOMEM;
+            return 1;
+        }
     }
     s->have += n;
     if (s->bytes && s->bytes(s->user, s->have, s->want)) {
@@ -1148,6 +1164,9 @@ ttsm_status ttsm__hub_fetch(ttsm__hub *hub, ttsm__http *conn, const ttsm__hub_re
         st = ttsm__err(err, TTSM_ERR_CANCELLED, subject, "cancelled", "by the progress callback");
         goto out;
     }
+    /* A large file is hashed and written beside the network (hub_writer.c). */
+    if (s.want - s.have >= WRITER_MIN)
+        s.w = ttsm__writer_start(s.fd, s.md);
     char why[256], shown[512];
     unsigned failures = 0;
     ttsm__http_resp *r = ttsm__malloc(sizeof *r);
@@ -1181,6 +1200,10 @@ ttsm_status ttsm__hub_fetch(ttsm__hub *hub, ttsm__http *conn, const ttsm__hub_re
             }
             strcpy(url, next);
         }
+        /* What was received is on disk before anything else is decided:
+         * a resume starts where the file ends. */
+        if (s.w && !s.disk)
+            s.disk = ttsm__writer_flush(s.w);
         if (st != TTSM_OK)
             break;
         ttsm__url_for_message(url, shown, sizeof shown);
@@ -1248,6 +1271,8 @@ ttsm_status ttsm__hub_fetch(ttsm__hub *hub, ttsm__http *conn, const ttsm__hub_re
         }
     }
     ttsm__free(r);
+    ttsm__writer_stop(s.w);
+    s.w = NULL;
     if (st != TTSM_OK)
         goto out;
     /* The bytes must be the ones the etag names. */
@@ -1280,6 +1305,7 @@ ttsm_status ttsm__hub_fetch(ttsm__hub *hub, ttsm__http *conn, const ttsm__hub_re
     if (fetched)
         *fetched = 1;
 out:
+    ttsm__writer_stop(s.w);
     if (s.fd >= 0) {
         close(s.fd);
         /* A partial file stays for the next pull to resume - unless it is

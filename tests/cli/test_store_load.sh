@@ -167,7 +167,8 @@ mv "$STORE/comfy/TTS/F5-TTS/F5-DE/vocab.txt" "$TMP/vocab_de"
 run "$TTSM" ls chatterbox "${COMFY[@]}"
 expect_rc 0
 expect_out "French"
-grep -E '^chatterbox +French +tts +fr +incomplete \(1 file missing\)$' <<<"$OUT" >/dev/null ||
+# ... and what a pull would add, with the command.
+grep -E '^chatterbox +French +tts +fr +incomplete \(1 file missing\); a pull adds t3_cfg: ttsm pull chatterbox --model French$' <<<"$OUT" >/dev/null ||
   fail "French incomplete"
 grep -E '^chatterbox +English +tts +en +complete$' <<<"$OUT" >/dev/null || fail "English complete"
 # Korean's own folder is gone: the English files it borrows do not make it installed.
@@ -175,7 +176,7 @@ grep -q Korean <<<"$OUT" && fail "Korean listed without --all"
 PASSED=$((PASSED + 3))
 run "$TTSM" ls chatterbox --all "${COMFY[@]}"
 expect_rc 0
-grep -E '^chatterbox +Korean +tts +ko +not installed$' <<<"$OUT" >/dev/null || fail "Korean not installed"
+grep -E '^chatterbox +Korean +tts +ko +not installed; a pull adds t3_cfg, tokenizer: ttsm pull chatterbox --model Korean$' <<<"$OUT" >/dev/null || fail "Korean not installed"
 PASSED=$((PASSED + 1))
 run "$TTSM" ls f5tts --json "${COMFY[@]}"
 expect_eq "$(js '[(m["model"], m["missing"]) for m in d["models"] if not m["complete"]]')" \

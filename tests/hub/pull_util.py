@@ -83,6 +83,8 @@ MANIFEST = {
         {"name": "pattern", "repos": [{"id": "org/steps"}],
          "components": [{"name": "ckpt", "kind": "blob", "files": ["step_*.bin"],
                          "deliberate_pattern": True}]},
+        {"name": "large", "repos": [{"id": "org/large"}],
+         "components": [{"name": "weights", "kind": "tensors", "files": ["large.safetensors"]}]},
         {"name": "many", "repos": [{"id": "org/many"}],
          "components": [{"name": "part%d" % i, "kind": "blob", "files": ["part%d.bin" % i]}
                         for i in range(10)]},
@@ -99,6 +101,10 @@ BASE = {
 }
 
 
+# 20 MiB: large enough to be hashed and written on the writer thread.
+LARGE = safetensors(5 << 20, 3)
+
+
 def make_repos(root, many_size=100_000):
     hs.write_repo(root, "org/hubtest", BASE)
     hs.write_repo(root, "org/mirror", {"config.json": b'{"mirror": true}\n'})
@@ -106,6 +112,7 @@ def make_repos(root, many_size=100_000):
                                       "step_1250000.bin": data(4, 100),
                                       "step_30000.bin": data(5, 100),
                                       "other/step_9999999.bin": data(6, 100)})
+    hs.write_repo(root, "org/large", {"large.safetensors": LARGE})
     hs.write_repo(root, "org/many", {"part%d.bin" % i: data(10 + i, many_size)
                                      for i in range(10)})
 

@@ -42,6 +42,28 @@ class Faults(PullTest):
         self.assertEqual([g["headers"].get("range") for g in gets], [None, "bytes=1000000-"])
         self.assertEqual([g["status"] for g in gets], [200, 206])
 
+    def test_a_large_file_resumes_and_starts_over_through_the_writer_thread(self):
+        # 20 MiB is hashed and written beside the network (hub_writer.c):
+        # what was received is on disk before the resume asks for the rest.
+        self.hub.add_switch("drop", port="cdn", after_bytes=9_000_000)
+        self.pull("hubtest", "--model", "large")
+        self.assert_layout("org/large", ["large.safetensors"])
+        self.assertEqual([g["headers"].get("range") for g in self.cdn_gets()],
+                         [None, "bytes=9000000-"])
+        self.ttsm("rm", "hubtest", "--model", "large")
+        self.hub.clear_log()
+        self.hub.add_switch("drop", port="cdn", after_bytes=12_345_678)
+        self.hub.add_switch("ignore_range", port="cdn")
+        self.pull("hubtest", "--model", "large")
+        self.assert_layout("org/large", ["large.safetensors"])
+        self.assertEqual([g["status"] for g in self.cdn_gets()], [200, 200])
+        self.ttsm("rm", "hubtest", "--model", "large")
+        self.hub.add_switch("corrupt", port="cdn", offset=17_000_000)
+        r = self.pull("hubtest", "--model", "large", ok=False)
+        self.assertEqual(r.returncode, 7, r.stderr)
+        self.assertIn("hash mismatch", r.stderr)
+        self.assertEqual(self.partials(), [])
+
     def test_reset_connection_resumes(self):
         self.hub.add_switch("drop", port="cdn", file=LFS, after_bytes=123_457, reset=True)
         self.pull("hubtest")

@@ -6,6 +6,7 @@
  * (tests/hub/test_pull_*.py). */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "store/hub.h"
 #include "store/hub_cache.h"
 #include "store/hub_http.h"
+#include "store/hub_writer.h"
 
 #define C1 "0123456789abcdef0123456789abcdef01234567"
 #define C2 "89abcdef0123456789abcdef0123456789abcdef"
@@ -346,6 +348,80 @@ static void test_remove(void **state)
     free(cache);
 }
 
+static void digest_hex(EVP_MD_CTX *md, char out[65])
+{
+    unsigned char d[32];
+    unsigned n = 0;
+    assert_int_equal(EVP_DigestFinal_ex(md, d, &n), 1);
+    for (unsigned i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* The writer thread: chunks of every size (across its 4 MiB buffers) land
+ * in order, hashed as written; a flush in the middle leaves the file at
+ * exactly the bytes queued; a write error comes back. */
+static void test_writer(void **state)
+{
+    (void)state;
+    char *dir = strdup(tu_mkdtemp());
+    char *path = tu_path(dir, "out");
+    size_t total = (11u << 20) + 12345;
+    unsigned char *data = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (unsigned char)(i * 2654435761u >> 13);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    EVP_MD_CTX *md = EVP_MD_CTX_new(), *ref = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(ref, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ref, data, total);
+    ttsm__writer *w = ttsm__writer_start(fd, md);
+    assert_non_null(w);
+    size_t off = 0, step = 1;
+    while (off < total) {
+        size_t n = step < total - off ? step : total - off;
+        assert_int_equal(ttsm__writer_put(w, (const char *)data + off, n), 0);
+        off += n;
+        step = step * 3 + 7;
+        if (off > (5u << 20) && off < (5u << 20) + (1u << 20)) {
+            assert_int_equal(ttsm__writer_flush(w), 0);
+            struct stat sb;
+            assert_int_equal(fstat(fd, &sb), 0);
+            assert_int_equal((size_t)sb.st_size, off);
+        }
+    }
+    ttsm__writer_stop(w);
+    char a[65], b[65];
+    digest_hex(md, a);
+    digest_hex(ref, b);
+    assert_string_equal(a, b);
+    close(fd);
+    size_t len;
+    unsigned char *back = tu_read_file(path, &len);
+    assert_int_equal(len, total);
+    assert_memory_equal(back, data, total);
+    free(back);
+    /* A file that cannot be written: the error comes back, nothing hangs. */
+    fd = open(path, O_RDONLY);
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    w = ttsm__writer_start(fd, md);
+    assert_non_null(w);
+    int e = 0;
+    for (size_t i = 0; i < 4 && !e; i++)
+        e = ttsm__writer_put(w, (const char *)data, 5u << 20);
+    if (!e)
+        e = ttsm__writer_flush(w);
+    assert_int_equal(e, EBADF);
+    ttsm__writer_stop(w);
+    close(fd);
+    EVP_MD_CTX_free(md);
+    EVP_MD_CTX_free(ref);
+    free(data);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
 /* jansson reports some failed allocations of its lexer as syntax errors
  * (test_torture.c counts them too): only those may read as FORMAT. */
 static int in_jansson(void *p)
@@ -404,7 +480,8 @@ int main(void)
         cmocka_unit_test(test_path_ok),       cmocka_unit_test(test_repo_ids_and_folders),
         cmocka_unit_test(test_urls),          cmocka_unit_test(test_headers),
         cmocka_unit_test(test_listings),      cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_remove),        cmocka_unit_test(test_allocation_failures),
+        cmocka_unit_test(test_remove),        cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
