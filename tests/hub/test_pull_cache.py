@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from pull_util import BASE, NESTED, TOKEN, TTSM, PullTest
+from pull_util import BASE, NESTED, TOKEN, TTSM, PullTest, hs
 
 FILES = ["model.safetensors", "config.json", NESTED, "second.txt"]
 
@@ -68,6 +68,21 @@ class Cache(PullTest):
         self.assertEqual(r.returncode, 3, "the load asks for main, which is not here")
         self.pull("hubtest", "--revision", commit)
         self.assertEqual([e for e in self.hub.requests() if e["file"] != "extra.txt"], [])
+
+    def test_a_tag(self):
+        # A tag names another tree; its ref is written beside main's.
+        old = dict(BASE, **{"config.json": b'{"hidden_size": 2}\n'})
+        hs.write_repo(self.root, "org/hubtest", {}, trees={"old": old}, refs={"v1.0": "old"})
+        self.hub.rescan()
+        self.pull("hubtest", "--revision", "v1.0")
+        commit = self.assert_layout("org/hubtest", FILES, revision="v1.0")
+        self.assertNotEqual(commit, self.hub.repo_info("org/hubtest")["commit"])
+        self.assertFalse(os.path.exists(os.path.join(self.repo_dir("org/hubtest"), "refs", "main")))
+        r = self.ttsm("resolve", "hubtest", "--repo-id", "org/hubtest@v1.0", "--json")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("/snapshots/%s/config.json" % commit, r.stdout)
+        r = self.pull("hubtest", "--revision", "v1.0", "--model", "fallback", ok=False)
+        self.assertEqual(r.returncode, 3, "the revision is of the model's first repo")
 
     def test_a_moved_revision_fetches_only_what_changed(self):
         self.pull("hubtest")

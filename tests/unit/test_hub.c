@@ -30,7 +30,7 @@ static void test_path_ok(void **state)
     static const char *const good[] = {"a", "a/b", "sub dir/ünï/cfg ü.json", ".hidden",
                                        "a..b", "...", "x/.y/z"};
     static const char *const bad[] = {"", "/abs", "../x", "a/../b", "a/..", ".", "./a",
-                                      "a//b", "a/", "a\x01" "b", "a\x7f", "\xff\xfe",
+                                      "a//b", "a/", "a\001b", "a\x7f", "\xff\xfe",
                                       "\xc0\xaf", "a/\xed\xa0\x80"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         assert_true(ttsm__hub_path_ok(good[i]));
