@@ -76,7 +76,7 @@ class Library(unittest.TestCase):
                 want, _ = read_safetensors(MNIST)
                 total = sum(len(b) for _, _, b in want.values())
                 self.assertEqual(m.bytes, total)
-                self.assertEqual((m.engine, m.device, m.name), ("file", "cpu", MNIST))
+                self.assertEqual((m.engine_name, m.device, m.name), ("file", "cpu", MNIST))
                 m2 = mgr.load("file", model_path=MNIST, device="auto" if ttsm.cuda_status()
                               else "cpu")
                 [e] = mgr.loaded()
@@ -497,7 +497,7 @@ class TorchModules(unittest.TestCase):
 class Synthesis(unittest.TestCase):
     def test_espeak_speaks(self):
         with ttsm.Manager() as mgr, mgr.load("espeak-ng") as m:
-            self.assertEqual((m.engine, m.device), ("espeak-ng", "cpu"))
+            self.assertEqual((m.engine_name, m.device), ("espeak-ng", "cpu"))
             self.assertTrue(all(m.component_info(c).kind == "blob" for c in m.components))
             audio, rate = m.synthesize("Hello from the ttsm Python binding.")
             self.assertEqual(rate, 22050)
