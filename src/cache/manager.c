@@ -506,13 +506,32 @@ static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, const ch
     return st;
 }
 
+/* 1 when evicting every evictable entry of `slot` could make `need` fit:
+ * admission evicts nothing it cannot use. Memory already on its way out
+ * (work owed after the lock) may free more: then it is not ruled out. */
+static int could_fit(const ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit)
+{
+    if (mgr->reap_head || mgr->reapers)
+        return 1;
+    const ttsm__devslot *d = &mgr->devs[slot];
+    uint64_t idle = 0;
+    for (const ttsm__entry *o = mgr->head; o; o = o->next)
+        if (o->slot == slot && evictable(o))
+            idle += o->m.bytes;
+    uint64_t want;
+    return !__builtin_add_overflow(d->in_use - idle, d->reserved, &want) &&
+           !__builtin_add_overflow(want, need, &want) && want <= limit;
+}
+
 /* Evicts LRU entries of slot `slot` until `need` more bytes fit under
- * `limit`. Evicted entries whose memory waits for work after the lock
- * (engine data to drop) are reaped here, the lock released meanwhile, and
- * memory other threads are reaping is waited for: the bytes are only
- * counted free once they are. @return 1 when they fit, 0 when nothing more
- * can be evicted. Under the lock. */
-static int make_room(ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit, const char *why)
+ * `limit` (with `all_or_nothing`, none when they could not). Evicted
+ * entries whose memory waits for work after the lock (engine data to
+ * drop) are reaped here, the lock released meanwhile, and memory other
+ * threads are reaping is waited for: the bytes are only counted free once
+ * they are. @return 1 when they fit, 0 when nothing more can be evicted.
+ * Under the lock. */
+static int make_room(ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit, const char *why,
+                     int all_or_nothing)
 {
     ttsm__devslot *d = &mgr->devs[slot];
     for (;;) {
@@ -520,6 +539,8 @@ static int make_room(ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit,
         if (!__builtin_add_overflow(d->in_use, d->reserved, &want) &&
             !__builtin_add_overflow(want, need, &want) && want <= limit)
             return 1;
+        if (all_or_nothing && !could_fit(mgr, slot, need, limit))
+            return 0;
         /* Memory on its way out first, so no more is evicted than needed. */
         if (mgr->reap_head) {
             mgr->reapers++;
@@ -550,7 +571,7 @@ static ttsm_status admit(ttsm_manager *mgr, ttsm__entry *e, uint64_t need, uint6
 {
     ttsm__devslot *d = &mgr->devs[e->slot];
     uint64_t limit = device_limit(mgr, e, free_b, known);
-    if (!make_room(mgr, e->slot, need, limit, "budget")) {
+    if (!make_room(mgr, e->slot, need, limit, "budget", 1)) {
         char what[64];
         snprintf(what, sizeof what, "needs %llu bytes", (unsigned long long)need);
         return over_budget(mgr, e, what, limit, err);
@@ -697,7 +718,7 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
          * as well (its memory exists already; the budget's limit is what
          * counts here, the driver's free memory includes it). */
         uint64_t limit = device_limit(mgr, e, 0, 0);
-        if (make_room(mgr, e->slot, held - admitted, limit, "budget")) {
+        if (make_room(mgr, e->slot, held - admitted, limit, "budget", 1)) {
             d->reserved += held - admitted;
             admitted = held;
             if (d->in_use + d->reserved > d->peak)
@@ -1306,7 +1327,7 @@ ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nb
         uint64_t limit = device_limit(mgr, &probe, free_b, known);
         ttsm__devslot *d = &mgr->devs[slot];
         if (limit != UINT64_MAX)
-            make_room(mgr, slot, nbytes, limit, "free");
+            make_room(mgr, slot, nbytes, limit, "free", 0);
         uint64_t used = d->in_use + d->reserved;
         fits = limit == UINT64_MAX ? UINT64_MAX : limit > used ? limit - used : 0;
     }
