@@ -333,7 +333,9 @@ class Model(_Handle):
         for t, is_param, slots in plan:
             value = torch.nn.Parameter(t, requires_grad=False) if is_param else t
             for mod, local, _ in slots:
-                (mod._parameters if is_param else mod._buffers)[local] = value
+                # Through the module's own __setattr__: some keep views of
+                # their parameters (an RNN's flat weight list) up to date there.
+                setattr(mod, local, value)
         return BindResult(missing, unexpected)
 
     def metadata_entries(self, component=None):

@@ -36,9 +36,11 @@ class Bind(unittest.TestCase):
             self.emb = torch.nn.Embedding(10, 4, device=device)
             self.head = torch.nn.Linear(4, 10, bias=False, device=device)
             self.head.weight = self.emb.weight  # tied
+            self.rnn = torch.nn.LSTM(4, 4, device=device)  # keeps views of its weights
 
         def forward(self, x):
-            return self.head(self.norm(self.conv(x)).mean(-1))
+            h = self.norm(self.conv(x))
+            return self.head(h.mean(-1) + self.rnn(h.transpose(1, 2))[0].mean(1))
 
     def write_net(self):
         torch.manual_seed(3)
