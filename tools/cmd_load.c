@@ -17,6 +17,7 @@ static void help(FILE *out)
             "usage: ttsm load [ENGINE] [--model-path P] [--device D] [--model M]\n"
             "                 [--language L] [--type T] [--param k=v ...]\n"
             "                 [--repeat N] [--cpu-fallback] [--json]\n"
+            "                 [--keep-alive D [--keep-alive-timer] [--hold D]]\n"
             "                 (and the global options: --models-dir, --hf-cache,\n"
             "                 --budget, --io, -v, -q; see ttsm --help)\n\n"
             "Loads a model through the manager's cache, N times (default 1), and shows\n"
@@ -37,6 +38,10 @@ static void help(FILE *out)
             "  --repeat N         load N times, keeping each reference (1..1000)\n"
 
             "  --cpu-fallback     load on cpu when the device budget is too small\n"
+            "  --keep-alive D     idle entries older than D (250ms, 30s, 5m) are evicted\n"
+            "  --keep-alive-timer a thread evicts them when D is up (else the next call)\n"
+            "  --hold D           release the references, wait D, then report (the\n"
+            "                     evictions during the hold show the timer at work)\n"
             "  --json             print one JSON object\n\n"
             "examples:\n"
             "  ttsm load --model-path model.safetensors --device cpu --repeat 3 --json\n"
@@ -53,6 +58,20 @@ static double secs(const struct timespec *a, const struct timespec *b)
 
 #define MAX_REPEAT 1000
 
+/* "250ms", "30s", "5m", "1h" or seconds -> milliseconds; -1 when invalid. */
+static long long duration_ms(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0)
+        return -1;
+    double mul = strcmp(end, "ms") == 0 ? 1 : (!*end || strcmp(end, "s") == 0) ? 1e3
+                 : strcmp(end, "m") == 0 ? 6e4 : strcmp(end, "h") == 0 ? 3.6e6 : -1;
+    if (mul < 0 || v * mul > 1e15)
+        return -1;
+    return (long long)(v * mul + 0.5);
+}
+
 static int run(int argc, char **argv)
 {
     ttsm_load_config cfg = ttsm_load_config_default();
@@ -61,9 +80,14 @@ static int run(int argc, char **argv)
     long repeat = 1;
     int json = 0, rc = CLI_EXIT_OK, have_engine = 0;
     ttsm_model *models[MAX_REPEAT];
+    char keys[MAX_REPEAT][TTSM_KEY_HEX_SIZE], devices[MAX_REPEAT][TTSM_DEVICE_NAME_MAX];
+    long long hold_ms = -1;
+    json_t *model = NULL;
+    uint64_t hold_evictions = 0;
     int hit[MAX_REPEAT];
     double took[MAX_REPEAT];
     size_t n_models = 0;
+    int released = 0; /* --hold gave the references back */
     cli_params ps = {0};
     ttsm_manager *mgr = NULL;
     for (int i = 1; i < argc; i++) {
@@ -74,6 +98,10 @@ static int run(int argc, char **argv)
         }
         if (strcmp(a, "--cpu-fallback") == 0) {
             opt.allow_cpu_fallback = 1;
+            continue;
+        }
+        if (strcmp(a, "--keep-alive-timer") == 0) {
+            opt.keep_alive_timer = 1;
             continue;
         }
         if (a[0] != '-') {
@@ -104,7 +132,18 @@ static int run(int argc, char **argv)
             if ((rc = cli_params_add("load", &ps, v)) != 0)
                 goto out;
         }
-        else if (strcmp(a, "--repeat") == 0) {
+        else if (strcmp(a, "--keep-alive") == 0 || strcmp(a, "--hold") == 0) {
+            long long ms = duration_ms(v);
+            if (ms < 0) {
+                rc = cli_usage_error("load", "%s wants a duration like 250ms, 30s or 5m, got '%s'",
+                                     a, v);
+                goto out;
+            }
+            if (a[2] == 'k')
+                opt.keep_alive_ms = (uint64_t)ms;
+            else
+                hold_ms = ms;
+        } else if (strcmp(a, "--repeat") == 0) {
             char *end;
             repeat = strtol(v, &end, 10);
             if (*end || repeat < 1 || repeat > MAX_REPEAT) {
@@ -146,7 +185,41 @@ static int run(int argc, char **argv)
         ttsm_manager_get_stats(mgr, &after);
         hit[n_models] = after.hits > before.hits;
         took[n_models] = secs(&t0, &t1);
+        snprintf(keys[n_models], sizeof keys[0], "%s", ttsm_model_key(models[n_models]));
+        snprintf(devices[n_models], sizeof devices[0], "%s", ttsm_model_device(models[n_models]));
         n_models++;
+    }
+    if (json) {
+        json_t *comps = json_array();
+        ttsm_model *m0 = models[0];
+        model = json_object();
+        for (size_t c = 0; c < ttsm_model_component_count(m0); c++)
+            json_array_append_new(
+                comps, json_pack("{s:s,s:s,s:s,s:I}", "name", ttsm_model_component_name(m0, c),
+                                 "kind", ttsm_model_component_kind(m0, c), "path",
+                                 ttsm_model_component_path(m0, c), "tensors",
+                                 (json_int_t)ttsm_model_tensor_count(m0, c)));
+        json_object_set_new(model, "key", json_string(ttsm_model_key(m0)));
+        json_object_set_new(model, "engine", json_string(ttsm_model_engine(m0)));
+        json_object_set_new(model, "device", json_string(ttsm_model_device(m0)));
+        json_object_set_new(model, "bytes", json_integer((json_int_t)ttsm_model_bytes(m0)));
+        json_object_set_new(model, "components", comps);
+    }
+    if (hold_ms >= 0) {
+        /* Without references the entries are idle: the keep-alive (and its
+         * timer) may evict them while this waits. Counted before the
+         * listing, which sweeps on its own. */
+        ttsm_manager_stats before;
+        ttsm_manager_get_stats(mgr, &before);
+        for (size_t i = 0; i < n_models; i++)
+            ttsm_model_release(models[i]);
+        released = 1;
+        struct timespec ts = {(time_t)(hold_ms / 1000), (long)(hold_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0)
+            ;
+        ttsm_manager_stats after;
+        ttsm_manager_get_stats(mgr, &after);
+        hold_evictions = after.evictions - before.evictions;
     }
     ttsm_entry_info *ents;
     size_t n_ents;
@@ -160,9 +233,8 @@ static int run(int argc, char **argv)
         json_t *o = json_object(), *att = json_array(), *en = json_array(), *dv = json_array();
         for (size_t i = 0; i < n_models; i++)
             json_array_append_new(att, json_pack("{s:s,s:s,s:s,s:f}", "result",
-                                                 hit[i] ? "hit" : "load", "key",
-                                                 ttsm_model_key(models[i]), "device",
-                                                 ttsm_model_device(models[i]), "seconds", took[i]));
+                                                 hit[i] ? "hit" : "load", "key", keys[i],
+                                                 "device", devices[i], "seconds", took[i]));
         for (size_t i = 0; i < n_ents; i++)
             json_array_append_new(
                 en, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:f}", "key", ents[i].key, "engine",
@@ -178,20 +250,11 @@ static int run(int argc, char **argv)
                                                 "peak", (json_int_t)d->peak, "entries",
                                                 (json_int_t)d->entries));
         }
-        json_t *model = json_object(), *comps = json_array();
-        ttsm_model *m0 = models[0];
-        for (size_t c = 0; c < ttsm_model_component_count(m0); c++)
-            json_array_append_new(
-                comps, json_pack("{s:s,s:s,s:s,s:I}", "name", ttsm_model_component_name(m0, c),
-                                 "kind", ttsm_model_component_kind(m0, c), "path",
-                                 ttsm_model_component_path(m0, c), "tensors",
-                                 (json_int_t)ttsm_model_tensor_count(m0, c)));
-        json_object_set_new(model, "key", json_string(ttsm_model_key(m0)));
-        json_object_set_new(model, "engine", json_string(ttsm_model_engine(m0)));
-        json_object_set_new(model, "device", json_string(ttsm_model_device(m0)));
-        json_object_set_new(model, "bytes", json_integer((json_int_t)ttsm_model_bytes(m0)));
-        json_object_set_new(model, "components", comps);
         json_object_set_new(o, "model", model);
+        model = NULL;
+        if (hold_ms >= 0)
+            json_object_set_new(o, "hold", json_pack("{s:f,s:I}", "seconds", (double)hold_ms / 1e3,
+                                                     "evictions", (json_int_t)hold_evictions));
         json_object_set_new(o, "attempts", att);
         json_object_set_new(o, "entries", en);
         json_object_set_new(o, "stats",
@@ -205,8 +268,11 @@ static int run(int argc, char **argv)
         json_decref(o);
     } else {
         for (size_t i = 0; i < n_models; i++)
-            printf("%-4s %s on %s in %.3f s\n", hit[i] ? "hit" : "load",
-                   ttsm_model_key(models[i]), ttsm_model_device(models[i]), took[i]);
+            printf("%-4s %s on %s in %.3f s\n", hit[i] ? "hit" : "load", keys[i], devices[i],
+                   took[i]);
+        if (hold_ms >= 0)
+            printf("held %.3f s without references: %llu evicted meanwhile\n",
+                   (double)hold_ms / 1e3, (unsigned long long)hold_evictions);
         printf("\n%-32s  %-10s %-8s %12s %4s %6s %8s  %s\n", "KEY", "ENGINE", "DEVICE", "BYTES",
                "REFS", "PINNED", "IDLE", "MODEL");
         for (size_t i = 0; i < n_ents; i++)
@@ -221,7 +287,8 @@ static int run(int argc, char **argv)
     }
     ttsm_free(ents);
 out:
-    for (size_t i = 0; i < n_models; i++)
+    json_decref(model);
+    for (size_t i = 0; i < n_models && !released; i++)
         ttsm_model_release(models[i]);
     ttsm_manager_destroy(mgr);
     cli_params_free(&ps);
