@@ -337,30 +337,44 @@ static int retire(ttsm_manager *mgr, ttsm__entry *e, const char *why, int notify
     return settle(mgr, e);
 }
 
-static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now);
+static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
+                          uint64_t last_used);
 
 /* Callbacks this thread is running from reap() (nested ones included). */
 static _Thread_local int reaping_here;
 
 /* Does the queued work, outside the lock, until the queue is empty: the
  * caller has counted itself in mgr->reapers (unlock_reap does). Frees what
- * nothing holds afterwards, and the manager when it is done with. */
-static void reap(ttsm_manager *mgr)
+ * nothing holds afterwards, and the manager when it is done with.
+ * @return how many entries it worked on (0: none it could take). */
+static size_t reap(ttsm_manager *mgr)
 {
+    size_t done = 0;
     for (;;) {
         pthread_mutex_lock(&mgr->lock);
-        ttsm__entry *list = mgr->reap_head;
-        mgr->reap_head = NULL;
-        for (ttsm__entry *e = list; e; e = e->reap_next) {
+        /* Take what is queued, but not an entry another reaper is still
+         * working on (owed more meanwhile): that reaper takes it next. */
+        ttsm__entry *list = NULL, *rest = NULL;
+        for (ttsm__entry *e = mgr->reap_head, *next; e; e = next) {
+            next = e->reap_next;
+            if (e->reaping) {
+                e->reap_next = rest;
+                rest = e;
+                continue;
+            }
             e->reaping = e->reap;
             e->reap = 0;
+            e->reap_last_used = e->last_used; /* a release may change it meanwhile */
             if (e->reaping & TTSM__REAP_DROP) { /* taken under the lock: settle() reads it */
                 e->dying_data = e->m.engine_data;
                 e->dying_destroy = e->m.engine_destroy;
                 e->m.engine_data = NULL;
                 e->m.engine_destroy = NULL;
             }
+            e->work_next = list;
+            list = e;
         }
+        mgr->reap_head = rest;
         if (!list) {
             mgr->reapers--;
             int last = manager_done(mgr);
@@ -368,26 +382,28 @@ static void reap(ttsm_manager *mgr)
             pthread_mutex_unlock(&mgr->lock);
             if (last)
                 manager_free(mgr);
-            return;
+            return done;
         }
         uint64_t now = now_ns(mgr);
         pthread_mutex_unlock(&mgr->lock);
         /* Entries being reaped are out of the cache and not freed before
-         * the reaper is done: what it reads of them stays valid. */
+         * this reaper is done (e->reaping): what it reads stays valid. Their
+         * reap_next may be reused meanwhile (more owed); work_next is ours. */
         reaping_here++;
-        for (ttsm__entry *e = list; e; e = e->reap_next) {
+        for (ttsm__entry *e = list; e; e = e->work_next) {
             if (e->reaping & TTSM__REAP_NOTIFY) {
                 ttsm_entry_info info;
-                entry_info_of(e, &info, now);
+                entry_info_of(e, &info, now, e->reap_last_used);
                 mgr->opt.on_evict(mgr->opt.on_evict_user, &info, e->reap_why);
             }
             if (e->reaping & TTSM__REAP_DROP)
                 e->dying_destroy(e->dying_data);
+            done++;
         }
         reaping_here--;
         pthread_mutex_lock(&mgr->lock);
         for (ttsm__entry *e = list, *next; e; e = next) {
-            next = e->reap_next;
+            next = e->work_next;
             e->reaping = 0;
             settle(mgr, e); /* never the last object: this reaper is counted */
         }
@@ -545,12 +561,14 @@ static int make_room(ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit,
         if (mgr->reap_head) {
             mgr->reapers++;
             pthread_mutex_unlock(&mgr->lock);
-            reap(mgr); /* never frees the manager: this call holds it */
+            size_t done = reap(mgr); /* never frees the manager: this call holds it */
             pthread_mutex_lock(&mgr->lock);
-            continue;
+            if (done)
+                continue;
         }
-        /* Another thread's reaping (unless this thread is a reaper itself,
-         * called back from engine data or on_evict: it would wait on itself). */
+        /* What is left is another thread's to reap: wait for it (unless this
+         * thread is a reaper itself, called back from engine data or
+         * on_evict: it would wait on itself). */
         if (mgr->reapers && !reaping_here) {
             pthread_cond_wait(&mgr->cond, &mgr->lock);
             continue;
@@ -739,7 +757,11 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     d->reserved -= admitted;
     if (st == TTSM_OK || (materialised && (e->m.engine_destroy || atomic_load(&e->inner)))) {
         /* Ready; or failed after its build made something that holds its
-         * memory: that stays counted until it is gone. */
+         * memory: that stays counted until it is gone (what was admitted
+         * for it: more than that is what the failure is about, and goes
+         * with the object, which is dropped next). */
+        if (st != TTSM_OK && held > admitted)
+            held = admitted;
         e->m.bytes = held;
         d->in_use += held;
         d->entries++;
@@ -1339,7 +1361,10 @@ ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nb
 
 /* ---- listing and stats -------------------------------------------------- */
 
-static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now)
+/* `last_used`: e->last_used read under the lock (the rest does not change
+ * once the entry is ready, or is atomic). */
+static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
+                          uint64_t last_used)
 {
     memset(v, 0, sizeof *v);
     memcpy(v->key, e->m.key, sizeof v->key);
@@ -1350,9 +1375,9 @@ static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now
     v->refs = atomic_load(&e->refs);
     v->pinned = e->pinned;
     v->loading = e->state == TTSM__LOADING;
-    v->idle_seconds = v->refs || v->loading || now < e->last_used
+    v->idle_seconds = v->refs || v->loading || now < last_used
                           ? 0.0
-                          : (double)(now - e->last_used) / 1e9;
+                          : (double)(now - last_used) / 1e9;
 }
 
 ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *n,
@@ -1372,7 +1397,7 @@ ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *
     }
     size_t i = 0;
     for (ttsm__entry *e = mgr->head; e; e = e->next, i++)
-        entry_info_of(e, &v[i], now);
+        entry_info_of(e, &v[i], now, e->last_used);
     unlock_reap(mgr);
     *out = v;
     *n = count;

@@ -38,7 +38,9 @@ typedef struct ttsm__entry {
     struct ttsm__entry *hnext;       /* the next entry in its key-index bucket */
     unsigned reap, reaping;          /* TTSM__REAP_* queued / being done */
     const char *reap_why;            /* the on_evict reason (static text) */
+    uint64_t reap_last_used;         /* last_used when its reaper took it */
     struct ttsm__entry *reap_next;   /* mgr->reap_head list */
+    struct ttsm__entry *work_next;   /* the list its reaper works through */
     void *dying_data;                /* engine data taken by the reaper to destroy */
     void (*dying_destroy)(void *);
 } ttsm__entry;

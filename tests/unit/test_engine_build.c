@@ -26,13 +26,34 @@ typedef struct engine_obj {
 } engine_obj;
 
 static atomic_int builds, destroys, fail_build, self_load, keep_weight;
+static atomic_int build_sleep_us = 20000;
 static atomic_ullong charge_bytes, seen_estimate;
 static ttsm_model *kept_weights; /* a reference someone kept after the object died */
 static ttsm_manager *current_mgr;
 
+/* Stress mode: a destroyed object's inner reference is dropped later, on
+ * another thread, as a torch deleter would. */
+static atomic_int graveyard_on;
+static pthread_mutex_t grave_lock = PTHREAD_MUTEX_INITIALIZER;
+static ttsm_model *grave[4096];
+static size_t n_grave;
+
 static void obj_destroy(void *p)
 {
     engine_obj *o = p;
+    if (atomic_load(&graveyard_on)) {
+        pthread_mutex_lock(&grave_lock);
+        if (n_grave < sizeof grave / sizeof grave[0]) {
+            grave[n_grave++] = o->weights;
+            o->weights = NULL;
+        }
+        pthread_mutex_unlock(&grave_lock);
+        if (o->weights)
+            ttsm_model_release_inner(o->weights);
+        free(o);
+        atomic_fetch_add(&destroys, 1);
+        return;
+    }
     /* Engine data is dropped with no manager lock held: calls work here. */
     ttsm_manager_stats s;
     ttsm_manager_get_stats(o->mgr, &s);
@@ -51,7 +72,7 @@ static ttsm_status build(const ttsm_load_config *cfg, const ttsm_factory_ctx *ct
 {
     atomic_fetch_add(&builds, 1);
     atomic_store(&seen_estimate, ttsm_factory_ctx_estimate(ctx));
-    usleep(20000); /* long enough for every other thread to wait on the load */
+    usleep((useconds_t)atomic_load(&build_sleep_us)); /* for every other thread to wait on it */
     if (atomic_load(&self_load)) {
         ttsm_model *again = NULL;
         ttsm_status st = ttsm_load(current_mgr, cfg, &again, err);
@@ -601,6 +622,172 @@ static void test_attach_errors_and_manifest_fields(void **state)
     assert_null(ttsm_engine_find("tiny_bad"));
 }
 
+/* ---- stress: every path at once, under ThreadSanitizer in CI ------------ */
+
+#define STRESS_CFGS 8
+static char *stress_paths[STRESS_CFGS];
+static atomic_int stress_stop;
+
+/* cmocka's failures must not be raised off the main thread: kept for it. */
+static char stress_why[512];
+static atomic_int stress_failed;
+#define STRESS_FAIL(...)                                                                  \
+    do {                                                                                  \
+        if (!atomic_exchange(&stress_failed, 1))                                          \
+            snprintf(stress_why, sizeof stress_why, __VA_ARGS__);                         \
+    } while (0)
+
+typedef struct stress_job {
+    ttsm_manager *mgr;
+    unsigned seed;
+    long ops, oom;
+} stress_job;
+
+static void *stress_worker(void *arg)
+{
+    stress_job *j = arg;
+    ttsm_model *held[2] = {NULL, NULL};
+    for (long n = 0; n < 3000; n++) {
+        j->seed = j->seed * 1103515245u + 12345u;
+        unsigned r = j->seed >> 8;
+        int c = (int)(r % STRESS_CFGS);
+        ttsm_load_config cfg = mu_cfg(c & 1 ? "tiny_est" : "tiny_code", stress_paths[c], "fake:0");
+        ttsm_error err;
+        switch ((r >> 4) % 8) {
+        case 0: case 1: case 2: case 3: {
+            int slot = (int)((r >> 8) & 1);
+            ttsm_model_release(held[slot]);
+            held[slot] = NULL;
+            ttsm_status st = ttsm_load(j->mgr, &cfg, &held[slot], &err);
+            if (st == TTSM_ERR_OUT_OF_MEMORY)
+                j->oom++;
+            else if (st != TTSM_OK)
+                STRESS_FAIL("stress load: %.400s", err.message);
+            break;
+        }
+        case 4:
+            ttsm_model_release(held[0]);
+            held[0] = NULL;
+            break;
+        case 5: {
+            char key[TTSM_KEY_HEX_SIZE];
+            if (ttsm_cache_key(&cfg, key, &err) == TTSM_OK)
+                ttsm_invalidate(j->mgr, key, NULL);
+            break;
+        }
+        case 6: {
+            char key[TTSM_KEY_HEX_SIZE];
+            if (ttsm_cache_key(&cfg, key, &err) == TTSM_OK)
+                ttsm_unload(j->mgr, key, NULL);
+            break;
+        }
+        default:
+            ttsm_manager_free(j->mgr, "fake:0", 1024, NULL, NULL);
+            break;
+        }
+        ttsm_manager_stats s;
+        ttsm_manager_get_stats(j->mgr, &s);
+        const ttsm_device_stats *d = dev_stats(&s, "fake:0");
+        if (d && d->in_use + d->reserved > 16384)
+            STRESS_FAIL("in use %llu + reserved %llu over the budget",
+                        (unsigned long long)d->in_use, (unsigned long long)d->reserved);
+        if (fake_allocated(0) > 16384)
+            STRESS_FAIL("%llu bytes allocated on the device",
+                        (unsigned long long)fake_allocated(0));
+        j->ops++;
+    }
+    ttsm_model_release(held[0]);
+    ttsm_model_release(held[1]);
+    return NULL;
+}
+
+static void *stress_deleter(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stress_stop)) {
+        ttsm_model *m = NULL;
+        pthread_mutex_lock(&grave_lock);
+        if (n_grave)
+            m = grave[--n_grave];
+        pthread_mutex_unlock(&grave_lock);
+        if (m)
+            ttsm_model_release_inner(m);
+        else
+            usleep(100);
+    }
+    return NULL;
+}
+
+static void test_stress(void **state)
+{
+    (void)state;
+    reset();
+    atomic_store(&graveyard_on, 1);
+    atomic_store(&build_sleep_us, 0);
+    atomic_store(&charge_bytes, 200);
+    ttsm_manager_options o = ttsm_manager_options_default();
+    o.on_evict = on_evict;
+    o.keep_alive_ms = 2;
+    o.keep_alive_timer = 1;
+    ttsm_manager *mgr = mk("fake:0", 16384, &o);
+    for (int i = 0; i < STRESS_CFGS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "st%d.safetensors", i);
+        stress_paths[i] = mu_write_st(dir, name, 256 + 64 * (size_t)i, (float)i);
+    }
+    atomic_store(&stress_stop, 0);
+    pthread_t del, th[6];
+    stress_job jobs[6];
+    pthread_create(&del, NULL, stress_deleter, NULL);
+    for (int i = 0; i < 6; i++) {
+        jobs[i] = (stress_job){mgr, (unsigned)(i * 7919 + 1), 0, 0};
+        pthread_create(&th[i], NULL, stress_worker, &jobs[i]);
+    }
+    long ops = 0;
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        ops += jobs[i].ops;
+    }
+    /* From now on objects let go of their weights at once; what the
+     * deleter has not dropped yet is dropped here. Then, once the timer is
+     * done with what it may be reaping, nothing may be left anywhere. */
+    atomic_store(&graveyard_on, 0);
+    atomic_store(&stress_stop, 1);
+    pthread_join(del, NULL);
+    pthread_mutex_lock(&grave_lock);
+    while (n_grave)
+        ttsm_model_release_inner(grave[--n_grave]);
+    pthread_mutex_unlock(&grave_lock);
+    if (atomic_load(&stress_failed))
+        fail_msg("%s", stress_why);
+    assert_int_equal(ops, 6 * 3000);
+    ttsm_entry_info *v;
+    size_t n;
+    ttsm_error err;
+    tu_assert_ok(ttsm_manager_list(mgr, &v, &n, &err), &err);
+    for (size_t i = 0; i < n; i++)
+        ttsm_unload(mgr, v[i].key, NULL);
+    ttsm_free(v);
+    ttsm_manager_stats s;
+    for (int i = 0; i < 1000; i++) {
+        ttsm_manager_get_stats(mgr, &s);
+        if (!s.orphans && !s.entries)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(s.entries, 0);
+    assert_int_equal(s.orphans, 0);
+    assert_int_equal(dev_stats(&s, "fake:0")->in_use, 0);
+    assert_true(dev_stats(&s, "fake:0")->peak <= 16384);
+    assert_int_equal(s.misses, s.loads + s.failures);
+    assert_int_equal(fake_allocated(0), 0);
+    assert_true(s.evictions > 0);
+    ttsm_manager_destroy(mgr);
+    atomic_store(&build_sleep_us, 20000);
+    for (int i = 0; i < STRESS_CFGS; i++)
+        free(stress_paths[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -612,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_invalidate_and_destroy_drop_objects),
         cmocka_unit_test(test_free_and_timer),
         cmocka_unit_test(test_attach_errors_and_manifest_fields),
+        cmocka_unit_test(test_stress),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
