@@ -6,7 +6,7 @@ engines whose objects the cache holds, evicts and charges.
     import ttsm
 
     def build(config, weights, ctx):        # once per load, weights already loaded
-        net = MyNet().to_empty(device="meta")
+        net = MyNet().to("meta")            # no memory of its own
         weights.bind(net)                   # zero-copy: the module uses ttsm's tensors
         return net
 
