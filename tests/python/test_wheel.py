@@ -4,7 +4,7 @@ environment, offline (--no-index), build libttsm with the repository's CMake
 through the standard-library backend and install a platform wheel that
 carries it; `import ttsm` there, from outside the repository and with no
 TTSM_LIBRARY, uses that copy and loads a model. Nothing is written into the
-source tree."""
+source tree. The sdist holds what such a build needs."""
 import os
 import shutil
 import subprocess
@@ -96,6 +96,28 @@ class Wheel(unittest.TestCase):
             self.assertIn("Root-Is-Purelib: false", wheel)
             mode = z.getinfo("ttsm/libttsm.so").external_attr >> 16
             self.assertTrue(mode & 0o111)
+
+    def test_sdist_builds_the_wheel(self):
+        out = os.path.join(self.tmp, "sdist")
+        os.makedirs(out)
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); import _ttsm_build; "
+                "print(_ttsm_build.build_sdist(sys.argv[2]))")
+        r = subprocess.run([sys.executable, "-c", code, os.path.join(SRC, "python"), out],
+                           env=self.env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sdist = os.path.join(out, r.stdout.strip())
+        env = dict(self.env)
+        env.pop("TTSM_WHEEL_BUILD_DIR")  # another source tree: a build of its own
+        wheels = os.path.join(self.tmp, "from-sdist")
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-index", "--no-deps",
+                            "--no-cache-dir", "-w", wheels, sdist], cwd=self.tmp, env=env,
+                           capture_output=True, text=True, timeout=900)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        [whl] = os.listdir(wheels)
+        with zipfile.ZipFile(os.path.join(wheels, whl)) as z:
+            names = z.namelist()
+        self.assertIn("ttsm/libttsm.so", names)
+        self.assertIn("ttsm/registry.py", names)
 
 
 if __name__ == "__main__":
