@@ -30,7 +30,7 @@ ttsm_status ttsm_resolve(const ttsm_load_config *cfg, const char *models_dirs,
     if (!c.manifest)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, cfg->engine, "nothing to resolve",
                          "only engines with a manifest have files to find (see ttsm engines)");
-    ttsm__roots roots = {models_dirs, hf_cache};
+    ttsm__roots roots = {models_dirs, hf_cache, NULL};
     ttsm__resolution r;
     st = ttsm__resolve_model(c.manifest, c.model, &c.cfg, &roots, &r, err);
     if (st != TTSM_OK)

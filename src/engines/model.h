@@ -47,6 +47,7 @@ struct ttsm_factory_ctx {
     ttsm_model *model;                     /* ttsm_model_create hands this out */
     const struct ttsm__manifest *manifest; /* the engine's; NULL for code engines */
     const char *models_dirs, *hf_cache;    /* where the manager looks for files */
+    const char *comfyui_dirs;              /* ComfyUI installations (store/roots.h) */
     const char *device;
     void *user;
     int recovering;

@@ -11,6 +11,7 @@
 typedef struct ttsm__roots {
     const char *models_dirs; /* colon-separated; NULL: TTSM_MODELS_PATH */
     const char *hf_cache;    /* NULL: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub */
+    const char *comfyui_dirs; /* colon-separated ComfyUI folders; NULL: TTSM_COMFYUI_PATH */
 } ttsm__roots;
 
 /* One component as resolved. */
