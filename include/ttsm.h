@@ -830,6 +830,29 @@ TTSM_API int ttsm_fallback_if_load_error(void *user, ttsm_status failed, const t
 TTSM_API ttsm_status ttsm_resolve(const ttsm_load_config *cfg, const char *models_dirs,
                                   const char *hf_cache, char **report, ttsm_error *err);
 
+/** ttsm_resolve() with the places to look taken from manager options
+ *  (`where` may be NULL: the environment's; only models_dirs, comfyui_dirs
+ *  and hf_cache are read). The report also has "roots": [{"path", "kind"
+ *  ("models root" or "TTS folder"), "origin", "exists"}] in search order,
+ *  "warnings": [...] (a missing root, an unreadable extra_model_paths.yaml)
+ *  and, per component, "where": the folder its files go in for each root
+ *  (same order as "roots"), "names" (the file names looked for),
+ *  "download": {"repo", "revision", "path", "dataset"} or null, "broken"
+ *  (a hub link whose blob is gone, "<link> -> <target>", or null), and for
+ *  a file found "bytes" (with every shard of an index), "modified" (Unix
+ *  seconds, the newest) and "location": {"root"} or {"repo", "revision",
+ *  "commit"}. docs/engines.md, "Models roots". */
+TTSM_API ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg,
+                                       const ttsm_manager_options *where, char **report,
+                                       ttsm_error *err);
+
+/** The places manifest engines look for files, as JSON: {"roots": [{"path",
+ *  "kind", "origin", "exists"}], "hub_cache": path or null, "warnings":
+ *  [...]}. `where` as for ttsm_resolve_with(). Problems with a root are
+ *  warnings, not errors. Free `*json` with ttsm_free(). */
+TTSM_API ttsm_status ttsm_search_paths(const ttsm_manager_options *where, char **json,
+                                       ttsm_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Synthesis (engines ttsm runs itself: the built-in espeak-ng).            */
 /* ------------------------------------------------------------------------ */

@@ -101,7 +101,7 @@ expect_out "models--callgg--vibevoice-bf16/snapshots/"
 mv "$H/models--callgg--vibevoice-bf16" "$TMP/vv"
 run "$TTSM" resolve vibevoice "${HUB[@]}"
 expect_rc 3
-expect_out "      searched hub microsoft/VibeVoice-1.5B@main (not in cache)
+expect_out "      searched hub microsoft/VibeVoice-1.5B@main (not in cache $STORE/hub)
       searched hub Shinku/VibeVoice-1.5B@main (not in cache)
       searched hub callgg/vibevoice-bf16@main (not in cache)"
 mv "$TMP/vv" "$H/models--microsoft--VibeVoice-1.5B"

@@ -202,7 +202,7 @@ expect_rc 3
 expect_out "t3_cfg                 tensors  MISSING"
 expect_out "      searched $C/French
       searched $STORE/comfy/chatterbox/French
-      searched hub Thomcles/Chatterbox-TTS-French@main (not in cache)"
+      searched hub Thomcles/Chatterbox-TTS-French@main (not in cache $TMP/no-hub)"
 mv "$TMP/t3_fr" "$C/French/t3_cfg.safetensors"
 # Legacy folders: <root>/F5-TTS/<model>, <root>/Checkpoints/F5-TTS/<model>.
 mkdir -p "$STORE/comfy/Checkpoints/F5-TTS" "$STORE/comfy/F5-TTS"

@@ -166,7 +166,9 @@ class Errors(unittest.TestCase):
         self.assertEqual(e.attempts[0].code, ttsm.Status.ERR_NOT_FOUND)
         self.assertIn("French", e.attempts[0].message)
         self.assertIn("English", e.attempts[-1].message)
-        self.assertIn("models root", e.hint)
+        # The hint gives the exact folder and the repo to download from.
+        self.assertIn("put t3_cfg.safetensors in %s/TTS/chatterbox/French/" % self.tmp, e.hint)
+        self.assertIn("from Thomcles/Chatterbox-TTS-French", e.hint)
         self.assertIn("attempt 2: [TTSM_ERR_NOT_FOUND]", str(e))
         back = pickle.loads(pickle.dumps(e))
         self.assertIs(type(back), ttsm.TTSModelNotFoundError)
