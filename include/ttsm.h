@@ -395,7 +395,8 @@ typedef ttsm_status (*ttsm_factory_fn)(const ttsm_load_config *cfg, const ttsm_f
 typedef struct ttsm_synth_options {
     size_t struct_size;   /* set by ttsm_synth_options_default() */
     const char *language; /* name or code; NULL: the engine's default (English) */
-    const char *voice;    /* an engine voice name; NULL: the language's voice */
+    const char *voice;    /* an engine voice: name, id or language id (ttsm_model_voices);
+                             NULL: the language's voice */
     int rate;             /* words per minute; 0: the engine's default */
     int pitch;            /* 0..100; -1: the engine's default */
 } ttsm_synth_options;
@@ -868,6 +869,14 @@ TTSM_API ttsm_status ttsm_synthesize(ttsm_model *model, const char *text,
                                      const ttsm_synth_options *options, ttsm_audio *out,
                                      ttsm_error *err);
 TTSM_API void ttsm_audio_free(ttsm_audio *audio);
+
+/** The voices of an engine that speaks in ttsm (espeak-ng), as JSON:
+ *  {"engine", "voices": [{"name", "id", "languages": [...], "gender"}]}.
+ *  ttsm_synth_options.voice takes a name, an id (whole or its last part:
+ *  "gmw/en-US", "en-US") or a language id ("en-us"), as espeak-ng's own
+ *  -v option does. Free `*json` with ttsm_free(). @return TTSM_OK, or
+ *  TTSM_ERR_ENGINE for engines that do not synthesise here. */
+TTSM_API ttsm_status ttsm_model_voices(ttsm_model *model, char **json, ttsm_error *err);
 
 #ifdef __cplusplus
 }

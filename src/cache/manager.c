@@ -625,12 +625,8 @@ static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_m
         fcfg.n_params = canon->n_factory_params;
     }
     ttsm__engine eng;
-    if (ttsm__engine_lookup(cfg->engine, &eng) != 0) {
-        char names[256];
-        ttsm__engine_list(names, sizeof names);
-        return ttsm__err(err, TTSM_ERR_NOT_FOUND, cfg->engine, "engine not found",
-                         "no engine of this name is registered (engines: %s)", names);
-    }
+    if (ttsm__engine_lookup(cfg->engine, &eng) != 0)
+        return ttsm__engine_not_found(cfg->engine, err);
     if (!ttsm__engine_supports(&eng, device))
         return ttsm__err(err, TTSM_ERR_DEVICE, cfg->engine, "device not supported",
                          "the engine runs on %s, not on %s", eng.caps.devices, device);
@@ -674,6 +670,8 @@ again:
         e->last_used = now;
         list_touch(mgr, e);
         pthread_mutex_unlock(&mgr->lock);
+        ttsm__logf(&mgr->log, TTSM_LOG_DEBUG, "hit %s (%s/%s on %s)", e->m.key, e->m.engine,
+                   e->m.label, e->m.device);
         *out = &e->m;
         *got = GOT_HIT;
         return TTSM_OK;
@@ -762,8 +760,11 @@ static ttsm_status load_step(void *user, ttsm_model **out, ttsm_error *err)
     ttsm_status st = TTSM_OK;
     if (!canon && (st = ttsm__canonicalize(&cs->cfg, &c, e)) == TTSM_OK)
         canon = &c;
-    if (st == TTSM_OK)
+    if (st == TTSM_OK) {
+        ttsm__logf(&cs->mgr->log, TTSM_LOG_DEBUG, "try %s/%s on %s", canon->cfg.engine,
+                   label_of(&canon->cfg), canon->cfg.device ? canon->cfg.device : "auto");
         st = load_once(cs->mgr, canon, out, &got, e);
+    }
     if (cs->rep) {
         const ttsm_load_config *k = canon ? &canon->cfg : &cs->cfg;
         char dev[TTSM_DEVICE_NAME_MAX];

@@ -18,6 +18,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "formats/safetensors_index.h"
+#include "engines/registry.h"
 #include "store/resolve.h"
 #include "store/roots.h"
 #include "cache/canonical.h"
@@ -231,6 +232,8 @@ ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg, const ttsm_manager_op
     st = ttsm__canonicalize(cfg, &c, err);
     if (st != TTSM_OK)
         return st;
+    if (!c.manifest && !ttsm_engine_find(cfg->engine))
+        return ttsm__engine_not_found(cfg->engine, err);
     if (!c.manifest)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, cfg->engine, "nothing to resolve",
                          "only engines with a manifest have files to find (see ttsm engines)");

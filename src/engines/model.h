@@ -38,6 +38,8 @@ struct ttsm_model {
     void *engine_data;
     void (*engine_destroy)(void *);
     ttsm_synthesize_fn synthesize; /* from the engine's caps */
+    /* The voices the engine offers as JSON (ttsm_model_voices); NULL: none. */
+    ttsm_status (*voices)(ttsm_model *model, char **json, ttsm_error *err);
     /* Set by the manager once the model is admitted. */
     uint64_t bytes;
 };
