@@ -525,8 +525,8 @@ static int merge_into(ttsm_manager *mgr, ttsm__entry *e, ttsm__entry *twin)
 }
 
 static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engine *eng,
-                             const ttsm_load_config *cfg, int recovering, ttsm__entry **twin,
-                             ttsm_error *err)
+                             const ttsm_load_config *cfg, const ttsm_load_config *canonical,
+                             int recovering, ttsm__entry **twin, ttsm_error *err)
 {
     ttsm_status st = TTSM_OK;
     ttsm_factory_ctx ctx = {&e->m, eng->manifest, mgr->opt.models_dirs, mgr->opt.hf_cache,
@@ -555,7 +555,10 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     uint64_t bytes = 0;
     if (st == TTSM_OK)
         st = ttsm__model_bytes(&e->m, &bytes, err);
-    if (st == TTSM_OK)
+    /* Only a model made of files alone can share an entry (content.h);
+     * the others skip the cost of the identity. */
+    if (st == TTSM_OK && e->m.n_comps && !e->m.engine_data &&
+        ttsm__content_base(canonical, e->base, NULL) == TTSM_OK)
         e->content = ttsm__content_of(e->base, &e->m);
     uint64_t free_b = 0, total = 0;
     int known = 0;
@@ -707,8 +710,6 @@ again:
     e->state = TTSM__LOADING;
     memcpy(e->m.key, key, sizeof key);
     memcpy(e->m.device, device, sizeof device);
-    if (ttsm__content_base(&canon->cfg, e->base, NULL) != TTSM_OK)
-        e->base[0] = '\0'; /* no identity: this entry is never shared */
     e->m.backend = be;
     e->m.dev_index = dev_index;
     e->slot = slot;
@@ -719,7 +720,7 @@ again:
     pthread_mutex_unlock(&mgr->lock);
 
     ttsm__entry *twin;
-    st = load_miss(mgr, e, &eng, cfg, recovering, &twin, err);
+    st = load_miss(mgr, e, &eng, cfg, &canon->cfg, recovering, &twin, err);
     if (st == TTSM_OK) {
         *out = twin ? &twin->m : &e->m;
         *got = twin ? GOT_SHARED : GOT_LOAD;

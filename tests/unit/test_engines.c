@@ -642,6 +642,39 @@ static void test_allocation_failures(void **state)
     }
     assert_true(ok);
     assert_true(n > 20); /* the failures covered resolution, borrowing and loading */
+
+    /* The second spelling of a cached model, each allocation failing in
+     * turn: it shares the entry, or loads its own when the alias cannot be
+     * made, or fails cleanly - never a leak, never two charges it hides. */
+    ok = 0;
+    for (n = 1; n < 5000 && !ok; n++) {
+        ttsm_manager *mgr = mk(NULL, hub, NULL);
+        ttsm_load_config a = cfg("chatterbox", NULL, NULL), b = a;
+        b.repo_id = "ResembleAI/chatterbox";
+        ttsm_model *ma, *mb;
+        ttsm_error err;
+        tu_assert_ok(ttsm_load(mgr, &a, &ma, &err), &err);
+        ttsm_load_report r;
+        ttsm_load_report_init(&r);
+        ttsm__alloc_fail_after(n);
+        ttsm_status st = ttsm_load_with_report(mgr, &b, &mb, &r, &err);
+        ttsm__alloc_fail_after(0);
+        ttsm_manager_stats s;
+        ttsm_manager_get_stats(mgr, &s);
+        if (st == TTSM_OK) {
+            ok = r.shared;
+            assert_int_equal(s.entries, r.shared ? 1 : 2);
+            assert_int_equal(s.devices[0].in_use, ttsm_model_bytes(ma) * (r.shared ? 1 : 2));
+            assert_true(r.shared ? mb == ma : mb != ma);
+            ttsm_model_release(mb);
+        } else {
+            assert_int_equal(st, TTSM_ERR_OUT_OF_MEMORY);
+            assert_int_equal(s.entries, 1);
+        }
+        ttsm_model_release(ma);
+        ttsm_manager_destroy(mgr);
+    }
+    assert_true(ok);
 }
 
 int main(void)
