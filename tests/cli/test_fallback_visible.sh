@@ -63,7 +63,7 @@ expect_eq "$(js 'd["model"]["name"], d["entries"][0]["model"], d["fallback"]["as
 expect_out "the repo ResembleAI/chatterbox holds the files of English"
 
 # verify ENGINE names the missing component, its file and where it goes.
-V="$STORE/comfy/TTS/vibevoice/VibeVoice-1.5B"
+V="$STORE/comfy/TTS/vibevoice/vibevoice-1.5B"
 mv "$V/preprocessor_config.json" "$TMP/pre"
 run "$TTSM" verify vibevoice "${COMFY[@]}"
 expect_rc 3

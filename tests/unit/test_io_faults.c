@@ -103,8 +103,8 @@ static const char *const read_fixtures[] = {
 static void reads_survive(const char *spec_fmt)
 {
     for (size_t i = 0; i < N_READ_FIXTURES; i++) {
-        char path[4096], spec[256];
-        snprintf(path, sizeof path, "%s/%s", FIXTURES, read_fixtures[i]);
+        char *path = tu_fmt("%s/%s", FIXTURES, read_fixtures[i]);
+        char spec[256];
         ttsm_checkpoint *clean = open_mode(path, TTSM_IO_MMAP);
         /* every file of a sharded index: match the fixture folder */
         snprintf(spec, sizeof spec, spec_fmt, "/tests/fixtures/");
@@ -115,6 +115,7 @@ static void reads_survive(const char *spec_fmt)
         iofault_set(NULL);
         ttsm_checkpoint_close(ck);
         ttsm_checkpoint_close(clean);
+        free(path);
     }
 }
 
@@ -193,8 +194,7 @@ static void test_open_refused(void **state)
     st = ttsm_checkpoint_open(p, NULL, &ck, &err);
     tu_assert_error(st, &err, TTSM_ERR_IO, "locked.safetensors", "Too many open files");
     /* a shard of an index */
-    char idx[4096];
-    snprintf(idx, sizeof idx, "%s/safetensors/index/ok.safetensors.index.json", FIXTURES);
+    const char *idx = FIXTURES "/safetensors/index/ok.safetensors.index.json";
     iofault_set("op=open,path=shard-b.safetensors,errno=EACCES");
     st = ttsm_checkpoint_open(idx, NULL, &ck, &err);
     tu_assert_error(st, &err, TTSM_ERR_IO, "shard-b.safetensors", "Permission denied");
@@ -448,21 +448,20 @@ static void test_replaced_while_cached(void **state)
 /* ---- convert's output: the CLI under the shim --------------------------- */
 
 /* Runs `ttsm convert IN OUT` with TTSM_IOFAULT=spec (NULL: none) and the
- * file-size limit `fsize` (0: none); returns the exit code, stderr in `msg`. */
-static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out, char *msg,
-                       size_t msg_size)
+ * file-size limit `fsize` (0: none); returns the exit code, stderr in `*msg`
+ * (malloc'd: free it). */
+static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out,
+                       char **msg)
 {
-    char errpath[4096];
-    snprintf(errpath, sizeof errpath, "%s/convert.stderr", dir);
+    char *errpath = tu_fmt("%s/convert.stderr", dir);
     char *envp[256];
     size_t ne = 0;
-    char pre[4200], fault[600], asan[1200];
-    snprintf(pre, sizeof pre, "LD_PRELOAD=%s", IOFAULT_SHIM);
-    snprintf(fault, sizeof fault, "TTSM_IOFAULT=%s", spec ? spec : "");
+    char *pre = tu_fmt("LD_PRELOAD=%s", IOFAULT_SHIM);
+    char *fault = tu_fmt("TTSM_IOFAULT=%s", spec ? spec : "");
     /* gcc's shared ASan runtime wants to be first; a preload is not it */
     const char *ao = getenv("ASAN_OPTIONS");
-    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
-             ao && *ao ? ":" : "");
+    char *asan = tu_fmt("ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
+                        ao && *ao ? ":" : "");
     envp[ne++] = pre;
     envp[ne++] = fault;
     envp[ne++] = asan;
@@ -491,9 +490,12 @@ static int run_convert(const char *spec, rlim_t fsize, const char *in, const cha
     assert_int_equal(waitpid(pid, &status, 0), pid);
     size_t n = 0;
     unsigned char *text = tu_read_file(errpath, &n);
-    snprintf(msg, msg_size, "%s", text ? (char *)text : "");
-    free(text);
+    *msg = text ? (char *)text : strdup("");
     unlink(errpath);
+    free(errpath);
+    free(pre);
+    free(fault);
+    free(asan);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -512,11 +514,10 @@ static size_t entries_in(const char *d)
 static void test_convert_output_faults(void **state)
 {
     (void)state;
-    char in[4096];
-    snprintf(in, sizeof in, "%s/torch/rvc.pth", FIXTURES);
+    const char *in = FIXTURES "/torch/rvc.pth";
     char *outdir = strdup(tu_mkdtemp());
     char *out = tu_path(outdir, "rvc.safetensors");
-    char msg[8192];
+    char *msg;
     static const struct {
         const char *spec;
         rlim_t fsize;
@@ -538,17 +539,19 @@ static void test_convert_output_faults(void **state)
         {NULL, 200, "File too large"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = run_convert(cases[i].spec, cases[i].fsize, in, out, msg, sizeof msg);
+        int rc = run_convert(cases[i].spec, cases[i].fsize, in, out, &msg);
         if (rc != 7 || !strstr(msg, cases[i].needle))
             fail_msg("case %zu (%s): exit %d, expected 7 and \"%s\": %s", i,
                      cases[i].spec ? cases[i].spec : "rlimit", rc, cases[i].needle, msg);
+        free(msg);
         /* neither OUT nor the temporary file is left behind */
         assert_int_equal(entries_in(outdir), 0);
     }
     /* the same command without faults works, under the shim too */
-    int rc = run_convert(NULL, 0, in, out, msg, sizeof msg);
+    int rc = run_convert(NULL, 0, in, out, &msg);
     if (rc != 0)
         fail_msg("clean convert: exit %d: %s", rc, msg);
+    free(msg);
     ttsm_checkpoint *ck;
     ttsm_error err;
     tu_assert_ok(ttsm_checkpoint_open(out, NULL, &ck, &err), &err);
