@@ -245,19 +245,20 @@ static void status_text(json_t *r, char *buf, size_t size)
 static void print_ls(json_t *list)
 {
     /* Columns as wide as their longest value. */
-    int we = 6, wm = 5, ws = 6;
+    int we = 6, wm = 5, ws = 6, wt = 4;
     size_t i;
     json_t *r;
     json_array_foreach(list, i, r) {
         char status[64];
         status_text(r, status, sizeof status);
         int le = (int)strlen(str(r, "engine")), lm = (int)strlen(str(r, "model"));
-        int ls = (int)strlen(status);
+        int ls = (int)strlen(status), lt = (int)strlen(str(r, "model_type"));
+        wt = lt > wt ? lt : wt;
         we = le > we ? le : we;
         wm = lm > wm ? lm : wm;
         ws = ls > ws ? ls : ws;
     }
-    printf("%-*s  %-*s  %-5s %-5s %10s  %-15s %-*s  %s\n", we, "ENGINE", wm, "MODEL", "TYPE",
+    printf("%-*s  %-*s  %-*s %-5s %10s  %-15s %-*s  %s\n", we, "ENGINE", wm, "MODEL", wt, "TYPE",
            "LANG", "SIZE", "MODIFIED", ws, "STATUS", "WHERE");
     json_array_foreach(list, i, r) {
         const char *lang = json_string_value(json_object_get(r, "language"));
@@ -271,9 +272,9 @@ static void print_ls(json_t *list)
             if (json_array_size(w) > 1)
                 snprintf(where + strlen(where), 32, " +%zu more", json_array_size(w) - 1);
         }
-        printf("%-*s  %-*s  %-5s %-5s %10s  %-15s %-*s  %s\n", we, str(r, "engine"), wm,
-               str(r, "model"), str(r, "model_type"), lang ? lang : "-", size, when, ws, status,
-               where);
+        printf("%-*s  %-*s  %-*s %-5s %10s  %-15s %-*s  %s\n", we, str(r, "engine"), wm,
+               str(r, "model"), wt, str(r, "model_type"), lang ? lang : "-", size, when, ws,
+               status, where);
     }
     if (json_array_size(list) == 0)
         printf("(no models found; use --models-dir, --comfyui or TTSM_MODELS_PATH, or --all)\n");
