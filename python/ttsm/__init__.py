@@ -24,7 +24,7 @@ from .errors import (Attempt, Status, TTSCancelledError, TTSDeviceError, TTSEngi
                      TTSError, TTSInvalidArgumentError, TTSModelFormatError, TTSModelIOError,
                      TTSModelLoadingError, TTSModelNotFoundError, TTSOutOfMemoryError,
                      TTSUnsupportedDtypeError)
-from .model import BindResult, Component, Model
+from .model import BindResult, Component, Fallback, LoadAttempt, Model
 from .manager import (Device, DeviceStats, Entry, Installed, Manager, Resolution,
                       ResolvedComponent, Stats, cache_key, cache_key_canonical, cuda_status,
                       devices, engines, list_installed, parse_duration, parse_size)
@@ -44,7 +44,8 @@ def library_version():
 
 __all__ = [
     "Attempt", "BindResult", "BuildContext", "Component", "Device", "DeviceStats", "EngineInfo",
-    "Entry", "FallbackChain", "FallbackWarning", "Installed", "LoadConfig", "Manager", "Model",
+    "Entry", "Fallback", "FallbackChain", "FallbackWarning", "Installed", "LoadAttempt",
+    "LoadConfig", "Manager", "Model",
     "ModelInfo", "ParamInfo", "Resolution", "ResolvedComponent", "Stats", "Status", "Tensor",
     "TTSCancelledError", "TTSDeviceError", "TTSEngineError", "TTSError",
     "TTSInvalidArgumentError", "TTSModelFormatError", "TTSModelIOError", "TTSModelLoadingError",

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import threading
+import time
 import types
 import weakref
 
@@ -20,7 +21,7 @@ from . import _lib
 from ._lib import Error, LoadConfig, Param, cstr, lib
 from ._lib import text as _text
 from .errors import Status, TTSCancelledError, TTSInvalidArgumentError, from_c
-from .model import Model, _Handle
+from .model import Fallback, LoadAttempt, Model, _Handle
 
 Entry = collections.namedtuple(
     "Entry", "key engine model device bytes refs pinned loading idle_seconds")
@@ -33,15 +34,20 @@ Stats = collections.namedtuple(
 Stats.__doc__ = "Counters of a manager; devices maps a device name to DeviceStats."
 Device = collections.namedtuple("Device", "name description total_bytes free_bytes")
 Installed = collections.namedtuple(
-    "Installed", "engine model model_type language installed complete missing")
-Installed.__doc__ = "One model `ttsm ls` lists: installed (a file found), complete, files missing."
+    "Installed", "engine model model_type language installed complete missing bytes modified "
+                 "where")
+Installed.__doc__ = ("One model `ttsm ls` lists: installed (a file found), complete, files "
+                     "missing, bytes on disk, modified (ISO 8601, UTC), where (each root or "
+                     "hub repo it was found in).")
 Resolution = collections.namedtuple(
     "Resolution", "engine model model_type language complete installed missing hub_cache "
-                  "components")
-Resolution.__doc__ = "What `ttsm resolve` shows: where each file of a model comes from."
+                  "roots warnings components")
+Resolution.__doc__ = ("What `ttsm resolve` shows: where each file of a model comes from, the "
+                      "roots searched and what was wrong with them.")
 ResolvedComponent = collections.namedtuple(
     "ResolvedComponent", "name kind files path origin from_model borrowed shared optional "
-                         "searched")
+                         "searched names where download broken bytes modified location")
+ResolvedComponent.__new__.__defaults__ = (None,) * 3  # bytes, modified, location: found files
 
 _UNITS = "BKMGT"
 
@@ -200,8 +206,11 @@ class Manager(_Handle):
     next call does); io_mode: "mmap" (private copy-on-write mapping) or
     "read"; allow_cpu_fallback: a load that does not fit its device loads on
     cpu; device_reserve: bytes kept free on CUDA devices (default 512 MiB);
-    engines_dir: a folder of extra engine manifests; progress:
-    callable(key, done_bytes, total_bytes), a true result cancels the load;
+    engines_dir: a folder of extra engine manifests; comfyui: a ComfyUI
+    folder or a list of them (default $TTSM_COMFYUI_PATH): each one's
+    models/ and the TTS folders its extra_model_paths.yaml names are searched
+    after models_dir; progress: callable(key, done_bytes, total_bytes), a
+    true result cancels the load;
     on_evict: callable(entry, reason) told what left the cache (an
     :class:`Entry`; reason "budget", "keep-alive", "free",
     "single-instance", "unload" or "invalidate"), on the thread that
@@ -213,7 +222,8 @@ class Manager(_Handle):
 
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
-                 engines_dir=None, progress=None, keep_alive_timer=False, on_evict=None):
+                 engines_dir=None, progress=None, comfyui=None, keep_alive_timer=False,
+                 on_evict=None):
         self._handle = None
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -249,9 +259,13 @@ class Manager(_Handle):
             if isinstance(models_dir, (list, tuple)):
                 models_dir = ":".join(os.fspath(d) for d in models_dir)
             o.models_dirs = cstr(models_dir, "models_dir")
+        if comfyui is not None:
+            if isinstance(comfyui, (list, tuple)):
+                comfyui = ":".join(os.fspath(d) for d in comfyui)
+            o.comfyui_dirs = cstr(comfyui, "comfyui")
         o.hf_cache = cstr(hf_cache, "hf_cache")
         o.engines_dir = cstr(engines_dir, "engines_dir")
-        self._roots = (o.models_dirs, o.hf_cache)  # for ls() and resolve()
+        self._roots = (o.models_dirs, o.hf_cache, o.comfyui_dirs)  # for ls() and resolve()
         self._progress_error = threading.local()
         if progress is not None:
             if not callable(progress):
@@ -286,7 +300,8 @@ class Manager(_Handle):
     def _enter(self):
         with self._lock:
             if self._handle is None:
-                raise ValueError("ttsm: the manager is closed")
+                raise TTSInvalidArgumentError.from_python(
+                    "ttsm: the manager is closed", "create a new ttsm.Manager")
             self._active += 1
             return self._handle
 
@@ -321,21 +336,25 @@ class Manager(_Handle):
         factory call). Raises a TTSModelLoadingError subclass (or
         TTSInvalidArgumentError, TTSCancelledError) with the library's
         message, hint and attempts; a factory's exception is the
-        ``__cause__`` of the TTSEngineError."""
+        ``__cause__`` of the TTSEngineError. The Model's ``attempts`` and
+        ``fallback`` say what this load tried and whether it returned
+        another model than the one asked for."""
         c = self._config(engine, model, device, language, model_path, repo_id, model_type,
                          params)
         h = self._enter()
         try:
             out = ctypes.c_void_p()
             err = Error()
+            rep = _lib.LoadReport()  # read by the Model when asked (attempts, fallback)
+            rep.struct_size = _REPORT_SIZE
             if self._progress:
                 self._progress_error.error = None
-            st = lib.ttsm_load(h, c.ref, ctypes.byref(out), ctypes.byref(err))
+            st = _load(h, c.ref, ctypes.byref(out), ctypes.byref(rep), ctypes.byref(err))
         finally:
             self._leave()
         if st != 0:
             self._raise(st, err)
-        return Model(out.value)
+        return Model(out.value, rep)
 
     def _raise(self, st, err):
         e = from_c(st, err)
@@ -441,16 +460,17 @@ class Manager(_Handle):
 
     def resolve(self, engine, model=None, language=None, model_path=None, repo_id=None,
                 model_type=None, **params):
-        """Where every file of a model comes from, as `ttsm resolve` shows it
-        (a :class:`Resolution`; nothing is opened). Raises
-        TTSModelNotFoundError for an unknown model or language."""
+        """Where every file of a model comes from, as `ttsm resolve --json`
+        shows it (a :class:`Resolution`; nothing is opened), in this
+        manager's roots. Raises TTSModelNotFoundError for an unknown model
+        or language."""
         return _resolve(_Config(engine, model, "cpu", language, model_path, repo_id,
                                 model_type, params), *self._roots)
 
     def ls(self, engine=None, all=False):
-        """The models found in this manager's models roots and hub cache, as
-        `ttsm ls` lists them: [:class:`Installed`] (all=True also lists
-        models with no file at all)."""
+        """The models found in this manager's roots and hub cache, as
+        `ttsm ls --json` lists them: [:class:`Installed`] (all=True also
+        lists models with no file at all)."""
         return list_installed(engine, all, *self._roots)
 
     def close(self):
@@ -463,6 +483,10 @@ class Manager(_Handle):
             h, self._handle = self._handle, None
         if h is not None:
             lib.ttsm_manager_destroy(h)
+
+
+_load = lib.ttsm_load_with_report
+_REPORT_SIZE = ctypes.sizeof(_lib.LoadReport)
 
 
 def _entry(e):
@@ -481,28 +505,68 @@ def _make_on_evict(fn):
     return cb
 
 
-def _resolve(c, models_dirs, hf_cache):
+def _report(c, models_dirs, hf_cache, comfyui_dirs):
+    o = _lib.ManagerOptions()
+    o.struct_size = ctypes.sizeof(_lib.ManagerOptions)
+    o.models_dirs, o.hf_cache, o.comfyui_dirs = models_dirs, hf_cache, comfyui_dirs
     out = ctypes.c_void_p()
     err = Error()
-    _check(lib.ttsm_resolve(c.ref, models_dirs, hf_cache, ctypes.byref(out),
-                            ctypes.byref(err)), err)
+    _check(lib.ttsm_resolve_with(c.ref, ctypes.byref(o), ctypes.byref(out), ctypes.byref(err)),
+           err)
     try:
-        r = json.loads(ctypes.string_at(out.value).decode("utf-8"))
+        return json.loads(ctypes.string_at(out.value).decode("utf-8"))
     finally:
         lib.ttsm_free(out)
-    comps = [ResolvedComponent(**{k: x[k] for k in ResolvedComponent._fields})
+
+
+def _resolution(r):
+    comps = [ResolvedComponent(**{k: x[k] for k in ResolvedComponent._fields if k in x})
              for x in r["components"]]
     return Resolution(r["engine"], r["model"], r["model_type"], r["language"], r["complete"],
-                      r["installed"], r["missing"], r["hub_cache"], comps)
+                      r["installed"], r["missing"], r["hub_cache"], r["roots"], r["warnings"],
+                      comps)
 
 
-def list_installed(engine=None, all=False, models_dirs=None, hf_cache=None):
+def _resolve(c, models_dirs, hf_cache, comfyui_dirs=None):
+    return _resolution(_report(c, models_dirs, hf_cache, comfyui_dirs))
+
+
+def _where_text(loc):
+    if "repo" in loc:
+        return "hub %s@%s (%s)" % (loc["repo"], loc.get("revision") or "?",
+                                   (loc.get("commit") or "")[:7])
+    return loc.get("root") or ""
+
+
+def _installed(r):
+    """A `ttsm ls` line from a resolve report: what the model's own files
+    (not borrowed or shared ones) weigh, when they last changed, where."""
+    seen, where, names, nbytes, modified = set(), [], [], 0, 0
+    for c in r["components"]:
+        path = c.get("path")
+        if not path or path in seen or c.get("borrowed") or c.get("shared"):
+            continue
+        seen.add(path)
+        nbytes += c.get("bytes") or 0
+        modified = max(modified, c.get("modified") or 0)
+        loc = c.get("location")
+        if isinstance(loc, dict) and _where_text(loc) not in names:
+            names.append(_where_text(loc))
+            where.append(loc)
+    iso = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(modified)) if modified else None)
+    return Installed(r["engine"], r["model"], r["model_type"], r["language"], r["installed"],
+                     r["complete"], r["missing"], nbytes, iso, where)
+
+
+def list_installed(engine=None, all=False, models_dirs=None, hf_cache=None, comfyui_dirs=None):
     """What `ttsm ls` lists (see Manager.ls), for explicit roots (bytes or
     str, colon-separated; None: the environment's)."""
     if isinstance(models_dirs, str):
         models_dirs = cstr(models_dirs, "models_dirs")
     if isinstance(hf_cache, str):
         hf_cache = cstr(hf_cache, "hf_cache")
+    if isinstance(comfyui_dirs, str):
+        comfyui_dirs = cstr(comfyui_dirs, "comfyui_dirs")
     only = None
     if engine is not None:
         only = lib.ttsm_engine_find(cstr(engine, "engine"))
@@ -522,15 +586,14 @@ def list_installed(engine=None, all=False, models_dirs=None, hf_cache=None):
             for t in range(lib.ttsm_engine_model_type_count(e)):
                 mtype = _text(lib.ttsm_engine_model_type(e, t))
                 try:
-                    r = _resolve(_Config(name, model, "cpu", None, None, None, mtype, None),
-                                 models_dirs, hf_cache)
+                    r = _report(_Config(name, model, "cpu", None, None, None, mtype, None),
+                                models_dirs, hf_cache, comfyui_dirs)
                 except Exception:  # a model without this type
                     continue
-                if r.model != model:
+                if r["model"] != model:
                     continue
-                if all or r.installed:
-                    res.append(Installed(r.engine, r.model, r.model_type, r.language,
-                                         r.installed, r.complete, r.missing))
+                if all or r["installed"]:
+                    res.append(_installed(r))
                 break
     return res
 

@@ -11,12 +11,18 @@ import threading
 from . import _lib
 from ._lib import DLPACK_INNER, Error, cstr, lib
 from ._lib import text as _text
-from .errors import Status, TTSInvalidArgumentError, from_c
+from .errors import Status, TTSInvalidArgumentError, _status, from_c
 from .tensor import Tensor, to_torch
 
 Component = collections.namedtuple("Component", "name kind path format tensors")
 Component.__doc__ = ("One component of a model: kind 'tensors', 'json' or 'blob'; format the "
                      "checkpoint format (tensors only); tensors their count.")
+LoadAttempt = collections.namedtuple("LoadAttempt", "model device code message")
+LoadAttempt.__doc__ = ("One step a load tried: the model and device asked for, its status "
+                       "(a Status) and its error message ('' for the step that loaded).")
+Fallback = collections.namedtuple("Fallback", "asked asked_device loaded loaded_device why")
+Fallback.__doc__ = ("A load that returned another model than the one asked for: what was "
+                    "asked, what was loaded (Model.name), and why (the asked model's error).")
 BindResult = collections.namedtuple("BindResult", "missing_keys unexpected_keys")
 BindResult.__doc__ = ("What Model.bind() left out (strict=False): module names no tensor "
                       "bound, and tensor names no module slot took.")
@@ -105,17 +111,41 @@ class Model(_Handle):
     _inner = False
     _info = None
     _comps = None
+    _report = None
 
-    def __init__(self, handle, inner=False):
+    def __init__(self, handle, report=None, inner=False):
         self._handle = handle
+        if report is not None:
+            self._report = report  # the load's ttsm_load_report, read on first use
         if inner:
             self._inner = True
             lib.ttsm_model_retain_inner(handle)
 
     def _h(self):
         if self._handle is None:
-            raise ValueError("ttsm: the model is closed")
+            raise TTSInvalidArgumentError.from_python("ttsm: the model is closed",
+                                                      "load it again from its Manager")
         return self._handle
+
+    @property
+    def attempts(self):
+        """What the load that made this object tried, in order: a
+        :class:`LoadAttempt` (model, device, code, message) per step."""
+        r = self._report
+        if r is None:
+            return []
+        return [LoadAttempt(_text(st.model), _text(st.device), _status(st.code),
+                            _text(st.message))
+                for st in r.steps[:min(r.n_steps, len(r.steps))]]
+
+    @property
+    def fallback(self):
+        """None, or a :class:`Fallback` when the model is not the one asked for."""
+        r = self._report
+        if r is None or not r.fell_back:
+            return None
+        return Fallback(_text(r.asked), _text(r.asked_device), _text(r.loaded),
+                        _text(r.loaded_device), _text(r.why))
 
     def _identity(self):
         # Read once, on first use: a hit that only wants .engine pays nothing.
@@ -379,6 +409,19 @@ class Model(_Handle):
             return samples.astype(np.int16, copy=False), a.sample_rate
         finally:
             lib.ttsm_audio_free(ctypes.byref(a))
+
+    def voices(self):
+        """The voices of an engine that speaks in ttsm (espeak-ng): a list of
+        {"name", "id", "languages", "gender"}; synthesize(voice=...) takes a
+        name, an id or a language id. Other engines raise TTSEngineError."""
+        h = self._h()
+        out = ctypes.c_void_p()
+        err = Error()
+        _check(lib.ttsm_model_voices(h, ctypes.byref(out), ctypes.byref(err)), err)
+        try:
+            return json.loads(ctypes.string_at(out.value).decode("utf-8"))["voices"]
+        finally:
+            lib.ttsm_free(out)
 
     def close(self, _release=lib.ttsm_model_release, _inner=lib.ttsm_model_release_inner):
         """Drops this object's reference (idempotent). The identity (key,

@@ -11,8 +11,21 @@
 #include "base/log.h"
 #include "formats/pool.h"
 #include "engines/model.h"
+#include "cache/content.h"
 
-enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED };
+/* MERGED: a miss whose files an entry already held (content.h); it never
+ * joins the cache, its key becomes an alias of that entry. */
+enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED, TTSM__MERGED };
+
+/* Another key that names an entry: the key of a config spelled otherwise
+ * whose files turned out to be the entry's (docs/cache-key.md). */
+typedef struct ttsm__alias {
+    char key[TTSM_KEY_HEX_SIZE];
+    struct ttsm__entry *entry;
+    struct ttsm__alias *next_of_entry; /* the entry's other aliases */
+    struct ttsm__alias *hnext;         /* the next alias in its bucket */
+} ttsm__alias;
+#define TTSM__ALIAS_BUCKETS 64
 
 /* Work an entry owes the host after the lock (manager.c, reap()). */
 enum { TTSM__REAP_NOTIFY = 1, TTSM__REAP_DROP = 2 };
@@ -43,6 +56,9 @@ typedef struct ttsm__entry {
     struct ttsm__entry *work_next;   /* the list its reaper works through */
     void *dying_data;                /* engine data taken by the reaper to destroy */
     void (*dying_destroy)(void *);
+    char base[TTSM_KEY_HEX_SIZE];    /* key of the config without its source, or "" */
+    ttsm__content content;           /* what its files are (content.h) */
+    ttsm__alias *aliases;            /* other keys that name this entry */
 } ttsm__entry;
 
 /* The entry of a model handle the manager gave out. */
@@ -78,6 +94,8 @@ struct ttsm_manager {
     ttsm__entry *head, *tail; /* the cache: LRU order */
     ttsm__entry **buckets;    /* key index over the cache list (chained) */
     ttsm__memo_slot memo[TTSM__MEMO_SLOTS];
+    ttsm__alias *alias_buckets[TTSM__ALIAS_BUCKETS];
+    size_t n_aliases;
     size_t n_buckets;         /* 0 or a power of two */
     size_t n_cached, n_orphans, n_alive;
     int closing;
