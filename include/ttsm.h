@@ -395,7 +395,8 @@ typedef ttsm_status (*ttsm_factory_fn)(const ttsm_load_config *cfg, const ttsm_f
 typedef struct ttsm_synth_options {
     size_t struct_size;   /* set by ttsm_synth_options_default() */
     const char *language; /* name or code; NULL: the engine's default (English) */
-    const char *voice;    /* an engine voice name; NULL: the language's voice */
+    const char *voice;    /* an engine voice: name, id or language id (ttsm_model_voices);
+                             NULL: the language's voice */
     int rate;             /* words per minute; 0: the engine's default */
     int pitch;            /* 0..100; -1: the engine's default */
 } ttsm_synth_options;
@@ -406,6 +407,20 @@ typedef struct ttsm_audio {
     size_t n_samples;
     uint32_t sample_rate;
 } ttsm_audio;
+
+/** An engine's build hook (ttsm_engine_caps.build): called once per load,
+ *  after the model's tensors are on their device and before the entry is
+ *  ready (other loads of the key wait for it), with no manager lock held.
+ *  It builds the object the engine runs (a network bound to the weights)
+ *  and attaches it with ttsm_model_set_engine_data(): the cache holds that
+ *  object, hands it to every holder of the entry and destroys it when the
+ *  entry leaves the cache. It reports device bytes the object holds beyond
+ *  the weights with ttsm_factory_ctx_charge(). Exports it takes with
+ *  TTSM_DLPACK_INNER (or references with ttsm_model_retain_inner) belong
+ *  to the object: they keep the entry's memory, never its place in the
+ *  cache. A failure fails the load like a factory failure. */
+typedef ttsm_status (*ttsm_build_fn)(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
+                                     ttsm_model *model, ttsm_error *err);
 
 /** An engine's synthesis hook (set in ttsm_engine_caps.synthesize). */
 typedef ttsm_status (*ttsm_synthesize_fn)(ttsm_model *model, const char *text,
@@ -424,6 +439,15 @@ typedef struct ttsm_engine_caps {
     /** Synthesises speech with a loaded model (NULL: the engine's weights are
      *  for another runtime, and ttsm_synthesize() says so). */
     ttsm_synthesize_fn synthesize;
+    /** Builds what the engine runs from its loaded weights (may be NULL; see
+     *  ttsm_build_fn). */
+    ttsm_build_fn build;
+    /* What admission reserves for `build` before it runs, beyond the weights:
+     * extra_bytes + extra_ratio x the weights' bytes (0, 0: the manifest's
+     * "engine_memory", else nothing). The entry is then charged what the
+     * build reports (ttsm_factory_ctx_charge). */
+    uint64_t extra_bytes;
+    double extra_ratio;
 } ttsm_engine_caps;
 
 /** @return caps with struct_size set and everything else 0/NULL. */
@@ -433,6 +457,10 @@ TTSM_API ttsm_engine_caps ttsm_engine_caps_default(void);
  *  keys and the CLI). `name` and `caps->devices` are copied; caps may be
  *  NULL. The name "file" is the built-in engine that loads the checkpoint at
  *  model_path (a file, or every checkpoint in a folder; docs/manager.md).
+ *  With `factory` NULL, `name` must be an engine from a manifest: its files
+ *  are still resolved and loaded by the manifest, and caps' build, recover,
+ *  user, extra_bytes and extra_ratio are attached to it (its capabilities
+ *  and devices stay the manifest's); once per engine.
  *  @return TTSM_OK or TTSM_ERR_INVALID_ARGUMENT (bad or taken name). */
 TTSM_API ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
                                           const ttsm_engine_caps *caps, ttsm_error *err);
@@ -463,6 +491,13 @@ TTSM_API const char *ttsm_factory_ctx_device(const ttsm_factory_ctx *ctx);
 TTSM_API void *ttsm_factory_ctx_user(const ttsm_factory_ctx *ctx);
 /** @return 1 when this load rebuilds an invalidated entry (recovery ran). */
 TTSM_API int ttsm_factory_ctx_recovering(const ttsm_factory_ctx *ctx);
+/** In a build hook: the entry holds `bytes` more on its device than its
+ *  weights (added up over calls). @return TTSM_OK, or
+ *  TTSM_ERR_INVALID_ARGUMENT outside a build hook or on overflow. */
+TTSM_API ttsm_status ttsm_factory_ctx_charge(const ttsm_factory_ctx *ctx, uint64_t bytes,
+                                             ttsm_error *err);
+/** In a build hook: the bytes admission reserved for it beyond the weights. */
+TTSM_API uint64_t ttsm_factory_ctx_estimate(const ttsm_factory_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* The manager: the one cache (DESIGN §9; docs/manager.md). Thread-safe.     */
@@ -476,6 +511,12 @@ typedef struct ttsm_device_budget {
 enum { TTSM_LOG_DEBUG = 0, TTSM_LOG_INFO = 1, TTSM_LOG_WARN = 2, TTSM_LOG_ERROR = 3 };
 
 typedef void (*ttsm_log_fn)(void *user, int level, const char *message);
+struct ttsm_entry_info;
+/** Told when an entry has left the cache (`reason`: "budget", "keep-alive",
+ *  "free", "single-instance", "unload" or "invalidate"), after the manager
+ *  lock is released, on the thread that evicted it. Must not destroy the
+ *  manager. */
+typedef void (*ttsm_evict_fn)(void *user, const struct ttsm_entry_info *entry, const char *reason);
 /** Called while a load materialises its tensors; nonzero cancels the load
  *  (TTSM_ERR_CANCELLED, nothing left behind). */
 typedef int (*ttsm_progress_fn)(void *user, const char *key, uint64_t done, uint64_t total);
@@ -510,6 +551,20 @@ typedef struct ttsm_manager_options {
     /* A folder of extra engine manifests, read into the process-wide
      * registry when the manager is created (NULL: none). */
     const char *engines_dir;
+    /* ComfyUI installations, colon-separated (NULL: TTSM_COMFYUI_PATH):
+     * each one's models/ folder and the TTS folders its
+     * extra_model_paths.yaml names are searched after models_dirs, in the
+     * order docs/engines.md gives. Copied. Added in 0.1: options from a
+     * header without this field (a smaller struct_size) are accepted, and
+     * the field is NULL for them. */
+    const char *comfyui_dirs;
+    /* 1: a thread of the manager evicts idle entries when their keep-alive
+     * ends (otherwise the next call does); stopped by ttsm_manager_destroy.
+     * This field and the two after it were added later in 0.1 too: a
+     * struct_size that ends before them leaves them 0. */
+    int keep_alive_timer;
+    ttsm_evict_fn on_evict; /* may be NULL */
+    void *on_evict_user;
     /* Load on a miss (docs/hub.md): TTSM_DOWNLOAD_MISSING pulls the files a
      * manifest model lacks from the Hugging Face Hub into hf_cache, then
      * loads it; `progress` reports the bytes and cancels cleanly. Endpoint,
@@ -538,8 +593,60 @@ TTSM_API void ttsm_manager_destroy(ttsm_manager *mgr);
 TTSM_API ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                                ttsm_error *err);
 
+/* What one load did. A cache entry is shared by every load that reaches it
+ * (a French request that fell back to English holds the English entry, as
+ * a plain English request does), so what a load asked for, tried and got
+ * belongs to the call, not to the model: ttsm_load_with_report() hands it
+ * back next to the model. docs/manager.md, "Fallbacks made visible". */
+#define TTSM_LOAD_REPORT_MAX_STEPS TTSM_ERROR_MAX_ATTEMPTS
+
+/** One attempt of a load: a model on a device, and how it ended. */
+typedef struct ttsm_load_step {
+    ttsm_status code;                     /* TTSM_OK for the step that loaded */
+    char model[TTSM_CONFIG_NAME_MAX];     /* model asked for in this step ("French") */
+    char device[TTSM_DEVICE_NAME_MAX];    /* device asked for, resolved ("cpu", "cuda:0") */
+    char message[TTSM_ERROR_ATTEMPT_MAX]; /* its error; "" for the step that loaded */
+} ttsm_load_step;
+
+typedef struct ttsm_load_report {
+    size_t struct_size;    /* set by ttsm_load_report_init() */
+    int hit;               /* the model came from the cache: no factory ran for it */
+    int shared;            /* a miss whose files an entry already held: that entry is
+                              returned and charged once (docs/cache-key.md, "One set of
+                              bytes, one entry") */
+    int fell_back;         /* what was loaded is not what was asked */
+    char asked[TTSM_CONFIG_NAME_MAX];         /* the model asked for */
+    char asked_device[TTSM_DEVICE_NAME_MAX];
+    char loaded[TTSM_CONFIG_NAME_MAX];        /* what was loaded: ttsm_model_name() */
+    char loaded_device[TTSM_DEVICE_NAME_MAX]; /* ttsm_model_device() */
+    char why[TTSM_ERROR_MESSAGE_MAX];         /* why not `asked` (fell_back), else "" */
+    size_t n_steps;                           /* steps used, in the order tried */
+    size_t n_steps_dropped;                   /* steps that did not fit */
+    ttsm_load_step steps[TTSM_LOAD_REPORT_MAX_STEPS];
+} ttsm_load_report;
+
+/** Zeroes `report` and sets its struct_size. NULL is ignored. */
+TTSM_API void ttsm_load_report_init(ttsm_load_report *report);
+
+/** ttsm_load(), and `report` (may be NULL; else initialised with
+ *  ttsm_load_report_init()) says what the call did: every step of the
+ *  fallback chain and of the device fallback it tried, with its error, and
+ *  whether the model is a fallback (asked, loaded, why). Filled on success
+ *  and on failure (then `loaded` is empty and the steps are the attempts
+ *  the error lists). A report with another struct_size is
+ *  TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                                           ttsm_model **out, ttsm_load_report *report,
+                                           ttsm_error *err);
+
 /** Adds a reference (thread-safe). */
 TTSM_API void ttsm_model_retain(ttsm_model *model);
+/** References for the entry's own engine data (see ttsm_build_fn): they keep
+ *  the entry's memory valid but not the entry in the cache, so an engine
+ *  object that holds its own weights never pins them. Take one only while
+ *  holding a reference; the entry is freed when both kinds reach zero. */
+TTSM_API void ttsm_model_retain_inner(ttsm_model *model);
+TTSM_API void ttsm_model_release_inner(ttsm_model *model);
 /** Drops a reference. An entry stays cached at zero references (until
  *  evicted); an invalidated or orphaned one is freed. NULL is ignored. */
 TTSM_API void ttsm_model_release(ttsm_model *model);
@@ -559,6 +666,15 @@ TTSM_API ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_er
 /** Evicts unreferenced, unpinned entries idle longer than keep_alive (loads
  *  do this too). @return how many were evicted. */
 TTSM_API size_t ttsm_manager_sweep(ttsm_manager *mgr);
+/** Evicts unreferenced, unpinned entries of `device`, least recently used
+ *  first, until `nbytes` fit under the limit admission uses there (its
+ *  budget; on devices with their own memory also the driver's free memory
+ *  minus the reserve), and waits until their memory is gone. `*available`
+ *  (may be NULL) gets what fits now (UINT64_MAX: no limit). @return TTSM_OK
+ *  even when less could be freed (compare *available); TTSM_ERR_DEVICE for
+ *  an unknown device. */
+TTSM_API ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nbytes,
+                                       uint64_t *available, ttsm_error *err);
 
 typedef struct ttsm_entry_info {
     char key[TTSM_KEY_HEX_SIZE];
@@ -618,6 +734,9 @@ TTSM_API const char *ttsm_model_device(const ttsm_model *model);
 TTSM_API const char *ttsm_model_name(const ttsm_model *model);
 TTSM_API uint64_t ttsm_model_bytes(const ttsm_model *model);
 TTSM_API void *ttsm_model_engine_data(const ttsm_model *model);
+/** The dtype floating-point tensors were converted to at load (the `dtype`
+ *  param, docs/manager.md), or TTSM_DTYPE_INVALID: as stored. */
+TTSM_API ttsm_dtype ttsm_model_dtype(const ttsm_model *model);
 TTSM_API size_t ttsm_model_component_count(const ttsm_model *model);
 /** @return NULL when out of range. */
 TTSM_API const char *ttsm_model_component_name(const ttsm_model *model, size_t component);
@@ -656,6 +775,8 @@ struct DLManagedTensorVersioned;
 #define TTSM_DLPACK_BYTES 2u    /* the tensor's bytes (nbytes, gaps of a strided view
                                    included) as a 1-D uint8 tensor: any dtype, also
                                    block-quantised and sub-byte ones */
+#define TTSM_DLPACK_INNER 8u    /* the export holds an inner reference (ttsm_model_retain_inner):
+                                   for the entry's own engine data */
 #define TTSM_DLPACK_WRITABLE 4u /* versioned only: leave DLPACK_FLAG_BITMASK_READ_ONLY
                                    clear (by default it is set: a cache entry's memory
                                    is shared by all its holders) */
@@ -740,6 +861,10 @@ TTSM_API const char *ttsm_engine_model_language(const ttsm_engine_info *engine, 
  *  is registered): new engines are added, a manifest named like an engine
  *  from another manifest replaces it for loads from now on. */
 TTSM_API ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err);
+/** Registers one manifest given as JSON text (`source` names it in
+ *  messages), like one file of ttsm_engines_load_dir(). */
+TTSM_API ttsm_status ttsm_engines_add_manifest(const char *json, size_t len, const char *source,
+                                               ttsm_error *err);
 /** The outcome of reading TTSM_ENGINES_PATH (colon-separated folders) when
  *  the registry started: TTSM_OK, or the first error. */
 TTSM_API ttsm_status ttsm_engines_status(ttsm_error *err);
@@ -789,6 +914,29 @@ TTSM_API int ttsm_fallback_if_load_error(void *user, ttsm_status failed, const t
 TTSM_API ttsm_status ttsm_resolve(const ttsm_load_config *cfg, const char *models_dirs,
                                   const char *hf_cache, char **report, ttsm_error *err);
 
+/** ttsm_resolve() with the places to look taken from manager options
+ *  (`where` may be NULL: the environment's; only models_dirs, comfyui_dirs
+ *  and hf_cache are read). The report also has "roots": [{"path", "kind"
+ *  ("models root" or "TTS folder"), "origin", "exists"}] in search order,
+ *  "warnings": [...] (a missing root, an unreadable extra_model_paths.yaml)
+ *  and, per component, "where": the folder its files go in for each root
+ *  (same order as "roots"), "names" (the file names looked for),
+ *  "download": {"repo", "revision", "path", "dataset"} or null, "broken"
+ *  (a hub link whose blob is gone, "<link> -> <target>", or null), and for
+ *  a file found "bytes" (with every shard of an index), "modified" (Unix
+ *  seconds, the newest) and "location": {"root"} or {"repo", "revision",
+ *  "commit"}. docs/engines.md, "Models roots". */
+TTSM_API ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg,
+                                       const ttsm_manager_options *where, char **report,
+                                       ttsm_error *err);
+
+/** The places manifest engines look for files, as JSON: {"roots": [{"path",
+ *  "kind", "origin", "exists"}], "hub_cache": path or null, "warnings":
+ *  [...]}. `where` as for ttsm_resolve_with(). Problems with a root are
+ *  warnings, not errors. Free `*json` with ttsm_free(). */
+TTSM_API ttsm_status ttsm_search_paths(const ttsm_manager_options *where, char **json,
+                                       ttsm_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Downloads from the Hugging Face Hub (DESIGN §8; docs/hub.md). A pull     */
 /* fetches exactly the files a manifest model's components need, into the   */
@@ -819,9 +967,11 @@ typedef int (*ttsm_pull_progress_fn)(void *user, const ttsm_pull_progress *progr
 typedef struct ttsm_pull_options {
     size_t struct_size;          /* set by ttsm_pull_options_default() */
     /* Where a file counts as present already: models roots (NULL:
-     * TTSM_MODELS_PATH) and the hub cache, which is also where files go
-     * (NULL: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub). */
+     * TTSM_MODELS_PATH), ComfyUI folders (NULL: TTSM_COMFYUI_PATH) and the
+     * hub cache, which is also where files go (NULL: HF_HUB_CACHE,
+     * HF_HOME/hub, ~/.cache/huggingface/hub). */
     const char *models_dirs;
+    const char *comfyui_dirs;
     const char *hf_cache;
     /* Write <dir>/TTS/<engine folder>/<model folder>/... (the ComfyUI
      * layout) instead of the hub cache, with the same checks (NULL: off). */
@@ -896,6 +1046,14 @@ TTSM_API ttsm_status ttsm_synthesize(ttsm_model *model, const char *text,
                                      const ttsm_synth_options *options, ttsm_audio *out,
                                      ttsm_error *err);
 TTSM_API void ttsm_audio_free(ttsm_audio *audio);
+
+/** The voices of an engine that speaks in ttsm (espeak-ng), as JSON:
+ *  {"engine", "voices": [{"name", "id", "languages": [...], "gender"}]}.
+ *  ttsm_synth_options.voice takes a name, an id (whole or its last part:
+ *  "gmw/en-US", "en-US") or a language id ("en-us"), as espeak-ng's own
+ *  -v option does. Free `*json` with ttsm_free(). @return TTSM_OK, or
+ *  TTSM_ERR_ENGINE for engines that do not synthesise here. */
+TTSM_API ttsm_status ttsm_model_voices(ttsm_model *model, char **json, ttsm_error *err);
 
 #ifdef __cplusplus
 }

@@ -20,38 +20,6 @@
 #define MAX_HEADER_BYTES 100000000u
 #define GATHER_CHUNK (1u << 16)
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm convert IN OUT.safetensors [--force]\n"
-            "\n"
-            "Writes the tensors of IN (a PyTorch .pt/.pth/.bin, a safetensors or a GGUF\n"
-            "file) to OUT in safetensors format. IN is read as data: pickled code in a\n"
-            "PyTorch file is refused, never run.\n"
-            "\n"
-            "  - tensor bytes are copied unchanged; views with strides (transposes,\n"
-            "    slices) are written as contiguous copies, since safetensors has no strides\n"
-            "  - tensors that share storage (tied weights) each get their own copy, as\n"
-            "    safetensors requires\n"
-            "  - non-tensor values (an RVC model's config, sr, f0, version ...) go into\n"
-            "    __metadata__ as strings: a str as itself, anything else as its JSON text\n"
-            "  - element types safetensors lacks (C128, C32, block-quantised GGUF types)\n"
-            "    are refused\n"
-            "\n"
-            "options:\n"
-            "  --force   replace OUT if it exists (otherwise an existing OUT is an error)\n"
-            "\n"
-            "OUT is written to a temporary file in its folder and renamed when complete.\n"
-            "\n"
-            "examples:\n"
-            "  ttsm convert model.pth model.safetensors\n"
-            "  ttsm convert voices/Claire.pth /tmp/claire.safetensors --force\n"
-            "  ttsm convert model-q8.gguf model.safetensors\n"
-            "\n"
-            "exit codes: 0 ok, 1 OUT exists or cannot be written, 2 usage, 3 IN not found,\n"
-            "6 IN is not a valid checkpoint or has a type safetensors cannot store, 7 I/O.\n");
-}
-
 /* Element types the safetensors format defines. */
 static int safetensors_dtype(ttsm_dtype d)
 {
@@ -321,22 +289,10 @@ static int publish(const char *tmp, const char *out, int force)
     return CLI_EXIT_OK;
 }
 
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
-    const char *in = NULL, *out = NULL;
-    int force = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-f") == 0)
-            force = 1;
-        else if (argv[i][0] == '-' && argv[i][1] != '\0')
-            return cli_usage_error("convert", "unknown option '%s'", argv[i]);
-        else if (!in)
-            in = argv[i];
-        else if (!out)
-            out = argv[i];
-        else
-            return cli_usage_error("convert", "unexpected argument '%s'", argv[i]);
-    }
+    const char *in = a->n_pos > 0 ? a->pos[0] : NULL, *out = a->n_pos > 1 ? a->pos[1] : NULL;
+    int force = a->given[OPT_FORCE] > 0;
     if (!in || !out)
         return cli_usage_error("convert", "needs IN and OUT");
     struct stat sb;
@@ -382,6 +338,14 @@ static int run(int argc, char **argv)
             code = publish(tmp, out, force);
         if (code != CLI_EXIT_OK) {
             unlink(tmp);
+        } else if (a->given[OPT_JSON]) {
+            json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I}", "input", in, "output", out,
+                                  "tensors", (json_int_t)ttsm_checkpoint_tensor_count(ck),
+                                  "made_contiguous", (json_int_t)n_strided, "metadata",
+                                  (json_int_t)ttsm_checkpoint_metadata_count(ck));
+            json_dumpf(o, stdout, JSON_INDENT(2));
+            fputc('\n', stdout);
+            json_decref(o);
         } else {
             printf("wrote %s: %zu tensors (%zu strided views made contiguous), %zu metadata "
                    "entries\n",
@@ -395,5 +359,29 @@ static int run(int argc, char **argv)
     return code;
 }
 
-const cli_command cli_cmd_convert = {"convert", "write a checkpoint as safetensors (no code run)",
-                                     run, help};
+static const cli_opt options[] = {OPT_FORCE, OPT_JSON, OPT_END};
+
+const cli_command cli_cmd_convert = {
+    "convert",
+    "write a checkpoint as safetensors (no code run)",
+    "IN OUT.safetensors",
+    options,
+    2,
+    "Writes the tensors of IN (a PyTorch .pt/.pth/.bin, a safetensors or a GGUF\n"
+    "file) to OUT in safetensors format. IN is read as data: pickled code in a\n"
+    "PyTorch file is refused, never run. Tensor bytes are copied unchanged;\n"
+    "views with strides (transposes, slices) are written as contiguous copies,\n"
+    "since safetensors has no strides; tensors that share storage (tied\n"
+    "weights) each get their own copy; non-tensor values (an RVC model's config,\n"
+    "sr, f0, version ...) go into __metadata__ as strings, a str as itself and\n"
+    "anything else as its JSON text; element types safetensors lacks (C128, C32,\n"
+    "block-quantised GGUF types) are refused. OUT is written to a temporary file\n"
+    "in its folder and renamed when complete; an existing OUT is an error\n"
+    "without --force.",
+    "{\"input\", \"output\", \"tensors\", \"made_contiguous\", \"metadata\"}",
+    "ttsm convert model.pth model.safetensors\n"
+    "ttsm convert voices/Claire.pth /tmp/claire.safetensors --force\n"
+    "ttsm convert model-q8.gguf model.safetensors --json",
+    "exit codes: 0 ok, 1 OUT exists or cannot be written, 2 usage, 3 IN not found, 6 IN is "
+    "not a valid checkpoint or has a type safetensors cannot store, 7 I/O.",
+    run};

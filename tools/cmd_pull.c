@@ -11,42 +11,6 @@
 
 #include "cli.h"
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm pull ENGINE [--model M] [--language L] [--type T] [--param k=v ...]\n"
-            "                 [--revision R] [--all] [--dry-run] [--jobs N]\n"
-            "                 [--to-models-root DIR] [--json]\n"
-            "       ttsm pull --all [--dry-run] [--json]      (every model of every engine)\n\n"
-            "Downloads the files a model's components need that are not found locally,\n"
-            "from the Hugging Face Hub into the hub cache (--hf-cache, HF_HUB_CACHE,\n"
-            "HF_HOME/hub, ~/.cache/huggingface/hub), in huggingface_hub's layout: blobs\n"
-            "named by their hash and verified, snapshot links, refs. An interrupted pull\n"
-            "resumes; two pulls of one model download each file once. A model already\n"
-            "there costs one HEAD per repo. Environment: HF_ENDPOINT, HF_TOKEN (or\n"
-            "$HF_HOME/token), HF_HUB_OFFLINE=1 (no request at all),\n"
-            "HF_HUB_DOWNLOAD_TIMEOUT (seconds without a byte).\n\n"
-            "options:\n"
-            "  --model M            model name (default: the engine's default model)\n"
-            "  --language L         the engine's model for that language\n"
-            "  --type T             model type (tts, vc, ...)\n"
-            "  --param k=v          an engine param that selects files (repeatable)\n"
-            "  --revision R         the model's first repo at this branch, tag or commit\n"
-            "  --all                every model of ENGINE, or of every engine without ENGINE\n"
-            "  --dry-run            list the files and sizes a pull would fetch\n"
-            "  --jobs N             files downloaded in parallel (1..16, default 4)\n"
-            "  --to-models-root DIR write DIR/TTS/<engine>/<model>/... (the ComfyUI layout)\n"
-            "  --json               JSON lines: {\"event\": \"progress\"|\"file\"|\"done\"|\"error\", ...}\n\n"
-            "examples:\n"
-            "  ttsm pull chatterbox\n"
-            "  ttsm pull chatterbox --language fr --dry-run\n"
-            "  ttsm pull f5tts --all --to-models-root ~/ComfyUI/models\n"
-            "  HF_TOKEN=hf_... ttsm pull vibevoice --model VibeVoice-Large\n\n"
-            "exit codes: 0 ok, 2 usage, 3 not on the Hub (repo, revision or file), 6 the\n"
-            "server broke the protocol, 7 network, gated repo, refused token, disk or\n"
-            "hash mismatch, 9 cancelled.\n");
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -177,10 +141,8 @@ static void on_log(void *user, int level, const char *message)
 }
 
 typedef struct opts {
-    ttsm_load_config cfg;
     ttsm_pull_options po;
-    cli_params ps;
-    int json, all;
+    int json;
 } opts;
 
 static void print_dry_run(const json_t *r)
@@ -272,82 +234,37 @@ static ttsm_status pull_one(opts *o, view *v, const ttsm_load_config *cfg)
     return st;
 }
 
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
     opts o;
     memset(&o, 0, sizeof o);
-    o.cfg = ttsm_load_config_default();
-    o.cfg.device = "cpu"; /* the files do not depend on the device */
+    ttsm_load_config cfg = ttsm_load_config_default();
+    if (a->value[OPT_ENGINE] && a->n_pos)
+        return cli_usage_error("pull", "ENGINE given twice ('%s' and -e %s)", a->pos[0],
+                               a->value[OPT_ENGINE]);
+    cli_load_config(a, &cfg);
+    cfg.device = "cpu"; /* the files do not depend on the device */
     o.po = ttsm_pull_options_default();
-    int rc = CLI_EXIT_OK;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **t = NULL;
-        if (strcmp(a, "--json") == 0) {
-            o.json = 1;
-            continue;
-        }
-        if (strcmp(a, "--all") == 0) {
-            o.all = 1;
-            continue;
-        }
-        if (strcmp(a, "--dry-run") == 0) {
-            o.po.dry_run = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (o.cfg.engine) {
-                rc = cli_usage_error("pull", "one ENGINE only (got '%s' too)", a);
-                goto out;
-            }
-            o.cfg.engine = a;
-            continue;
-        }
-        if (strcmp(a, "--model") == 0)
-            t = &o.cfg.model_name;
-        else if (strcmp(a, "--language") == 0)
-            t = &o.cfg.language;
-        else if (strcmp(a, "--type") == 0)
-            t = &o.cfg.model_type;
-        else if (strcmp(a, "--revision") == 0)
-            t = &o.po.revision;
-        else if (strcmp(a, "--to-models-root") == 0)
-            t = &o.po.to_models_root;
-        else if (strcmp(a, "--param") != 0 && strcmp(a, "--jobs") != 0) {
-            rc = cli_usage_error("pull", "unknown option '%s'", a);
-            goto out;
-        }
-        if (i + 1 >= argc) {
-            rc = cli_usage_error("pull", "%s needs a value", a);
-            goto out;
-        }
-        const char *val = argv[++i];
-        if (t) {
-            *t = val;
-        } else if (strcmp(a, "--jobs") == 0) {
-            char *end;
-            long n = strtol(val, &end, 10);
-            if (*end || n < 1 || n > TTSM_PULL_MAX_JOBS) {
-                rc = cli_usage_error("pull", "--jobs wants 1..%d, got '%s'", TTSM_PULL_MAX_JOBS,
-                                     val);
-                goto out;
-            }
-            o.po.jobs = (unsigned)n;
-        } else if ((rc = cli_params_add("pull", &o.ps, val)) != 0) {
-            goto out;
-        }
+    o.json = a->given[OPT_JSON] > 0;
+    o.po.dry_run = a->given[OPT_DRY_RUN] > 0;
+    o.po.revision = a->value[OPT_REVISION];
+    o.po.to_models_root = a->value[OPT_TO_MODELS_ROOT];
+    int all = a->given[OPT_ALL] > 0;
+    if (a->value[OPT_JOBS]) {
+        char *end;
+        long n = strtol(a->value[OPT_JOBS], &end, 10);
+        if (*end || n < 1 || n > TTSM_PULL_MAX_JOBS)
+            return cli_usage_error("pull", "--jobs wants 1..%d, got '%s'", TTSM_PULL_MAX_JOBS,
+                                   a->value[OPT_JOBS]);
+        o.po.jobs = (unsigned)n;
     }
-    if (!o.cfg.engine && !o.all) {
-        rc = cli_usage_error("pull", "missing ENGINE (or --all for every engine)");
-        goto out;
-    }
-    if (o.all && (o.cfg.model_name || o.cfg.language)) {
-        rc = cli_usage_error("pull", "--all takes every model: leave out --model and --language");
-        goto out;
-    }
-    o.cfg.params = o.ps.p;
-    o.cfg.n_params = o.ps.n;
+    if (!cfg.engine && !all)
+        return cli_usage_error("pull", "missing ENGINE (or --all for every engine)");
+    if (all && (cfg.model_name || cfg.language || o.po.revision))
+        return cli_usage_error("pull", "--all takes every model: leave out --model, --language "
+                                       "and --revision");
     o.po.models_dirs = cli_g.models_dirs;
+    o.po.comfyui_dirs = cli_g.comfyui_dirs;
     o.po.hf_cache = cli_g.hf_cache;
     view v;
     memset(&v, 0, sizeof v);
@@ -358,17 +275,12 @@ static int run(int argc, char **argv)
     o.po.progress_user = &v;
     log_view = &v;
     o.po.log = on_log;
-    if (!o.all) {
-        rc = cli_exit_code(pull_one(&o, &v, &o.cfg));
-        goto out;
-    }
-    /* --all: every model (each model type it serves) of one engine or all. */
     const ttsm_engine_info *only = NULL;
-    if (o.cfg.engine && !(only = ttsm_engine_find(o.cfg.engine))) {
-        fprintf(stderr, "ttsm: engine not found: %s (see 'ttsm engines')\n", o.cfg.engine);
-        rc = CLI_EXIT_NOT_FOUND;
-        goto out;
-    }
+    if (cfg.engine && !(only = ttsm_engine_find(cfg.engine)))
+        return cli_engine_not_found(cfg.engine);
+    if (!all)
+        return cli_exit_code(pull_one(&o, &v, &cfg));
+    /* --all: every model (each model type it serves) of one engine or all. */
     ttsm_status worst = TTSM_OK;
     for (size_t e = 0; e < ttsm_engine_count(); e++) {
         const ttsm_engine_info *eng = ttsm_engine_get(e);
@@ -376,7 +288,7 @@ static int run(int argc, char **argv)
             continue;
         for (size_t m = 0; m < ttsm_engine_model_count(eng); m++) {
             for (size_t t = 0; t < ttsm_engine_model_type_count(eng); t++) {
-                ttsm_load_config c = o.cfg;
+                ttsm_load_config c = cfg;
                 c.engine = ttsm_engine_name(eng);
                 c.model_name = ttsm_engine_model_name(eng, m);
                 c.model_type = ttsm_engine_model_type(eng, t);
@@ -401,11 +313,41 @@ static int run(int argc, char **argv)
             }
         }
     }
-    rc = cli_exit_code(worst);
-out:
-    cli_params_free(&o.ps);
-    return rc;
+    return cli_exit_code(worst);
 }
 
-const cli_command cli_cmd_pull = {"pull", "download a model's files from the Hugging Face Hub",
-                                  run, help};
+static const cli_opt options[] = {OPT_ENGINE,  OPT_MODEL, OPT_LANGUAGE, OPT_TYPE,
+                                  OPT_PARAM,   OPT_REVISION, OPT_ALL,   OPT_DRY_RUN,
+                                  OPT_JOBS,    OPT_TO_MODELS_ROOT, OPT_JSON, OPT_END};
+
+const cli_command cli_cmd_pull = {
+    "pull",
+    "download a model's files from the Hugging Face Hub",
+    "[ENGINE]",
+    options,
+    1,
+    "Downloads the files a model's components need that are not found locally,\n"
+    "from the Hugging Face Hub into the hub cache (--hf-cache, HF_HUB_CACHE,\n"
+    "HF_HOME/hub, ~/.cache/huggingface/hub) in huggingface_hub's layout: blobs\n"
+    "named by their hash and checked against it, relative snapshot links, refs.\n"
+    "An interrupted pull resumes; two pulls of one model download each file\n"
+    "once. A model already there costs one HEAD per repo and no download. A bar\n"
+    "on a terminal shows the total and the current file, speed and time left.\n"
+    "Environment: HF_ENDPOINT, HF_TOKEN (else $HF_HOME/token; never printed),\n"
+    "HF_HUB_OFFLINE=1 (no request at all), HF_HUB_ETAG_TIMEOUT and\n"
+    "HF_HUB_DOWNLOAD_TIMEOUT (seconds to connect, and without a byte).",
+    "one JSON object a line: {\"event\": \"progress\" | \"file\", \"repo\", \"file\", "
+    "\"file_done\", \"file_total\", \"done\", \"total\", \"files_done\", \"files_total\"}, then "
+    "{\"event\": \"done\", \"report\": {\"engine\", \"model\", \"target\", \"root\", \"dry_run\", "
+    "\"offline\", \"files\": [{\"component\", \"repo\", \"revision\", \"commit\", \"path\", "
+    "\"size\", \"status\", \"optional\", \"local\"}], \"total_bytes\", \"download_bytes\", "
+    "\"downloaded\", \"present\"}} or {\"event\": \"error\", \"engine\", \"code\", \"message\", "
+    "\"hint\"}",
+    "ttsm pull chatterbox\n"
+    "ttsm pull chatterbox -l fr --dry-run\n"
+    "ttsm pull f5tts --all --to-models-root ~/ComfyUI/models\n"
+    "HF_TOKEN=hf_... ttsm pull vibevoice -m VibeVoice-Large --json",
+    "exit codes: 0 ok, 2 usage, 3 not on the Hub (repo, revision or file) or offline and not "
+    "here, 6 the server broke the protocol or sent an unsafe path, 7 network, gated repository "
+    "or refused token, disk, hash or size mismatch, 9 cancelled.",
+    run};

@@ -7,80 +7,24 @@
 
 #include "cli.h"
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm rm ENGINE [--model M] [--language L] [--type T] [--param k=v ...]\n"
-            "               [--dry-run] [--json]\n\n"
-            "Removes a model from the hub cache (--hf-cache, HF_HUB_CACHE, HF_HOME/hub):\n"
-            "its own files' snapshot entries in every snapshot of its repos, then the\n"
-            "blobs that no other snapshot entry references; a repo folder left empty\n"
-            "goes whole. Files other models share or borrow stay, and models roots are\n"
-            "never touched. --dry-run lists what would go.\n\n"
-            "  --json   {\"engine\", \"model\", \"hub_cache\", \"dry_run\", \"links\": [...],\n"
-            "           \"blobs\": [{\"path\", \"bytes\"}], \"freed_bytes\", \"repos_removed\"}\n\n"
-            "examples:\n"
-            "  ttsm rm chatterbox --model French --dry-run\n"
-            "  ttsm rm vibevoice --model VibeVoice-Large\n");
-}
-
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
     ttsm_load_config cfg = ttsm_load_config_default();
+    if (a->value[OPT_ENGINE] && a->n_pos)
+        return cli_usage_error("rm", "ENGINE given twice ('%s' and -e %s)", a->pos[0],
+                               a->value[OPT_ENGINE]);
+    cli_load_config(a, &cfg);
     cfg.device = "cpu";
-    cli_params ps = {0};
-    int json = 0, dry = 0, rc = CLI_EXIT_OK;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **t = NULL;
-        if (strcmp(a, "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        if (strcmp(a, "--dry-run") == 0) {
-            dry = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (cfg.engine) {
-                rc = cli_usage_error("rm", "one ENGINE only (got '%s' too)", a);
-                goto out;
-            }
-            cfg.engine = a;
-            continue;
-        }
-        if (strcmp(a, "--model") == 0)
-            t = &cfg.model_name;
-        else if (strcmp(a, "--language") == 0)
-            t = &cfg.language;
-        else if (strcmp(a, "--type") == 0)
-            t = &cfg.model_type;
-        else if (strcmp(a, "--param") != 0) {
-            rc = cli_usage_error("rm", "unknown option '%s'", a);
-            goto out;
-        }
-        if (i + 1 >= argc) {
-            rc = cli_usage_error("rm", "%s needs a value", a);
-            goto out;
-        }
-        if (t)
-            *t = argv[++i];
-        else if ((rc = cli_params_add("rm", &ps, argv[++i])) != 0)
-            goto out;
-    }
-    if (!cfg.engine) {
-        rc = cli_usage_error("rm", "missing ENGINE");
-        goto out;
-    }
-    cfg.params = ps.p;
-    cfg.n_params = ps.n;
+    int json = a->given[OPT_JSON] > 0, dry = a->given[OPT_DRY_RUN] > 0;
+    if (!cfg.engine)
+        return cli_usage_error("rm", "missing ENGINE");
+    if (!ttsm_engine_find(cfg.engine))
+        return cli_engine_not_found(cfg.engine);
     char *report = NULL;
     ttsm_error err;
     ttsm_status st = ttsm_remove(&cfg, cli_g.hf_cache, dry, &report, &err);
-    if (st != TTSM_OK) {
-        rc = cli_fail(st, &err);
-        goto out;
-    }
+    if (st != TTSM_OK)
+        return cli_fail(st, &err);
     if (json) {
         puts(report);
     } else {
@@ -104,9 +48,26 @@ static int run(int argc, char **argv)
         json_decref(r);
     }
     ttsm_free(report);
-out:
-    cli_params_free(&ps);
-    return rc;
+    return CLI_EXIT_OK;
 }
 
-const cli_command cli_cmd_rm = {"rm", "remove a model from the hub cache", run, help};
+static const cli_opt options[] = {OPT_ENGINE, OPT_MODEL,   OPT_LANGUAGE, OPT_TYPE,
+                                  OPT_PARAM,  OPT_DRY_RUN, OPT_JSON,     OPT_END};
+
+const cli_command cli_cmd_rm = {
+    "rm",
+    "remove a model from the hub cache",
+    "ENGINE",
+    options,
+    1,
+    "Removes a model from the hub cache (--hf-cache, HF_HUB_CACHE, HF_HOME/hub):\n"
+    "its own files' snapshot entries in every snapshot of its repos, then the\n"
+    "blobs that no other snapshot entry references; a repo folder left empty\n"
+    "goes whole. Files other models share or borrow stay, and models roots are\n"
+    "never touched. --dry-run lists what would go.",
+    "{\"engine\", \"model\", \"hub_cache\", \"dry_run\", \"links\": [...], \"blobs\": "
+    "[{\"path\", \"bytes\"}], \"freed_bytes\", \"repos_removed\": [...]}",
+    "ttsm rm chatterbox -m French --dry-run\n"
+    "ttsm rm vibevoice -m VibeVoice-Large",
+    NULL,
+    run};

@@ -22,7 +22,7 @@ PullProgress.__doc__ = ("One progress report of a pull: the file in flight (repo
 
 def pull(engine, model=None, language=None, model_type=None, revision=None, models_dir=None,
          hf_cache=None, to_models_root=None, dry_run=False, jobs=None, endpoint=None,
-         token=None, progress=None, **params):
+         token=None, progress=None, comfyui=None, **params):
     """Fetches the files the model needs that are not found locally, and
     returns the report as a dict: {"engine", "model", "target", "root",
     "dry_run", "offline", "files": [{"component", "repo", "revision",
@@ -50,6 +50,9 @@ def pull(engine, model=None, language=None, model_type=None, revision=None, mode
     if models_dir is not None and isinstance(models_dir, (list, tuple)):
         models_dir = ":".join(os.fspath(d) for d in models_dir)
     o.models_dirs = s(models_dir, "models_dir")
+    if comfyui is not None and isinstance(comfyui, (list, tuple)):
+        comfyui = ":".join(os.fspath(d) for d in comfyui)
+    o.comfyui_dirs = s(comfyui, "comfyui")
     o.hf_cache = s(hf_cache, "hf_cache")
     o.to_models_root = s(to_models_root, "to_models_root")
     o.revision = s(revision, "revision")

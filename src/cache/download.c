@@ -163,7 +163,7 @@ ttsm_status ttsm__download_missing(const ttsm_manager_options *mo, const ttsm__l
     const ttsm__model_spec *ms = ttsm__manifest_model(m, cfg->model_name);
     if (!ms)
         return TTSM_OK; /* the factory says what is wrong */
-    ttsm__roots roots = {mo->models_dirs, mo->hf_cache, 0};
+    ttsm__roots roots = {mo->models_dirs, mo->hf_cache, mo->comfyui_dirs, 0};
     ttsm__resolution r;
     ttsm_status st = ttsm__resolve_model(m, ms, cfg, &roots, &r, err);
     if (st != TTSM_OK)
@@ -176,6 +176,7 @@ ttsm_status ttsm__download_missing(const ttsm_manager_options *mo, const ttsm__l
                ms->name, missing, missing == 1 ? "" : "s");
     ttsm_pull_options o = ttsm_pull_options_default();
     o.models_dirs = mo->models_dirs;
+    o.comfyui_dirs = mo->comfyui_dirs;
     o.hf_cache = mo->hf_cache;
     o.jobs = mo->download_jobs ? mo->download_jobs : TTSM_PULL_DEFAULT_JOBS;
     o.log = mo->log;

@@ -232,6 +232,29 @@ ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err)
     return load_dir(dir, err);
 }
 
+ttsm_status ttsm_engines_add_manifest(const char *json, size_t len, const char *source,
+                                      ttsm_error *err)
+{
+    if (!json || !source || !*source)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "engines", "invalid argument",
+                         "the manifest text and a source name must be given");
+    if (len > MAX_MANIFEST_BYTES)
+        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest",
+                         "larger than %u bytes", MAX_MANIFEST_BYTES);
+    ttsm__registry_init();
+    ttsm__manifest *m;
+    ttsm_status st = ttsm__manifest_parse(json, len, source, &m, err);
+    if (st != TTSM_OK)
+        return st;
+    /* Kept before it is registered: once the table points at it, it must
+     * never be freed (a refused one stays kept, unused). */
+    if (keep(m) != 0) {
+        ttsm__manifest_free(m);
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "registry");
+    }
+    return register_manifest(m, err);
+}
+
 ttsm_status ttsm_engines_status(ttsm_error *err)
 {
     ttsm__registry_init();
@@ -280,6 +303,24 @@ const ttsm_engine_info *ttsm_engine_find(const char *name)
         return NULL;
     ttsm__registry_init();
     return ttsm__table_handle(name);
+}
+
+ttsm_status ttsm__engine_not_found(const char *name, ttsm_error *err)
+{
+    ttsm__registry_init();
+    char names[256];
+    ttsm__table_list(names, sizeof names);
+    if (env_status == TTSM_OK)
+        return ttsm__err(err, TTSM_ERR_NOT_FOUND, name, "engine not found",
+                         "no engine of this name is registered (engines: %s)", names);
+    ttsm_status st = ttsm__err(err, TTSM_ERR_NOT_FOUND, name, "engine not found",
+                               "not registered, and a manifest of TTSM_ENGINES_PATH failed to "
+                               "load: %s",
+                               env_error.message);
+    ttsm__err_hint(err, "fix or remove that manifest: no manifest of its folder is read while one "
+                        "fails (registered engines: %s)",
+                   names);
+    return st;
 }
 
 const ttsm__manifest *ttsm__registry_manifest(const char *name)

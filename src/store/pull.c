@@ -1149,7 +1149,7 @@ ttsm_status ttsm__pull_model(const ttsm__manifest *m, const ttsm__model_spec *ms
     }
     /* What is there: a pull into a models root looks only there. */
     ttsm__roots roots = {o->to_models_root ? o->to_models_root : o->models_dirs, o->hf_cache,
-                         o->to_models_root != NULL};
+                         o->to_models_root ? "" : o->comfyui_dirs, o->to_models_root != NULL};
     ttsm_load_config rcfg = *cfg;
     rcfg.model_path = NULL; /* a pull fills the standard places, not a folder of its own */
     p->cfg = &rcfg;

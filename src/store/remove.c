@@ -87,7 +87,7 @@ ttsm_status ttsm__remove_model(const ttsm__manifest *m, const ttsm__model_spec *
 {
     char subject[2 * TTSM_CONFIG_NAME_MAX], hub[PATH_MAX], hub_real[PATH_MAX];
     ttsm__format_trunc(subject, sizeof subject, "%s/%s", m->name, ms->name);
-    ttsm__roots roots = {"", hf_cache, 0};
+    ttsm__roots roots = {"", hf_cache, "", 0};
     if (ttsm__hub_dir(&roots, hub, sizeof hub) != 0)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, subject, "no hub cache",
                          "set HF_HUB_CACHE, HF_HOME or HOME, or name the cache (--hf-cache)");

@@ -326,9 +326,10 @@ class Cache(PullTest):
 
     def test_ls_shows_what_a_pull_adds(self):
         r = self.ttsm("ls", "hubtest", "--all")
-        self.assertIn("not installed; a pull adds weights, config, nested, alt: ttsm pull hubtest",
+        self.assertIn("what a pull would add:\n  hubtest/base: weights, config, nested, alt: "
+                      "ttsm pull hubtest\n", r.stdout)
+        self.assertIn("  hubtest/other: weights, config: ttsm pull hubtest --model other\n",
                       r.stdout)
-        self.assertIn("a pull adds weights, config: ttsm pull hubtest --model other", r.stdout)
         self.pull("hubtest")
         r = self.ttsm("ls", "hubtest", "--json")
         models = {m["model"]: m for m in json.loads(r.stdout)["models"]}
@@ -338,7 +339,8 @@ class Cache(PullTest):
     def test_load_on_a_miss(self):
         r = self.ttsm("load", "hubtest", "--device", "cpu", "--model", "other")
         self.assertEqual(r.returncode, 3)
-        self.assertIn("hint: run `ttsm pull hubtest --model other`", r.stderr)
+        self.assertIn("or run `ttsm pull hubtest --model other` (or load with downloads on), "
+                      "which fetches other/model.safetensors from org/hubtest", r.stderr)
         self.assertEqual(self.hub.requests(), [], "no download unless asked for")
         r = self.ttsm("load", "hubtest", "--device", "cpu", "--model", "other", "--download",
                       "--json")
