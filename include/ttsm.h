@@ -93,6 +93,14 @@ typedef struct ttsm_error {
 /** Resets `err` to code TTSM_OK with empty texts. NULL is ignored. */
 TTSM_API void ttsm_error_clear(ttsm_error *err);
 
+/** Copies `s` into `out` (`out_size` bytes, at least 1) fit for a terminal:
+ *  control bytes (C0, DEL, the C1 range U+0080-U+009F) and bytes that are
+ *  not strict UTF-8 become '?', text that does not fit is cut with "...".
+ *  The library applies the same rule to every ttsm_error it fills; use this
+ *  for names and values read from files (tensor names, metadata) that a
+ *  program prints itself. `s` NULL gives "". @return out. */
+TTSM_API const char *ttsm_text_printable(const char *s, char *out, size_t out_size);
+
 /* ------------------------------------------------------------------------ */
 /* Load configuration and factories (DESIGN §5).                            */
 /* ------------------------------------------------------------------------ */

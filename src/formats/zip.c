@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "base/alloc.h"
+#include "base/text.h"
 
 #define EOCD_SIZE 22u
 #define EOCD_MAX_COMMENT 65535u
@@ -38,20 +39,11 @@ static uint64_t rd64(const unsigned char *p)
     return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
 }
 
-/* A name printable in messages: at most 120 bytes, control bytes as '?'. */
+/* A name printable in messages: at most 120 bytes, through the one
+ * sanitiser (base/text.h). */
 static const char *shown(const char *name, size_t len, char buf[128])
 {
-    size_t n = len > 120 ? 120 : len;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)name[i];
-        buf[i] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
-    }
-    if (len > n) {
-        memcpy(buf + n, "...", 4);
-    } else {
-        buf[n] = '\0';
-    }
-    return buf;
+    return ttsm__printable(name, len, buf, 124);
 }
 
 /* ---- end records -------------------------------------------------------- */
