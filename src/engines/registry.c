@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/path.h"
 #include "engines/espeak.h"
 #include "engines/factory_manifest.h"
 #include "engines/registry.h"
@@ -74,10 +76,18 @@ static int cmp_str(const void *a, const void *b)
 
 static ttsm_status read_file(const char *path, char **out, size_t *len, ttsm_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ttsm__err(err, errno == ENOENT ? TTSM_ERR_NOT_FOUND : TTSM_ERR_IO, path,
-                         "cannot read manifest", "%s", strerror(errno));
+    /* A FIFO named *.json would block the registry's start: refused, not
+     * opened. */
+    int fd;
+    ttsm_status st = ttsm__open_regular(path, "cannot read manifest", NULL, &fd, NULL, err);
+    if (st != TTSM_OK)
+        return st;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return ttsm__err(err, TTSM_ERR_IO, path, "cannot read manifest", "%s", strerror(e));
+    }
     char *buf = ttsm__malloc(MAX_MANIFEST_BYTES + 1);
     if (!buf) {
         fclose(f);

@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "base/alloc.h"
+#include "base/path.h"
 
 #define DEFAULT_MAX_INFLATE (64ull << 30)
 
@@ -171,21 +172,12 @@ ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t 
     ttsm_status st = push_file(ck, path, &f, index, err);
     if (st != TTSM_OK)
         return st;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) {
-        int e = errno;
-        return ttsm__err(err, e == ENOENT || e == ENOTDIR ? TTSM_ERR_NOT_FOUND : TTSM_ERR_IO,
-                         path, e == ENOENT || e == ENOTDIR ? "file not found" : "cannot open",
-                         "%s", strerror(e));
-    }
+    /* A FIFO, device or socket is refused without waiting on it. */
     struct stat sb;
-    if (fstat(f->fd, &sb) != 0)
-        return ttsm__err(err, TTSM_ERR_IO, path, "cannot stat", "%s", strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        return ttsm__err(err, TTSM_ERR_IO, path, "cannot open",
-                         "is a directory; name a checkpoint file inside it");
-    if (!S_ISREG(sb.st_mode))
-        return ttsm__err(err, TTSM_ERR_IO, path, "cannot open", "not a regular file");
+    st = ttsm__open_regular(path, "cannot open", "name a checkpoint file inside it", &f->fd, &sb,
+                            err);
+    if (st != TTSM_OK)
+        return st;
     f->size = (uint64_t)sb.st_size;
     if (ck->io_mode == TTSM_IO_MMAP && f->size > 0) {
         if (f->size > SIZE_MAX)

@@ -75,8 +75,10 @@ struct ttsm_checkpoint {
 ttsm_status ttsm__ckpt_new(const char *path, const ttsm_checkpoint_options *opts,
                            ttsm_checkpoint **out, ttsm_error *err);
 
-/* Opens `path` (O_RDONLY|O_CLOEXEC), records its size and, in mmap mode, maps
- * it privately. ENOENT is TTSM_ERR_NOT_FOUND, other failures TTSM_ERR_IO. */
+/* Opens `path` (O_RDONLY|O_CLOEXEC; ttsm__open_regular, so a FIFO or a
+ * device is refused without blocking), records its size and, in mmap mode,
+ * maps it privately. ENOENT is TTSM_ERR_NOT_FOUND, other failures
+ * (including "not a regular file: it is a FIFO") TTSM_ERR_IO. */
 ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t *index,
                                 ttsm_error *err);
 /* Adds a memory-backed source; with `take` the checkpoint frees `mem`. */

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "base/alloc.h"
+#include "base/error.h"
 #include "base/path.h"
 #include "base/strbuf.h"
 #include "formats/safetensors_index.h"
@@ -44,6 +45,15 @@ static int is_file(const char *p)
 {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* A model file is found when its name exists and is not a folder: a FIFO
+ * or a device in its place is found too, and refused by the opener, which
+ * says what it is, instead of being passed over as "not found". */
+static int is_entry(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode);
 }
 
 static int is_dir(const char *p)
@@ -78,7 +88,7 @@ static char *match_in(const char *dir, const char *pattern, const char *model, i
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", dir, pt);
         *oom |= full.failed;
-        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+        if (!full.failed && is_entry(full.p) && !(result = ttsm__sb_take(&full)))
             *oom = 1;
         ttsm__sb_free(&full);
         goto out;
@@ -118,7 +128,7 @@ static char *match_in(const char *dir, const char *pattern, const char *model, i
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", ttsm__sb_str(&sub), best);
         *oom |= full.failed;
-        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+        if (!full.failed && is_entry(full.p) && !(result = ttsm__sb_take(&full)))
             *oom = 1;
         ttsm__sb_free(&full);
         ttsm__free(best);
@@ -131,9 +141,11 @@ out:
 
 /* The commit a revision names in a hub repo folder: refs/<rev> holds it,
  * or the revision is a commit itself. @return 0 found, 1 absent, -1 a
- * malformed ref (err set). */
-static int hub_commit(const char *repo_dir, const char *rev, char commit[41], ttsm_error *err)
+ * malformed ref or one that is not a file (err and *why set). */
+static int hub_commit(const char *repo_dir, const char *rev, char commit[41], ttsm_status *why,
+                      ttsm_error *err)
 {
+    *why = TTSM_ERR_FORMAT;
     size_t rl = strlen(rev);
     int hex = rl == 40;
     for (size_t i = 0; hex && i < 40; i++)
@@ -150,12 +162,24 @@ static int hub_commit(const char *repo_dir, const char *rev, char commit[41], tt
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/refs/%s", repo_dir, rev) >= (int)sizeof path)
         return 1;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* A ref that is a FIFO would block the resolution: refused, not read. */
+    struct stat sb;
+    if (stat(path, &sb) != 0)
         return 1;
+    int fd;
+    ttsm_status st = ttsm__open_regular(path, "cannot read ref", NULL, &fd, NULL, err);
+    if (st == TTSM_ERR_NOT_FOUND)
+        return 1;
+    if (st != TTSM_OK) {
+        *why = st;
+        return -1;
+    }
     char buf[64];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
+        ;
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
     buf[n] = '\0';
@@ -200,12 +224,16 @@ static int check_shards_inside(const char *repo_dir, const char *index, ttsm_err
     if (!slash || n < sizeof suffix - 1 || strcmp(index + n - (sizeof suffix - 1), suffix) != 0)
         return 0;
     struct stat sb;
-    FILE *fp = fopen(index, "rb");
-    if (!fp)
-        return 0;
-    if (fstat(fileno(fp), &sb) != 0 || sb.st_size <= 0 ||
+    int fd;
+    FILE *fp = NULL;
+    if (ttsm__open_regular(index, "cannot open", NULL, &fd, &sb, NULL) != TTSM_OK)
+        return 0; /* not a file: the opener says what it is */
+    if (!(fp = fdopen(fd, "rb")) || sb.st_size <= 0 ||
         (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
-        fclose(fp);
+        if (fp)
+            fclose(fp);
+        else
+            close(fd);
         return 0;
     }
     size_t len = (size_t)sb.st_size;
@@ -345,11 +373,12 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
         const char *rev = repo->revision ? repo->revision : "main";
         char commit[41];
         f->oom |= repo_dir.failed;
-        int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, err);
+        ttsm_status why;
+        int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, &why, err);
         if (hc < 0) {
             ttsm__sb_free(&repo_dir);
             ttsm__sb_free(&tried);
-            return TTSM_ERR_FORMAT;
+            return why;
         }
         if (hc > 0) {
             ttsm__sb_addf(&tried, "%shub %s@%s (not in cache)", tried.len ? "; " : "", repo->id,

@@ -90,6 +90,10 @@ run "$TTSM" inspect "$TP/safetensors_index/pygmalion-7b.model.safetensors.index.
 expect_rc 3; expect_err "missing shard: 'model-00001-of-00007.safetensors'"
 run "$TTSM" inspect "$TMP/nope.safetensors"; expect_rc 3; expect_err "file not found"
 run "$TTSM" inspect "$TMP"; expect_rc 7; expect_err "is a directory"
+# A FIFO is refused without waiting for a writer (it used to block forever).
+mkfifo "$TMP/pipe.safetensors"
+run timeout 10 "$TTSM" inspect "$TMP/pipe.safetensors"
+expect_rc 7; expect_err "pipe.safetensors: cannot open: not a regular file: it is a FIFO (named pipe)"
 
 # Usage.
 run "$TTSM" inspect; expect_rc 2; expect_err "missing FILE"
