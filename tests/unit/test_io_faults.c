@@ -447,10 +447,9 @@ static void test_replaced_while_cached(void **state)
 
 /* ---- convert's output: the CLI under the shim --------------------------- */
 
-/* Runs `ttsm convert IN OUT` with TTSM_IOFAULT=spec (NULL: none) and the
- * file-size limit `fsize` (0: none); returns the exit code, stderr in `msg`. */
-static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out, char *msg,
-                       size_t msg_size)
+/* Starts `ttsm convert IN OUT` with TTSM_IOFAULT=spec (NULL: none) and the
+ * file-size limit `fsize` (0: none); finish_convert() waits for it. */
+static pid_t start_convert(const char *spec, rlim_t fsize, const char *in, const char *out)
 {
     char errpath[4096];
     snprintf(errpath, sizeof errpath, "%s/convert.stderr", dir);
@@ -479,14 +478,24 @@ static int run_convert(const char *spec, rlim_t fsize, const char *in, const cha
         dup2(fd, 2);
         dup2(fd, 1);
         if (fsize) {
+            /* SIGXFSZ keeps its default action (the process is killed):
+             * exit 7 with no file left has to come from the CLI itself. */
             struct rlimit rl = {fsize, fsize};
-            signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG */
+            signal(SIGXFSZ, SIG_DFL);
             setrlimit(RLIMIT_FSIZE, &rl);
         }
         char *argv[] = {(char *)TTSM_CLI, "convert", (char *)in, (char *)out, NULL};
         execve(TTSM_CLI, argv, envp);
         _exit(127);
     }
+    return pid;
+}
+
+/* @return the exit code (128 + N for a signal), stderr in `msg`. */
+static int finish_convert(pid_t pid, char *msg, size_t msg_size)
+{
+    char errpath[4096];
+    snprintf(errpath, sizeof errpath, "%s/convert.stderr", dir);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     size_t n = 0;
@@ -495,6 +504,12 @@ static int run_convert(const char *spec, rlim_t fsize, const char *in, const cha
     free(text);
     unlink(errpath);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out, char *msg,
+                       size_t msg_size)
+{
+    return finish_convert(start_convert(spec, fsize, in, out), msg, msg_size);
 }
 
 static size_t entries_in(const char *d)
@@ -507,6 +522,37 @@ static size_t entries_in(const char *d)
     if (dp)
         closedir(dp);
     return n;
+}
+
+/* Interrupted while writing (the shim holds its first write for up to
+ * 20 s): killed by SIGINT, SIGTERM or SIGHUP, convert leaves neither OUT
+ * nor its temporary file, and dies of the signal. */
+static void test_convert_interrupted(void **state)
+{
+    (void)state;
+    char in[4096];
+    snprintf(in, sizeof in, "%s/torch/rvc.pth", FIXTURES);
+    char *outdir = strdup(tu_mkdtemp());
+    char *out = tu_path(outdir, "rvc.safetensors");
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        pid_t pid = start_convert("op=fwrite,path=rvc.safetensors.ttsm-,delay=20000", 0, in, out);
+        /* the temporary file exists once the handler knows it */
+        for (int t = 0; t < 2000 && entries_in(outdir) == 0; t++)
+            usleep(10000);
+        assert_int_equal(entries_in(outdir), 1);
+        usleep(50000);
+        assert_int_equal(kill(pid, sigs[i]), 0);
+        char msg[8192];
+        int rc = finish_convert(pid, msg, sizeof msg);
+        if (rc != 128 + sigs[i])
+            fail_msg("signal %d: exit %d, expected death by the signal: %s", sigs[i], rc, msg);
+        if (entries_in(outdir) != 0)
+            fail_msg("signal %d: the temporary file was left behind", sigs[i]);
+    }
+    tu_rmtree(outdir);
+    free(outdir);
+    free(out);
 }
 
 static void test_convert_output_faults(void **state)
@@ -738,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_replaced_under_mmap),
         cmocka_unit_test(test_replaced_while_cached),
         cmocka_unit_test(test_convert_output_faults),
+        cmocka_unit_test(test_convert_interrupted),
         cmocka_unit_test(test_device_alloc_and_upload_failures),
         cmocka_unit_test(test_device_disappears),
     };
