@@ -518,6 +518,13 @@ typedef struct ttsm_manager_options {
     /* A folder of extra engine manifests, read into the process-wide
      * registry when the manager is created (NULL: none). */
     const char *engines_dir;
+    /* A loaded file is known by its device, inode, size and modification
+     * time (docs/manager.md, "Which file is which"): a same-size rewrite in
+     * place with the time put back (cp -p, os.utime) goes unseen. Nonzero:
+     * each cache miss also hashes every header and the first and last
+     * 64 KiB of each file, and a file whose hash changed is opened again.
+     * Costs those reads on every miss. Default 0. */
+    int verify_on_load;
 } ttsm_manager_options;
 
 TTSM_API ttsm_manager_options ttsm_manager_options_default(void);

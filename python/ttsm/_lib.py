@@ -90,7 +90,8 @@ class ManagerOptions(ctypes.Structure):
                 ("log_user", ctypes.c_void_p), ("progress", PROGRESS_FN),
                 ("progress_user", ctypes.c_void_p), ("clock", CLOCK_FN),
                 ("clock_user", ctypes.c_void_p), ("models_dirs", ctypes.c_char_p),
-                ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p)]
+                ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p),
+                ("verify_on_load", ctypes.c_int)]
 
 
 class EntryInfo(ctypes.Structure):

@@ -207,7 +207,10 @@ class Manager(_Handle):
     allow_cpu_fallback: a load that does not fit its device loads on cpu;
     device_reserve: bytes kept free on CUDA devices (default 512 MiB);
     engines_dir: a folder of extra engine manifests; progress:
-    callable(key, done_bytes, total_bytes), a true result cancels the load.
+    callable(key, done_bytes, total_bytes), a true result cancels the load;
+    verify_on_load: also know files by a hash of their headers and their
+    first and last 64 KiB, so a same-size rewrite with its modification time
+    put back is noticed on the next miss (reads those bytes on every miss).
 
     Thread-safe. close() (or leaving a ``with`` block) destroys the cache:
     models and tensors still referenced stay valid, and their memory goes
@@ -215,7 +218,7 @@ class Manager(_Handle):
 
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
-                 engines_dir=None, progress=None):
+                 engines_dir=None, progress=None, verify_on_load=False):
         self._handle = None
         self._cond = threading.Condition()
         self._active = 0
@@ -229,6 +232,7 @@ class Manager(_Handle):
                 "io_mode must be 'mmap' or 'read', not %r" % (io_mode,))
         o.io_mode = _lib.IO_MMAP if io_mode == "mmap" else _lib.IO_READ
         o.allow_cpu_fallback = 1 if allow_cpu_fallback else 0
+        o.verify_on_load = 1 if verify_on_load else 0
         keep = []
         if budgets:
             if not isinstance(budgets, dict):

@@ -102,7 +102,7 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
         mgr->devs[slot_of(mgr, dev)].budget = o.budgets[i].bytes;
     }
     mgr->log = (ttsm__logger){o.log, o.log_user};
-    ttsm__pool_init(&mgr->pool, o.io_mode, mgr->log);
+    ttsm__pool_init(&mgr->pool, o.io_mode, o.verify_on_load != 0, mgr->log);
     pthread_mutex_init(&mgr->lock, NULL);
     pthread_cond_init(&mgr->cond, NULL);
     *out = mgr;
