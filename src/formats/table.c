@@ -17,7 +17,12 @@
 #include "base/alloc.h"
 #include "base/path.h"
 
-#define DEFAULT_MAX_INFLATE (64ull << 30)
+/* The default cap on inflating (max_inflate_bytes 0): proportionate to the
+ * file, so a 1 MB archive cannot make a reader hold 1 GiB. Real archives
+ * are stored, not deflated (torch.save never compresses); re-zipped ones
+ * of weights shrink by far less than 16:1. */
+#define INFLATE_RATIO 16u
+#define INFLATE_FLOOR (64ull << 20)
 
 const char *ttsm_format_name(ttsm_format format)
 {
@@ -37,7 +42,7 @@ ttsm_checkpoint_options ttsm_checkpoint_options_default(void)
     memset(&o, 0, sizeof o);
     o.struct_size = sizeof o;
     o.io_mode = TTSM_IO_MMAP;
-    o.max_inflate_bytes = DEFAULT_MAX_INFLATE;
+    o.max_inflate_bytes = 0; /* proportionate: ttsm__ckpt_inflate_cap() */
     return o;
 }
 
@@ -87,8 +92,6 @@ ttsm_status ttsm__ckpt_new(const char *path, const ttsm_checkpoint_options *opts
         if (o.io_mode != TTSM_IO_MMAP && o.io_mode != TTSM_IO_READ)
             return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, path, "invalid options",
                              "io_mode %d is neither TTSM_IO_MMAP nor TTSM_IO_READ", (int)o.io_mode);
-        if (o.max_inflate_bytes == 0)
-            o.max_inflate_bytes = DEFAULT_MAX_INFLATE;
     }
     ttsm_checkpoint *ck = ttsm__calloc(1, sizeof *ck);
     if (!ck)
@@ -280,8 +283,29 @@ ttsm_status ttsm__ckpt_add_storage(ttsm_checkpoint *ck, uint32_t file_index, uin
     s->nbytes = nbytes;
     s->mem = mem;
     s->mem_is_cache = 0;
+    s->lazy = NULL;
     *index = (uint32_t)ck->n_storages++;
     return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_add_lazy_storage(ttsm_checkpoint *ck, uint64_t nbytes,
+                                        const ttsm__lazy *lazy, uint32_t *index,
+                                        ttsm_error *err)
+{
+    ttsm_status st = ttsm__ckpt_add_storage(ck, UINT32_MAX, 0, nbytes, NULL, index, err);
+    if (st == TTSM_OK)
+        ck->storages[*index].lazy = lazy;
+    return st;
+}
+
+uint64_t ttsm__ckpt_inflate_cap(const ttsm_checkpoint *ck, uint64_t file_size)
+{
+    if (ck->max_inflate_bytes)
+        return ck->max_inflate_bytes;
+    uint64_t cap;
+    if (__builtin_mul_overflow(file_size, (uint64_t)INFLATE_RATIO, &cap))
+        cap = UINT64_MAX;
+    return cap < INFLATE_FLOOR ? INFLATE_FLOOR : cap;
 }
 
 static uint64_t name_hash(const char *s, size_t n)
@@ -568,6 +592,33 @@ const ttsm_metadata_entry *ttsm_checkpoint_metadata_find(const ttsm_checkpoint *
 
 /* ---- data ------------------------------------------------------------- */
 
+/* A storage made on first use (a deflated member): made once, under the
+ * checkpoint's lock, and kept until close. A failure (a corrupt stream, a
+ * CRC mismatch) is reported to each caller and leaves nothing behind. */
+static ttsm_status lazy_data(ttsm_checkpoint *ck, ttsm__storage *s, const ttsm_tensor_info *t,
+                             const void **data, ttsm_error *err)
+{
+    static const unsigned char empty[64];
+    ttsm_status st = TTSM_OK;
+    const ttsm__file *f = &ck->files[s->lazy->file_index];
+    pthread_mutex_lock(&ck->lock);
+    if (!s->mem && s->nbytes > 0) {
+        void *buf = s->nbytes > SIZE_MAX - 64 ? NULL : ttsm__aligned_alloc(64, (size_t)s->nbytes);
+        if (!buf)
+            st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->path, "out of memory",
+                           "inflating %llu bytes for tensor '%.200s'",
+                           (unsigned long long)s->nbytes, t->name);
+        else if ((st = s->lazy->fill(f, s->lazy, buf, err)) != TTSM_OK)
+            ttsm__free(buf);
+        else
+            s->mem = buf;
+    }
+    if (st == TTSM_OK)
+        *data = s->mem ? (const unsigned char *)s->mem + t->storage_offset : empty;
+    pthread_mutex_unlock(&ck->lock);
+    return st;
+}
+
 ttsm_status ttsm_checkpoint_tensor_data(ttsm_checkpoint *ck, const ttsm_tensor_info *t,
                                         const void **data, ttsm_error *err)
 {
@@ -576,6 +627,8 @@ ttsm_status ttsm_checkpoint_tensor_data(ttsm_checkpoint *ck, const ttsm_tensor_i
                          "ttsm_checkpoint_tensor_data", "tensor does not belong to checkpoint");
     ttsm__storage *s = &ck->storages[t->storage_index];
     static const unsigned char empty[64];
+    if (s->lazy)
+        return lazy_data(ck, s, t, data, err);
     if (s->file_index == UINT32_MAX) {
         *data = s->mem ? (const unsigned char *)s->mem + t->storage_offset : empty;
         return TTSM_OK;

@@ -30,13 +30,25 @@ typedef struct ttsm__file {
     size_t map_len;
 } ttsm__file;
 
-/* Where a storage's bytes are: a byte range of a file, or owned memory. */
+/* Bytes a reader can produce only by work (a deflated zip member): made
+ * when a tensor's data is first asked for, never at open. The reader puts
+ * one in the checkpoint's arena with what `fill` needs after it. */
+typedef struct ttsm__lazy ttsm__lazy;
+struct ttsm__lazy {
+    uint32_t file_index; /* the file the bytes come from */
+    /* Writes the storage's nbytes into `out`; errors name the file. */
+    ttsm_status (*fill)(const ttsm__file *f, const ttsm__lazy *lz, void *out, ttsm_error *err);
+};
+
+/* Where a storage's bytes are: a byte range of a file, owned memory, or
+ * bytes made on first use. */
 typedef struct ttsm__storage {
-    uint32_t file_index; /* UINT32_MAX when in memory */
+    uint32_t file_index; /* UINT32_MAX when in memory (or made on first use) */
     uint64_t file_offset;
     uint64_t nbytes;
-    void *mem;           /* owned bytes (deflated members), or read-mode cache */
+    void *mem;           /* owned bytes, the read-mode cache, or the made bytes */
     int mem_is_cache;    /* 1: mem is the read-mode copy of the file range */
+    const ttsm__lazy *lazy; /* non-NULL: mem is made by lazy->fill, under ck->lock */
 } ttsm__storage;
 
 typedef struct ttsm__meta {
@@ -95,6 +107,17 @@ ttsm_status ttsm__file_read(const ttsm__file *f, uint64_t off, void *buf, size_t
  * `mem` taken over by the checkpoint. */
 ttsm_status ttsm__ckpt_add_storage(ttsm_checkpoint *ck, uint32_t file_index, uint64_t file_offset,
                                    uint64_t nbytes, void *mem, uint32_t *index, ttsm_error *err);
+
+/* A storage of `nbytes` that `lazy` (in the arena, outliving the storage)
+ * makes on first access; reported as in memory (file_offset UINT64_MAX). */
+ttsm_status ttsm__ckpt_add_lazy_storage(ttsm_checkpoint *ck, uint64_t nbytes,
+                                        const ttsm__lazy *lazy, uint32_t *index,
+                                        ttsm_error *err);
+
+/* The cap on what the deflated members of this checkpoint may inflate to
+ * together: max_inflate_bytes, or when that is 0 (the default) 16 x the
+ * size of the file, at least 64 MiB. */
+uint64_t ttsm__ckpt_inflate_cap(const ttsm_checkpoint *ck, uint64_t file_size);
 
 /* A tensor. `strides` NULL means dense row-major. Computes n_elements and
  * nbytes with overflow checks (block types need the innermost dimension to be

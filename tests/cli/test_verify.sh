@@ -42,6 +42,12 @@ run "$TTSM" verify "$TMP/x.ckpt"; expect_rc 6; expect_out "x.ckpt: not a zip arc
 printf 'PK\003\004garbage, not an archive' >"$TMP/weights"
 run "$TTSM" verify "$TMP/weights" --json; expect_rc 6
 python3 -c 'import json,sys; f=json.load(sys.stdin)["files"][0]; assert not f["ok"] and "not a zip archive" in f["error"], f' <<<"$OUT" || fail "a zip that is no archive"
+# Deflated storages are inflated when first read, not at open: verify makes
+# them, so a broken stream or CRC still fails it.
+MAL=$TTSM_SRC/tests/fixtures/torch/malicious
+run "$TTSM" verify "$MAL/zip_crc.pt"; expect_rc 6; expect_out "CRC mismatch"
+run "$TTSM" verify "$MAL/zip_bad_deflate.pt"; expect_rc 6; expect_out "corrupt deflate data"
+run "$TTSM" verify "$TTSM_SRC/tests/fixtures/torch/deflated.pt"; expect_rc 0
 # Every shard of a good index is checked, and a JSON file that is no
 # checkpoint is still checked as JSON.
 run "$TTSM" verify "$IDX/ok.safetensors.index.json"; expect_rc 0
