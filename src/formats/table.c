@@ -136,6 +136,9 @@ void ttsm_checkpoint_close(ttsm_checkpoint *ck)
         ttsm__free(c);
         c = n;
     }
+    for (size_t i = 0; i < ck->n_owned; i++)
+        ttsm__free(ck->owned[i]);
+    ttsm__free(ck->owned);
     ttsm__free(ck->files);
     ttsm__free(ck->storages);
     ttsm__free(ck->tensors);
@@ -490,8 +493,8 @@ ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *
     return TTSM_OK;
 }
 
-ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
-                                const char *json, ttsm_error *err)
+static ttsm_status add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
+                            const char *json, char *take, ttsm_error *err)
 {
     if (ck->n_meta >= TTSM__MAX_METADATA)
         return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "too much metadata", "more than %u keys",
@@ -500,29 +503,50 @@ ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char
      * keeps the structure simple. Files with many keys hit the cap above. */
     if (ck->n_meta < 4096) {
         for (size_t i = 0; i < ck->n_meta; i++)
-            if (strcmp(ck->meta[i].pub.key, key) == 0)
+            if (strcmp(ck->meta[i].pub.key, key) == 0) {
+                ttsm__free(take);
                 return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "duplicate metadata key",
                                  "'%.200s' appears twice", key);
+            }
     }
     if (ttsm__grow((void **)&ck->meta, &ck->cap_meta, ck->n_meta + 1, sizeof *ck->meta,
                    TTSM__MAX_METADATA) != 0)
         goto oom;
-    size_t kl = strlen(key) + 1, tl = strlen(type) + 1, jl = strlen(json) + 1;
+    if (take && ttsm__grow((void **)&ck->owned, &ck->cap_owned, ck->n_owned + 1,
+                           sizeof *ck->owned, TTSM__MAX_METADATA) != 0)
+        goto oom;
+    size_t kl = strlen(key) + 1, tl = strlen(type) + 1, jl = take ? 0 : strlen(json) + 1;
     char *k = ttsm__ckpt_arena(ck, kl, 1), *t = ttsm__ckpt_arena(ck, tl, 1),
-         *j = ttsm__ckpt_arena(ck, jl, 1);
+         *j = take ? take : ttsm__ckpt_arena(ck, jl, 1);
     if (!k || !t || !j)
         goto oom;
     memcpy(k, key, kl);
     memcpy(t, type, tl);
-    memcpy(j, json, jl);
+    if (take)
+        ck->owned[ck->n_owned++] = take;
+    else
+        memcpy(j, json, jl);
     ck->meta[ck->n_meta].pub.key = k;
     ck->meta[ck->n_meta].pub.type = t;
     ck->meta[ck->n_meta].pub.json = j;
     ck->n_meta++;
     return TTSM_OK;
 oom:
+    ttsm__free(take);
     return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
                      "adding metadata '%.200s'", key);
+}
+
+ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
+                                const char *json, ttsm_error *err)
+{
+    return add_meta(ck, key, type, json, NULL, err);
+}
+
+ttsm_status ttsm__ckpt_add_meta_take(ttsm_checkpoint *ck, const char *key, const char *type,
+                                     char *json, ttsm_error *err)
+{
+    return add_meta(ck, key, type, json, json, err);
 }
 
 /* ---- accessors -------------------------------------------------------- */

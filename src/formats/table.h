@@ -79,6 +79,9 @@ struct ttsm_checkpoint {
 
     /* Bump arena for names, shapes and strides: one allocation per chunk. */
     struct ttsm__chunk *chunks;
+    /* Long metadata values handed over by readers (ttsm__ckpt_add_meta_take). */
+    char **owned;
+    size_t n_owned, cap_owned;
 
     pthread_mutex_t lock; /* read-mode data loads */
 };
@@ -139,6 +142,10 @@ ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *
 /* A metadata entry (all strings copied); a duplicate key is a format error. */
 ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
                                 const char *json, ttsm_error *err);
+/* The same, taking `json` (ttsm__malloc'd, NUL-terminated, freed on close or
+ * on failure) instead of copying it: a long value is held once, not twice. */
+ttsm_status ttsm__ckpt_add_meta_take(ttsm_checkpoint *ck, const char *key, const char *type,
+                                     char *json, ttsm_error *err);
 
 /* Copies into the checkpoint's arena; NULL when out of memory. */
 void *ttsm__ckpt_arena(ttsm_checkpoint *ck, size_t size, size_t align);
