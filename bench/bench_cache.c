@@ -470,14 +470,12 @@ int main(int argc, char **argv)
                        NULL,                 dev_alloc, dev_free, dev_upload, NULL};
     check(ttsm_register_backend(&be, &err), &err, "ttsm_register_backend");
 
-    char small[4096], churn_f[2][4096];
-    snprintf(small, sizeof small, "%s/hit.safetensors", dir);
+    char *small = bu_path(dir, "hit.safetensors");
     write_st(small, 4096);
     const size_t churn_bytes = 1u << 20;
-    for (int i = 0; i < 2; i++) {
-        snprintf(churn_f[i], sizeof churn_f[i], "%s/churn%d.safetensors", dir, i);
+    char *churn_f[2] = {bu_path(dir, "churn0.safetensors"), bu_path(dir, "churn1.safetensors")};
+    for (int i = 0; i < 2; i++)
         write_st(churn_f[i], churn_bytes);
-    }
 
     bu_begin("timer");
     bu_u64("median_ns", timer_floor());
@@ -504,5 +502,8 @@ int main(int argc, char **argv)
     size_t hs = samples / 10 < 1000 ? 1000 : samples / 10;
     for (size_t n = 1; n <= max_entries; n *= 10)
         bench_entries(n, hs);
+    free(small);
+    free(churn_f[0]);
+    free(churn_f[1]);
     return 0;
 }

@@ -37,6 +37,15 @@ static inline void *bu_xmalloc(size_t n)
     return p;
 }
 
+/* "dir/name" in a malloc'd string: paths are never cut to a fixed size. */
+static inline char *bu_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = bu_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 static int bu_cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

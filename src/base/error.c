@@ -88,6 +88,18 @@ int ttsm__format_trunc(char *buf, size_t size, const char *fmt, ...)
     return t;
 }
 
+const char *ttsm__path_tail(const char *path, size_t room)
+{
+    size_t n = strlen(path);
+    if (n <= room)
+        return path;
+    if (room <= sizeof ellipsis - 1)
+        return path + n;
+    const char *t = path + n - (room - (sizeof ellipsis - 1));
+    const char *slash = strchr(t, '/');
+    return slash && slash[1] && slash - t < 64 ? slash : t;
+}
+
 ttsm_status ttsm__err(ttsm_error *err, ttsm_status code, const char *subject, const char *what,
                       const char *fmt, ...)
 {
@@ -104,10 +116,16 @@ ttsm_status ttsm__err(ttsm_error *err, ttsm_status code, const char *subject, co
         va_end(ap);
     }
     const char *w = (what && *what) ? what : ttsm_status_description(code);
-    if (subject && *subject)
-        ttsm__format_trunc(err->message, sizeof err->message, "%s: %s%s%s", subject, w,
-                           *detail ? ": " : "", detail);
-    else
+    if (subject && *subject) {
+        /* A subject too long to leave room for the rest (a file deep in the
+         * tree) loses its head, so the rule and the file's name still show. */
+        size_t rest = 2 + strlen(w) + (*detail ? 2 + strlen(detail) : 0);
+        size_t half = sizeof err->message / 2;
+        size_t room = rest < half ? sizeof err->message - 1 - rest : half;
+        const char *s = ttsm__path_tail(subject, room);
+        ttsm__format_trunc(err->message, sizeof err->message, "%s%s: %s%s%s",
+                           s == subject ? "" : ellipsis, s, w, *detail ? ": " : "", detail);
+    } else
         ttsm__format_trunc(err->message, sizeof err->message, "%s%s%s", w, *detail ? ": " : "",
                            detail);
     /* Messages quote names and values from files: here, once, every byte

@@ -2,16 +2,26 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "base/alloc.h"
 #include "base/log.h"
 
 void ttsm__logf(const ttsm__logger *lg, int level, const char *fmt, ...)
 {
     if (!lg || !lg->fn)
         return;
-    char buf[512];
+    /* Most lines fit the stack buffer; one naming a deep path is formatted
+     * again at its full length, and cut only if that allocation fails. */
+    char small[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    lg->fn(lg->user, level, buf);
+    char *line = NULL;
+    if (n >= (int)sizeof small && (line = ttsm__malloc((size_t)n + 1)) != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(line, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    lg->fn(lg->user, level, line ? line : small);
+    ttsm__free(line);
 }

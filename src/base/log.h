@@ -11,7 +11,7 @@ typedef struct ttsm__logger {
     void *user;
 } ttsm__logger;
 
-/* Formats one line (at most 511 bytes) and hands it to the callback. */
+/* Formats one line, whole however long, and hands it to the callback. */
 void ttsm__logf(const ttsm__logger *lg, int level, const char *fmt, ...) TTSM__PRINTF(3, 4);
 
 #endif

@@ -116,9 +116,20 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
         for (size_t i = 0; i < m->n_models && !first && !in->model_name; i++)
             if (ttsm__model_serves(m, &m->models[i], type))
                 first = &m->models[i];
-        if (!first)
-            return ttsm__err(err, TTSM_ERR_NOT_FOUND, m->name, "model type not found",
-                             "model \"%s\" has no type \"%s\"", ms->name, type);
+        if (!first) {
+            /* Name the types it has: RVC's HuBERT models are "hubert", and
+             * `ttsm load rvc --model content-vec-best` asks for "vc". */
+            const char *own = ms->n_types ? ms->types[0] : m->model_types[0];
+            ttsm__sb b = {0};
+            for (size_t i = 0; i < ms->n_types; i++)
+                ttsm__sb_addf(&b, "%s%s", i ? ", " : "", ms->types[i]);
+            st = ttsm__err(err, TTSM_ERR_NOT_FOUND, m->name, "model type not found",
+                           "model \"%s\" has no type \"%s\" (its types: %s)", ms->name, type,
+                           ms->n_types ? ttsm__sb_str(&b) : own);
+            ttsm__err_hint(err, "load it as model type \"%s\" (ttsm: --type %s)", own, own);
+            ttsm__sb_free(&b);
+            return st;
+        }
         ms = first;
     }
     out->model = ms;

@@ -239,8 +239,15 @@ static ttsm_status open_shards(ttsm_checkpoint *ck, const ttsm__st_index *ix, co
             return st;
         ttsm__st_shard sh = {.weight_map = ix->weight_map, .name = name, .index_path = ck->path};
         if ((st = ttsm__st_read_file(ck, fi, &sh, err)) != TTSM_OK) {
-            if (err && err->hint[0] == '\0')
-                ttsm__err_hint(err, "while reading shard '%s' of %s", name, ck->path);
+            if (err && err->hint[0] == '\0') {
+                /* the hint is fixed-size: a deep index path keeps its name */
+                static const char fmt_len[] = "while reading shard '' of ";
+                size_t used = sizeof fmt_len - 1 + strlen(name) + 1;
+                const char *ip = ttsm__path_tail(
+                    ck->path, used < sizeof err->hint / 2 ? sizeof err->hint - used : 64);
+                ttsm__err_hint(err, "while reading shard '%s' of %s%s", name,
+                               ip == ck->path ? "" : "...", ip);
+            }
             return st;
         }
     }

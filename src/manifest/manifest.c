@@ -351,10 +351,58 @@ static int check_types(parser *p, const ttsm__manifest *m, char *const *types, s
     return 0;
 }
 
+/* "repo_files": {"org/name": ["path", ...], ...}. Which ids may appear is
+ * checked once the model's repos are known (check_hub_files). */
+static int parse_repo_files(parser *p, json_t *v, ttsm__comp_spec *c)
+{
+    json_t *rf = json_object_get(v, "repo_files");
+    if (!rf)
+        return 0;
+    size_t at = push(p, ".repo_files");
+    int rc = -1;
+    if (!json_is_object(rf) || json_object_size(rf) == 0) {
+        fail(p, "must be an object {\"org/name\": [\"path\", ...]} naming at least one repo");
+        goto out;
+    }
+    if (!(c->repo_files = ttsm__calloc(json_object_size(rf), sizeof *c->repo_files))) {
+        oom(p);
+        goto out;
+    }
+    const char *k;
+    json_t *files;
+    json_object_foreach(rf, k, files) {
+        ttsm__repo_files *r = &c->repo_files[c->n_repo_files++];
+        if (!check_repo_id(k)) {
+            size_t at2 = push(p, ".%s", k);
+            fail(p, "\"%s\" is not a repo id \"org/name\"", k);
+            pop(p, at2);
+            goto out;
+        }
+        if (!(r->repo = dup(p, k)))
+            goto out;
+        /* An empty list says the repo does not hold the component. */
+        json_t *wrap = json_pack("{s:O}", k, files);
+        if (!wrap) {
+            oom(p);
+            goto out;
+        }
+        int bad = get_strs(p, wrap, k, 1, 0, &r->files, &r->n_files, check_file_pattern);
+        json_decref(wrap);
+        if (bad)
+            goto out;
+    }
+    rc = 0;
+out:
+    pop(p, at);
+    return rc;
+}
+
 static int parse_comp(parser *p, const ttsm__manifest *m, json_t *v, ttsm__comp_spec *c)
 {
-    static const char *const keys[] = {"name",  "kind",   "files",  "optional", "subfolder",
-                                       "borrow", "shared", "repo", "types",    "when", NULL};
+    static const char *const keys[] = {"name",     "kind",       "files",  "optional",
+                                       "subfolder", "borrow",    "shared", "repo",
+                                       "types",    "when",       "repo_files",
+                                       "deliberate_pattern",     NULL};
     memset(c, 0, sizeof *c);
     if (!json_is_object(v))
         return fail(p, "a component must be an object");
@@ -363,12 +411,19 @@ static int parse_comp(parser *p, const ttsm__manifest *m, json_t *v, ttsm__comp_
         get_str(p, v, "shared", 0, &c->shared) != 0 ||
         get_path(p, v, "subfolder", 0, &c->subfolder) != 0 ||
         get_bool(p, v, "optional", 0, &c->optional) != 0 ||
+        get_bool(p, v, "deliberate_pattern", 0, &c->deliberate_pattern) != 0 ||
         get_strs(p, v, "files", 0, 1, &c->files, &c->n_files, check_file_pattern) != 0 ||
-        get_strs(p, v, "types", 0, 1, &c->types, &c->n_types, check_ident) != 0)
+        get_strs(p, v, "types", 0, 1, &c->types, &c->n_types, check_ident) != 0 ||
+        parse_repo_files(p, v, c) != 0)
         return -1;
-    int sources = (c->files != NULL) + (c->borrow != NULL) + (c->shared != NULL);
+    /* Files of its own may come with a borrow: the borrowed model's file is
+     * the fallback (ChatterBox Italian's tokenizer is English's when its
+     * folder has none). */
+    int sources = (c->files != NULL) + (c->borrow != NULL && !c->files) + (c->shared != NULL);
     if (sources != 1)
-        return fail(p, "component \"%s\" needs exactly one of files, borrow or shared", c->name);
+        return fail(p, "component \"%s\" needs exactly one of files, borrow or shared (files "
+                       "may come with a borrow as their fallback)",
+                    c->name);
     json_t *kind = json_object_get(v, "kind");
     if (c->files) {
         const char *k = json_is_string(kind) ? json_string_value(kind) : "";
@@ -379,9 +434,11 @@ static int parse_comp(parser *p, const ttsm__manifest *m, json_t *v, ttsm__comp_
         if (!c->kind)
             return fail(p, "component \"%s\": kind must be \"tensors\", \"json\" or \"blob\"",
                         c->name);
-    } else if (kind || c->subfolder || json_object_get(v, "repo")) {
+    } else if (kind || c->subfolder || json_object_get(v, "repo") || c->repo_files ||
+               c->deliberate_pattern) {
         return fail(p, "component \"%s\": a borrowed or shared component takes no kind, "
-                       "subfolder or repo (its source model has them)",
+                       "subfolder, repo, repo_files or deliberate_pattern (its source model "
+                       "has them)",
                     c->name);
     }
     json_t *r = json_object_get(v, "repo");
@@ -423,6 +480,11 @@ static void free_comp(ttsm__comp_spec *c)
 {
     ttsm__free(c->name);
     free_strs(c->files, c->n_files);
+    for (size_t i = 0; i < c->n_repo_files; i++) {
+        ttsm__free(c->repo_files[i].repo);
+        free_strs(c->repo_files[i].files, c->repo_files[i].n_files);
+    }
+    ttsm__free(c->repo_files);
     ttsm__free(c->subfolder);
     ttsm__free(c->borrow);
     ttsm__free(c->shared);
@@ -433,35 +495,89 @@ static void free_comp(ttsm__comp_spec *c)
     ttsm__free(c->when_value);
 }
 
-/* "components": an array, or the name of a component set. */
+/* "components": an array, or the name of a component set. An array may
+ * name sets among its components: their components take that place (RVC
+ * voices are the "voice" set plus, for some, an index of their own). */
 static int parse_comps(parser *p, const ttsm__manifest *m, json_t *sets, json_t *v,
                        ttsm__comp_spec **out, size_t *n)
 {
     size_t at = push(p, ".components");
     *out = NULL;
     *n = 0;
-    if (json_is_string(v)) {
-        json_t *set = json_object_get(sets, json_string_value(v));
-        if (!set) {
-            fail(p, "no component set \"%s\" in component_sets", json_string_value(v));
-            goto bad;
-        }
-        v = set;
-    }
-    if (!json_is_array(v) || json_array_size(v) == 0) {
-        fail(p, v ? "must be a non-empty array or the name of a component set" : "required");
+    json_t *list = NULL;
+    if (!v) {
+        fail(p, "required");
         goto bad;
     }
-    if (!(*out = ttsm__calloc(json_array_size(v), sizeof **out))) {
+    if (json_is_string(v)) {
+        if (!(v = json_pack("[O]", v))) {
+            oom(p);
+            goto bad;
+        }
+    } else {
+        json_incref(v);
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        fail(p, "must be a non-empty array or the name of a component set");
+        goto bad;
+    }
+    /* Flatten: each set named in the list is replaced by its components,
+     * remembered with where they came from for messages. */
+    if (!(list = json_array())) {
         oom(p);
         goto bad;
     }
     size_t i;
     json_t *c;
     json_array_foreach(v, i, c) {
+        if (!json_is_string(c)) {
+            if (json_array_append_new(list, json_pack("{s:O, s:I, s:n}", "c", c, "at",
+                                                      (json_int_t)i, "set")) != 0) {
+                oom(p);
+                goto bad;
+            }
+            continue;
+        }
         size_t at2 = push(p, "[%zu]", i);
+        json_t *set = json_object_get(sets, json_string_value(c));
+        if (!set) {
+            fail(p, "no component set \"%s\" in component_sets", json_string_value(c));
+            goto bad;
+        }
+        if (!json_is_array(set) || json_array_size(set) == 0) {
+            fail(p, "component set \"%s\" must be a non-empty array of components",
+                 json_string_value(c));
+            goto bad;
+        }
+        size_t j;
+        json_t *sc;
+        json_array_foreach(set, j, sc) {
+            if (json_is_string(sc)) {
+                fail(p, "component set \"%s\" names another set: sets do not nest",
+                     json_string_value(c));
+                goto bad;
+            }
+            if (json_array_append_new(list, json_pack("{s:O, s:I, s:s}", "c", sc, "at",
+                                                      (json_int_t)j, "set",
+                                                      json_string_value(c))) != 0) {
+                oom(p);
+                goto bad;
+            }
+        }
+        pop(p, at2);
+    }
+    if (!(*out = ttsm__calloc(json_array_size(list), sizeof **out))) {
+        oom(p);
+        goto bad;
+    }
+    json_array_foreach(list, i, c) {
+        json_t *set = json_object_get(c, "set");
+        size_t at2 = json_is_string(set)
+                         ? push(p, "(set %s)[%d]", json_string_value(set),
+                                (int)json_integer_value(json_object_get(c, "at")))
+                         : push(p, "[%d]", (int)json_integer_value(json_object_get(c, "at")));
         (*n)++;
-        if (parse_comp(p, m, c, &(*out)[i]) != 0)
+        if (parse_comp(p, m, json_object_get(c, "c"), &(*out)[i]) != 0)
             goto bad;
         /* One name may repeat only under different `when` values. */
         for (size_t j = 0; j < i; j++) {
@@ -478,19 +594,99 @@ static int parse_comps(parser *p, const ttsm__manifest *m, json_t *sets, json_t 
         }
         pop(p, at2);
     }
+    json_decref(list);
+    json_decref(v);
     pop(p, at);
     return 0;
 bad:
+    json_decref(list);
+    json_decref(v);
     pop(p, at);
     return -1;
+}
+
+/* The repos component `cs` of model `ms` is searched in: its own, else the
+ * model's. */
+static const ttsm__repo *comp_repo(const ttsm__model_spec *ms, const ttsm__comp_spec *cs,
+                                   size_t i, size_t *n)
+{
+    *n = cs->repo ? 1 : ms->n_repos;
+    return cs->repo ? cs->repo : i < ms->n_repos ? &ms->repos[i] : NULL;
+}
+
+/* What a pull will fetch must be exact: every repo_files entry names a
+ * repo the component is searched in, a repo used twice in a model is named
+ * with one revision and one type, and a '*' in a repo file name is an
+ * error unless the component marks it deliberate - a pattern in a repo
+ * that holds training checkpoints or every step would fetch gigabytes that
+ * were never meant (F5-TTS repos do). */
+static int check_hub_files(parser *p, const ttsm__model_spec *ms)
+{
+    for (size_t i = 0; i < ms->n_repos + ms->n_comps; i++) {
+        const ttsm__repo *b = i < ms->n_repos ? &ms->repos[i] : ms->comps[i - ms->n_repos].repo;
+        for (size_t j = 0; b && j < i; j++) {
+            const ttsm__repo *a = j < ms->n_repos ? &ms->repos[j] : ms->comps[j - ms->n_repos].repo;
+            if (!a || strcmp(a->id, b->id) != 0)
+                continue;
+            const char *ra = a->revision ? a->revision : "main";
+            const char *rb = b->revision ? b->revision : "main";
+            if (strcmp(ra, rb) != 0 || a->dataset != b->dataset)
+                return fail(p, "repo \"%s\" is named twice with a different %s (%s, %s): one "
+                               "model's files come from one revision of a repo",
+                            a->id, a->dataset != b->dataset ? "type" : "revision",
+                            a->dataset != b->dataset ? (a->dataset ? "dataset" : "model") : ra,
+                            a->dataset != b->dataset ? (b->dataset ? "dataset" : "model") : rb);
+        }
+    }
+    for (size_t c = 0; c < ms->n_comps; c++) {
+        const ttsm__comp_spec *cs = &ms->comps[c];
+        if (!cs->files)
+            continue;
+        size_t at = push(p, ".components[%zu]", c);
+        size_t n_repos;
+        comp_repo(ms, cs, 0, &n_repos);
+        for (size_t r = 0; r < cs->n_repo_files; r++) {
+            int known = 0;
+            for (size_t i = 0; i < n_repos && !known; i++)
+                known = strcmp(comp_repo(ms, cs, i, &n_repos)->id, cs->repo_files[r].repo) == 0;
+            if (!known)
+                return fail(p, "component \"%s\": repo_files names \"%s\", which is not a repo "
+                               "it is searched in (%s)",
+                            cs->name, cs->repo_files[r].repo,
+                            cs->repo ? "its own repo" : "the model's repos");
+        }
+        int stars = 0;
+        for (size_t i = 0; i < n_repos; i++) {
+            const ttsm__repo *repo = comp_repo(ms, cs, i, &n_repos);
+            size_t nf;
+            char *const *files = ttsm__comp_repo_files(cs, repo->id, &nf);
+            for (size_t f = 0; f < nf; f++) {
+                if (!strchr(files[f], '*'))
+                    continue;
+                stars++;
+                if (!cs->deliberate_pattern)
+                    return fail(p, "component \"%s\": \"%s\" in repo %s is a pattern; a pull "
+                                   "would fetch whatever matches (training checkpoints, every "
+                                   "step): name the exact file, or set \"deliberate_pattern\": "
+                                   "true",
+                                cs->name, files[f], repo->id);
+            }
+        }
+        if (cs->deliberate_pattern && !stars)
+            return fail(p, "component \"%s\": deliberate_pattern is set, but no repo file name "
+                           "holds a '*'",
+                        cs->name);
+        pop(p, at);
+    }
+    return 0;
 }
 
 static int parse_model(parser *p, const ttsm__manifest *m, json_t *sets, json_t *v,
                        ttsm__model_spec *ms, int shared)
 {
-    static const char *const keys[] = {"name",  "language", "folder",     "dir",
-                                       "variant_of", "types", "repos", "components",
-                                       "system_dirs", NULL};
+    static const char *const keys[] = {"name",       "language", "folder",     "dir",
+                                       "variant_of", "types",    "repos",      "components",
+                                       "system_dirs", "legacy_folder", NULL};
     memset(ms, 0, sizeof *ms);
     if (!json_is_object(v))
         return fail(p, "a model must be an object");
@@ -503,6 +699,7 @@ static int parse_model(parser *p, const ttsm__manifest *m, json_t *sets, json_t 
     if (get_str(p, v, "language", 0, &ms->language) != 0 ||
         get_path(p, v, "folder", 0, &ms->folder) != 0 ||
         get_path(p, v, "dir", 0, &ms->dir) != 0 ||
+        get_path(p, v, "legacy_folder", 0, &ms->legacy_folder) != 0 ||
         get_str(p, v, "variant_of", 0, &ms->variant_of) != 0 ||
         get_strs(p, v, "types", 0, 1, &ms->types, &ms->n_types, check_ident) != 0 ||
         get_strs(p, v, "system_dirs", 0, 1, &ms->system_dirs, &ms->n_system_dirs,
@@ -545,7 +742,9 @@ static int parse_model(parser *p, const ttsm__manifest *m, json_t *sets, json_t 
         }
         pop(p, at);
     }
-    return parse_comps(p, m, sets, json_object_get(v, "components"), &ms->comps, &ms->n_comps);
+    if (parse_comps(p, m, sets, json_object_get(v, "components"), &ms->comps, &ms->n_comps) != 0)
+        return -1;
+    return check_hub_files(p, ms);
 }
 
 static void free_model(ttsm__model_spec *ms)
@@ -554,6 +753,7 @@ static void free_model(ttsm__model_spec *ms)
     ttsm__free(ms->language);
     ttsm__free(ms->folder);
     ttsm__free(ms->dir);
+    ttsm__free(ms->legacy_folder);
     ttsm__free(ms->variant_of);
     free_strs(ms->system_dirs, ms->n_system_dirs);
     free_strs(ms->types, ms->n_types);
@@ -660,6 +860,47 @@ out:
     return rc;
 }
 
+static int declares_fallback(const ttsm__model_spec *ms)
+{
+    if (ms->variant_of || ms->n_repos > 1)
+        return 1;
+    for (size_t c = 0; c < ms->n_comps; c++) {
+        const ttsm__comp_spec *cs = &ms->comps[c];
+        if (cs->n_files > 1 || (cs->files && cs->borrow))
+            return 1;
+        for (size_t r = 0; r < cs->n_repo_files; r++)
+            if (cs->repo_files[r].n_files > 1)
+                return 1;
+    }
+    return 0;
+}
+
+/* has_fallback says the engine declares a fallback, and the tests take
+ * each one (tests/cli/test_store_chains.sh). A claim with nothing behind
+ * it is an error (F5-TTS claimed one and had none), and so is a variant_of
+ * or language_fallback without the claim: the manager builds those steps
+ * only for engines that claim a fallback, so they would never be tried. */
+static int check_fallback_claim(parser *p, const ttsm__manifest *m)
+{
+    int any = m->language_fallback != NULL, chain = any;
+    for (size_t i = 0; i < m->n_models; i++) {
+        any |= declares_fallback(&m->models[i]);
+        chain |= m->models[i].variant_of != NULL;
+    }
+    for (size_t i = 0; i < m->n_shared; i++)
+        any |= declares_fallback(&m->shared[i]);
+    strcpy(p->path, "capabilities.has_fallback");
+    if (m->has_fallback && !any)
+        return fail(p, "true, but the manifest declares no fallback: no variant_of, "
+                       "language_fallback, second repo, alternative file or own file before a "
+                       "borrowed one");
+    if (!m->has_fallback && chain)
+        return fail(p, "false, so its %s would never be tried: set it to true",
+                    m->language_fallback ? "language_fallback" : "variant_of");
+    p->path[0] = '\0';
+    return 0;
+}
+
 /* Borrowed and shared components must name a component that exists where
  * they point, and borrowing does not chain. */
 static int check_references(parser *p, ttsm__manifest *m)
@@ -700,6 +941,10 @@ static int check_references(parser *p, ttsm__manifest *m)
                 return fail(p, "component \"%s\": \"%s\" has no component of that name with "
                                "files of its own",
                             cs->name, cs->borrow ? cs->borrow : cs->shared);
+            if (cs->files && found->kind != cs->kind)
+                return fail(p, "component \"%s\": its files and the ones it borrows from \"%s\" "
+                               "are of different kinds",
+                            cs->name, cs->borrow);
         }
         pop(p, at);
     }
@@ -708,7 +953,7 @@ static int check_references(parser *p, ttsm__manifest *m)
     if (m->language_fallback && !ttsm__manifest_model(m, m->language_fallback))
         return fail(p, "language_fallback \"%s\" is not a model of this engine",
                     m->language_fallback);
-    return 0;
+    return check_fallback_claim(p, m);
 }
 
 ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *source,
@@ -914,6 +1159,17 @@ const ttsm__param_spec *ttsm__manifest_param(const ttsm__manifest *m, const char
         if (strcmp(m->params[i].name, name) == 0)
             return &m->params[i];
     return NULL;
+}
+
+char *const *ttsm__comp_repo_files(const ttsm__comp_spec *cs, const char *repo_id, size_t *n)
+{
+    for (size_t i = 0; repo_id && i < cs->n_repo_files; i++)
+        if (strcmp(cs->repo_files[i].repo, repo_id) == 0) {
+            *n = cs->repo_files[i].n_files;
+            return cs->repo_files[i].files;
+        }
+    *n = cs->n_files;
+    return cs->files;
 }
 
 int ttsm__model_serves(const ttsm__manifest *m, const ttsm__model_spec *ms, const char *type)

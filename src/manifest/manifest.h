@@ -10,19 +10,36 @@ enum { TTSM__KIND_TENSORS = 1, TTSM__KIND_JSON, TTSM__KIND_BLOB };
 
 typedef struct ttsm__repo {
     char *id;        /* "org/name" */
-    char *revision;  /* NULL: main */
+    char *revision;  /* NULL: main; a 40-digit commit pins it (only that snapshot is read) */
     char *subfolder; /* NULL: repo root */
     int dataset;     /* "type": "dataset" */
 } ttsm__repo;
 
+/* The files one repo holds for a component, where they differ from the
+ * component's local names (RVC's content-vec: one name per repo; a HuBERT
+ * stored locally as hubert_base_jp.safetensors is model.safetensors in its
+ * repo). Paths are below the repo subfolder (and the component subfolder,
+ * for the model's own repos), alternatives in order; none: the repo does
+ * not hold the component. */
+typedef struct ttsm__repo_files {
+    char *repo;         /* a repo id the component is searched in */
+    char **files;
+    size_t n_files;
+} ttsm__repo_files;
+
 typedef struct ttsm__comp_spec {
     char *name;
     int kind;           /* TTSM__KIND_*; 0 for borrowed/shared */
-    char **files;       /* alternatives in order; may hold '*' and "{model}" */
+    char **files;       /* local names, alternatives in order; may hold '*' and "{model}";
+                           also the repo file names where repo_files names none */
     size_t n_files;
+    ttsm__repo_files *repo_files;
+    size_t n_repo_files;
+    int deliberate_pattern; /* a '*' in a repo file name is meant (see docs/engines.md) */
     int optional;
     char *subfolder;    /* below the model folder */
-    char *borrow;       /* model of the same engine that provides it */
+    char *borrow;       /* model of the same engine that provides it; with files of its
+                           own, the fallback when none of them is found */
     char *shared;       /* shared model that provides it */
     ttsm__repo *repo;   /* another repo for this component only */
     char **types;       /* model types that need it; none: every type */
@@ -35,6 +52,7 @@ typedef struct ttsm__model_spec {
     char *language;   /* ISO code or NULL */
     char *folder;     /* model folder below <root>/TTS/<engine folder>; default: name */
     char *dir;        /* overrides: folder below <root>/TTS */
+    char *legacy_folder; /* its folder below the engine's legacy folders; default: folder */
     char *variant_of; /* a variant falls back to this model */
     char **system_dirs; /* absolute folders holding the model's files, searched
                            after the models roots (the Debian espeak-ng data) */
@@ -101,6 +119,9 @@ const ttsm__param_spec *ttsm__manifest_param(const ttsm__manifest *m, const char
 /* The model whose language is `code` (first declared), or NULL. */
 const ttsm__model_spec *ttsm__manifest_model_for_language(const ttsm__manifest *m,
                                                           const char *code);
+/* The repo file names of component `cs` in `repo_id` (a repo it is
+ * searched in): its repo_files entry for that repo, else its files. */
+char *const *ttsm__comp_repo_files(const ttsm__comp_spec *cs, const char *repo_id, size_t *n);
 /* 1 when model `ms` serves model type `type`. */
 int ttsm__model_serves(const ttsm__manifest *m, const ttsm__model_spec *ms, const char *type);
 

@@ -275,19 +275,122 @@ typedef struct finder {
     int oom; /* a path could not be built: out of memory, not "not found" */
 } finder;
 
-/* Tries every alternative of `cs` in `dir`. */
-static char *try_dir(const char *dir, const ttsm__comp_spec *cs, const char *model, ttsm__sb *tried,
-                     int *oom)
+/* Tries every alternative in `files` in `dir`. */
+static char *try_dir(const char *dir, char *const *files, size_t n_files, const char *model,
+                     ttsm__sb *tried, int *oom)
 {
     ttsm__sb_addf(tried, "%s%s", tried->len ? "; " : "", dir);
     if (!is_dir(dir))
         return NULL;
-    for (size_t i = 0; i < cs->n_files; i++) {
-        char *p = match_in(dir, cs->files[i], model, oom);
+    for (size_t i = 0; i < n_files; i++) {
+        char *p = match_in(dir, files[i], model, oom);
         if (p)
             return p;
     }
     return NULL;
+}
+
+/* The hub repo folder of `repo`: <hub>/models--org--name (datasets--...). */
+static void repo_folder(ttsm__sb *out, const char *hub, const ttsm__repo *repo)
+{
+    ttsm__sb_addf(out, "%s/%s--", hub, repo->dataset ? "datasets" : "models");
+    for (const char *c = repo->id; *c; c++) {
+        if (*c == '/')
+            ttsm__sb_adds(out, "--");
+        else
+            ttsm__sb_add(out, c, 1);
+    }
+}
+
+/* Looks for component `cs` in one hub repo. `own_repo`: the repo is the
+ * component's own (its subfolder is the repo's only). A revision the
+ * manifest pins is read from snapshots/<commit> only: Higgs Audio's main
+ * moved to a layout the engine cannot use, and a main snapshot must not
+ * stand in for the pinned one. @return TTSM_OK (*found set or not), or the
+ * error of an unsafe entry or a malformed ref. */
+static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const ttsm__comp_spec *cs,
+                                const ttsm__repo *repo, int own_repo, int pinned_by_manifest,
+                                char **found, ttsm__sb *tried, ttsm_error *err)
+{
+    size_t n_files;
+    char *const *files = ttsm__comp_repo_files(cs, repo->id, &n_files);
+    if (n_files == 0)
+        return TTSM_OK; /* the manifest says this repo does not hold it */
+    ttsm__sb repo_dir = {0}, dir = {0}, gone = {0};
+    ttsm_status st = TTSM_OK;
+    repo_folder(&repo_dir, f->hub, repo);
+    const char *rev = repo->revision ? repo->revision : "main";
+    char commit[41];
+    f->oom |= repo_dir.failed;
+    ttsm_status why;
+    int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, &why, err);
+    if (hc < 0) {
+        st = why;
+        goto out;
+    }
+    if (hc == 0) {
+        ttsm__sb_addf(&dir, "%s/snapshots/%s", repo_dir.p, commit);
+        f->oom |= dir.failed;
+        hc = !dir.failed && is_dir(dir.p) ? 0 : 1;
+    }
+    if (hc > 0) {
+        /* Not in the cache. For a pinned repo say that another snapshot,
+         * which is not used, is there. */
+        char main_commit[41];
+        int has_main = pinned_by_manifest && !repo_dir.failed &&
+                       hub_commit(repo_dir.p, "main", main_commit, &why, NULL) == 0 &&
+                       strcmp(main_commit, commit) != 0;
+        if (has_main)
+            ttsm__sb_addf(tried, "%shub %s@%s (pinned revision not in cache: refs/main is %.12s, "
+                                 "which is not used)",
+                          tried->len ? "; " : "", repo->id, rev, main_commit);
+        else
+            ttsm__sb_addf(tried, "%shub %s@%s (not in cache)", tried->len ? "; " : "", repo->id,
+                          rev);
+        goto out;
+    }
+    /* Inside a snapshot: the repo subfolder, then (for the model's own
+     * repos) the component's subfolder. */
+    if (repo->subfolder)
+        ttsm__sb_addf(&dir, "/%s", repo->subfolder);
+    if (!own_repo && cs->subfolder)
+        ttsm__sb_addf(&dir, "/%s", cs->subfolder);
+    /* .no_exist/<commit>/<path> marks a file the hub said is absent. */
+    ttsm__sb_addf(&gone, "%s/.no_exist/%s", repo_dir.p, commit);
+    if (repo->subfolder)
+        ttsm__sb_addf(&gone, "/%s", repo->subfolder);
+    if (!own_repo && cs->subfolder)
+        ttsm__sb_addf(&gone, "/%s", cs->subfolder);
+    int all_gone = 1;
+    for (size_t a = 0; a < n_files && all_gone; a++) {
+        ttsm__sb g = {0};
+        ttsm__sb_addf(&g, "%s/%s", ttsm__sb_str(&gone), files[a]);
+        f->oom |= g.failed;
+        all_gone = !g.failed && is_file(g.p);
+        ttsm__sb_free(&g);
+    }
+    f->oom |= dir.failed || gone.failed;
+    if (all_gone) {
+        ttsm__sb_addf(tried, "%shub %s@%s (marked absent in .no_exist)", tried->len ? "; " : "",
+                      repo->id, rev);
+    } else if ((*found = try_dir(ttsm__sb_str(&dir), files, n_files, ms->name, tried,
+                                 &f->oom))) {
+        int bad = check_inside(repo_dir.p, *found, err) != 0 ? -1 : 0;
+        if (!bad)
+            bad = check_shards_inside(repo_dir.p, *found, err);
+        if (bad) {
+            ttsm__free(*found);
+            *found = NULL;
+            st = bad == -2 ? ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory",
+                                       "checking shards")
+                           : TTSM_ERR_FORMAT;
+        }
+    }
+out:
+    ttsm__sb_free(&gone);
+    ttsm__sb_free(&dir);
+    ttsm__sb_free(&repo_dir);
+    return st;
 }
 
 /* Finds component `cs` of model `ms` (which may be a shared model). */
@@ -299,6 +402,7 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
     char *found = NULL;
     const char *sub = cs->subfolder;
     const char *mfolder = ms->folder ? ms->folder : ms->name;
+    const char *lfolder = ms->legacy_folder ? ms->legacy_folder : mfolder;
 
 #define DIR_RESET() (f->oom |= dir.failed, ttsm__sb_free(&dir))
 #define DIR_SUB()                                                                               \
@@ -306,13 +410,14 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
         if (sub)                                                                                \
             ttsm__sb_addf(&dir, "/%s", sub);                                                    \
     } while (0)
+#define TRY_LOCAL() try_dir(ttsm__sb_str(&dir), cs->files, cs->n_files, ms->name, &tried, &f->oom)
 
     /* 1. The explicit path names the model's folder (not for shared models:
      * an explicit path is one model, its auxiliaries still come from roots). */
     if (!found && f->cfg->model_path && !is_shared && is_dir(f->cfg->model_path)) {
         ttsm__sb_adds(&dir, f->cfg->model_path);
         DIR_SUB();
-        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+        if ((found = TRY_LOCAL()))
             rc->origin = "explicit";
         DIR_RESET();
     }
@@ -323,13 +428,13 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
         else
             ttsm__sb_addf(&dir, "%s/TTS/%s/%s", f->root[r], f->m->folder, mfolder);
         DIR_SUB();
-        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+        if ((found = TRY_LOCAL()))
             rc->origin = "models root";
         DIR_RESET();
         for (size_t l = 0; !found && l < f->m->n_legacy && !ms->dir; l++) {
-            ttsm__sb_addf(&dir, "%s/%s/%s", f->root[r], f->m->legacy[l], mfolder);
+            ttsm__sb_addf(&dir, "%s/%s/%s", f->root[r], f->m->legacy[l], lfolder);
             DIR_SUB();
-            if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+            if ((found = TRY_LOCAL()))
                 rc->origin = "legacy folder";
             DIR_RESET();
         }
@@ -338,10 +443,13 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
     for (size_t d = 0; !found && d < ms->n_system_dirs; d++) {
         ttsm__sb_adds(&dir, ms->system_dirs[d]);
         DIR_SUB();
-        if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom)))
+        if ((found = TRY_LOCAL()))
             rc->origin = "system folder";
         DIR_RESET();
     }
+#undef DIR_RESET
+#undef DIR_SUB
+#undef TRY_LOCAL
     /* 4. The hub cache: the component's own repo, else the model's repos in
      * order (the first is the primary, the rest are fallback repos); or
      * only the repo the config names. */
@@ -362,79 +470,15 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
     size_t n_repos = cs->repo || cfg_repo.id ? 1 : ms->n_repos;
     for (size_t i = 0; !found && f->have_hub && i < n_repos; i++) {
         const ttsm__repo *repo = cs->repo ? cs->repo : cfg_repo.id ? &cfg_repo : &ms->repos[i];
-        ttsm__sb repo_dir = {0};
-        ttsm__sb_addf(&repo_dir, "%s/%s--", f->hub, repo->dataset ? "datasets" : "models");
-        for (const char *c = repo->id; *c; c++) {
-            if (*c == '/')
-                ttsm__sb_adds(&repo_dir, "--");
-            else
-                ttsm__sb_add(&repo_dir, c, 1);
-        }
-        const char *rev = repo->revision ? repo->revision : "main";
-        char commit[41];
-        f->oom |= repo_dir.failed;
-        ttsm_status why;
-        int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, &why, err);
-        if (hc < 0) {
-            ttsm__sb_free(&repo_dir);
+        ttsm_status st = find_in_repo(f, ms, cs, repo, cs->repo != NULL,
+                                      repo != &cfg_repo && repo->revision, &found, &tried, err);
+        if (st != TTSM_OK) {
             ttsm__sb_free(&tried);
-            return why;
+            return st;
         }
-        if (hc > 0) {
-            ttsm__sb_addf(&tried, "%shub %s@%s (not in cache)", tried.len ? "; " : "", repo->id,
-                          rev);
-            ttsm__sb_free(&repo_dir);
-            continue;
-        }
-        /* Inside a snapshot: the repo subfolder, then (for the model's own
-         * repos) the component's subfolder. */
-        ttsm__sb_addf(&dir, "%s/snapshots/%s", repo_dir.p, commit);
-        if (repo->subfolder)
-            ttsm__sb_addf(&dir, "/%s", repo->subfolder);
-        if (!cs->repo)
-            DIR_SUB();
-        /* .no_exist/<commit>/<path> marks a file the hub said is absent. */
-        ttsm__sb gone = {0};
-        ttsm__sb_addf(&gone, "%s/.no_exist/%s", repo_dir.p, commit);
-        if (repo->subfolder)
-            ttsm__sb_addf(&gone, "/%s", repo->subfolder);
-        if (!cs->repo && sub)
-            ttsm__sb_addf(&gone, "/%s", sub);
-        int all_gone = 1;
-        for (size_t a = 0; a < cs->n_files && all_gone; a++) {
-            ttsm__sb g = {0};
-            ttsm__sb_addf(&g, "%s/%s", ttsm__sb_str(&gone), cs->files[a]);
-            f->oom |= g.failed;
-            all_gone = !g.failed && is_file(g.p);
-            ttsm__sb_free(&g);
-        }
-        if (all_gone && cs->n_files) {
-            ttsm__sb_addf(&tried, "%shub %s@%s (marked absent in .no_exist)",
-                          tried.len ? "; " : "", repo->id, rev);
-        } else if ((found = try_dir(ttsm__sb_str(&dir), cs, ms->name, &tried, &f->oom))) {
+        if (found)
             rc->origin = "hub cache";
-            int bad = check_inside(repo_dir.p, found, err) != 0 ? -1 : 0;
-            if (!bad)
-                bad = check_shards_inside(repo_dir.p, found, err);
-            if (bad) {
-                ttsm__free(found);
-                ttsm__sb_free(&gone);
-                ttsm__sb_free(&dir);
-                ttsm__sb_free(&repo_dir);
-                ttsm__sb_free(&tried);
-                if (bad == -2)
-                    return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->m->name, "out of memory",
-                                     "checking shards");
-                return TTSM_ERR_FORMAT;
-            }
-        }
-        f->oom |= gone.failed;
-        ttsm__sb_free(&gone);
-        DIR_RESET();
-        ttsm__sb_free(&repo_dir);
     }
-#undef DIR_RESET
-#undef DIR_SUB
     if (tried.failed || f->oom) {
         ttsm__free(found);
         ttsm__sb_free(&tried);
@@ -523,6 +567,18 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
         rc->name = cs->name;
         const ttsm__model_spec *src = model;
         int is_shared = 0;
+        if (cs->files) {
+            /* Its own files first; a borrow beside them is the fallback. */
+            rc->spec = cs;
+            st = find_comp(&f, model, 0, cs, rc, err);
+            if (st != TTSM_OK)
+                goto done;
+            if (rc->path || !cs->borrow) {
+                if (!rc->path && !cs->optional)
+                    out->n_missing++;
+                continue;
+            }
+        }
         if (cs->borrow) {
             src = ttsm__manifest_model(m, cs->borrow);
             rc->borrowed = 1;
@@ -532,11 +588,16 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             rc->shared = is_shared = 1;
             rc->from_model = cs->shared;
         }
-        const ttsm__comp_spec *spec = src == model ? cs : comp_named(src, cs->name, cfg, m);
+        const ttsm__comp_spec *spec = comp_named(src, cs->name, cfg, m);
+        char *own_searched = rc->searched;
+        rc->searched = NULL;
         rc->spec = spec;
         if (!spec) { /* the manifest validated this; only a `when` can hide it */
-            rc->searched = ttsm__strdup("(no variant of this component for these params)");
-            out->n_missing++;
+            rc->searched = own_searched ? own_searched
+                                        : ttsm__strdup("(no variant of this component for "
+                                                       "these params)");
+            rc->spec = cs->files ? cs : NULL;
+            out->n_missing += !cs->optional;
             continue;
         }
         /* A borrowed component is looked for where its own model lives,
@@ -547,6 +608,20 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
         f.cfg = &sub;
         st = find_comp(&f, src, is_shared || rc->borrowed, spec, rc, err);
         f.cfg = cfg;
+        if (st == TTSM_OK && own_searched) {
+            /* Both places tried: the message lists them in order, and names
+             * the component's own files when neither has one. */
+            ttsm__sb both = {0};
+            ttsm__sb_addf(&both, "%s; %s", own_searched, rc->searched ? rc->searched : "");
+            ttsm__free(rc->searched);
+            rc->searched = ttsm__sb_take(&both);
+            ttsm__sb_free(&both);
+            if (!rc->searched)
+                st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "resolving");
+            if (!rc->path)
+                rc->spec = cs, rc->borrowed = 0, rc->from_model = NULL;
+        }
+        ttsm__free(own_searched);
         if (st != TTSM_OK)
             goto done;
         if (!rc->path && !spec->optional && !cs->optional)

@@ -85,8 +85,8 @@ run st_floats "$TMP/shared.safetensors" lm_head.weight
 expect_eq "$A" "$OUT" "tied copies"
 
 # Legacy, ZIP64 and deflated archives; the third-party files.
-for f in legacy.pt zip64.pt deflated.pt "$TTSM_SRC/../shared/testdata/third_party/pytorch/burn_simple_legacy.pt" \
-         "$TTSM_SRC/../shared/testdata/third_party/pytorch/torchtune_tiny_fair_checkpoint.pt"; do
+for f in legacy.pt zip64.pt deflated.pt "$TTSM_SRC/tests/data/third_party/pytorch/burn_simple_legacy.pt" \
+         "$TTSM_SRC/tests/data/third_party/pytorch/torchtune_tiny_fair_checkpoint.pt"; do
   case $f in /*) p=$f ;; *) p=$FIX/$f ;; esac
   run "$TTSM" convert "$p" "$TMP/x.safetensors" --force
   expect_rc 0

@@ -3,7 +3,7 @@
 # index, --tensors, --io, exit codes by error category, and the help.
 source "$(dirname "$0")/lib.sh"
 FIX=$TTSM_SRC/tests/fixtures/safetensors
-TP=$TTSM_SRC/../shared/testdata/third_party
+TP=$TTSM_SRC/tests/data/third_party
 
 # Human form.
 run "$TTSM" inspect "$TP/safetensors/hf-safetensors_samples_overall.safetensors"

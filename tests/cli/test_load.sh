@@ -34,6 +34,16 @@ expect_rc 2
 run "$TTSM" load nosuchengine --model-path "$TMP/m.safetensors" --device cpu
 expect_rc 3
 expect_err "engine not found"
+# A model of another type than the one asked for: the error names its types
+# and how to ask for one (RVC's default type is vc; content-vec is hubert).
+run "$TTSM" load rvc --model content-vec-best --device cpu
+expect_rc 3
+expect_err 'ttsm: rvc: model type not found: model "content-vec-best" has no type "vc" (its types: hubert)'
+expect_err 'hint: load it as model type "hubert" (ttsm: --type hubert)'
+run "$TTSM" load chatterbox --model Italian --type vc --device cpu
+expect_rc 3
+expect_err 'model "Italian" has no type "vc" (its types: tts)'
+expect_err '(ttsm: --type tts)'
 run "$TTSM" load --help
 expect_rc 0
 expect_out "usage: ttsm load"

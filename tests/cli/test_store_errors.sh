@@ -142,7 +142,7 @@ expect_rc 0
 expect_out "$C/ve.safetensors"
 rm "$C/ve.pt"
 # A corrupt shard is named, with the index it belongs to.
-V="$STORE/comfy/TTS/vibevoice/VibeVoice-1.5B"
+V="$STORE/comfy/TTS/vibevoice/vibevoice-1.5B"
 cp "$V/model-00002-of-00003.safetensors" "$TMP/shard"
 printf 'XXXXXXXX' | dd of="$V/model-00002-of-00003.safetensors" bs=1 seek=0 conv=notrunc 2>/dev/null
 run "$TTSM" load vibevoice --device cpu "${COMFY[@]}"
@@ -155,7 +155,7 @@ S=$(snap models--microsoft--VibeVoice-1.5B)
 rm "$S/config.json"
 run "$TTSM" load vibevoice --device cpu "${HUB[@]}"
 expect_rc 3
-expect_err "file not found: config.json (searched: $TMP/no-root/TTS/vibevoice/VibeVoice-1.5B; $TMP/no-root/vibevoice/VibeVoice-1.5B; $S; hub Shinku/VibeVoice-1.5B@main (not in cache); hub callgg/vibevoice-bf16@main (not in cache))"
+expect_err "file not found: config.json (searched: $TMP/no-root/TTS/vibevoice/vibevoice-1.5B; $TMP/no-root/vibevoice/models--microsoft--VibeVoice-1.5B; $S; hub Shinku/VibeVoice-1.5B@main (not in cache); hub callgg/vibevoice-bf16@main (not in cache))"
 S=$(snap models--ResembleAI--chatterbox)
 blob=$(realpath "$S/t3_cfg.safetensors")
 truncate -s 100 "$blob"

@@ -110,11 +110,37 @@ run "$TTSM" load vibevoice --model VibeVoice-Large --device cpu --json "${HUB[@]
 expect_rc 0
 expect_out "models--SassyDiffusion--VibeVoice-Large-pt/snapshots/"
 expect_out "models--Qwen--Qwen2.5-7B/snapshots/"
-mv "$H/models--SayanoAI--RVC-models" "$H/models--lengyue233--content-vec-best"
+# content-vec-best: each repo has its own file name (repo_files). The model
+# repo's content-vec-best.safetensors first, then the fallback repo's
+# pytorch_model.bin - never a name from the other repo.
+hub_file() { js '[c["path"].split("/hub/")[1].split("/", 1)[0] + " " + c["path"].rsplit("/", 1)[1] for c in d["model"]["components"] if c["name"] == "hubert"][0]'; }
 run "$TTSM" load rvc --type hubert --device cpu --json "${HUB[@]}"
 expect_rc 0
 expect_eq "$(model)" "content-vec-best" "hubert default model"
-expect_out "models--lengyue233--content-vec-best/snapshots/"
+expect_eq "$(hub_file)" "models--SayanoAI--RVC-models content-vec-best.safetensors" "content-vec: the model repo first"
+CV=$(snap models--SayanoAI--RVC-models)
+LY=$(snap models--lengyue233--content-vec-best)
+mv "$CV/content-vec-best.safetensors" "$TMP/cvb"
+ln -s "$(readlink "$LY/pytorch_model.bin" | sed 's|models--lengyue233--content-vec-best|models--SayanoAI--RVC-models|')" "$CV/pytorch_model.bin"
+cp "$(realpath "$LY/pytorch_model.bin")" "$H/models--SayanoAI--RVC-models/blobs/$(basename "$(realpath "$LY/pytorch_model.bin")")"
+run "$TTSM" load rvc --type hubert --device cpu --json "${HUB[@]}"
+expect_rc 0
+expect_eq "$(hub_file)" "models--lengyue233--content-vec-best pytorch_model.bin" \
+  "the model repo's pytorch_model.bin is not its file: the fallback repo's is"
+rm "$CV/pytorch_model.bin"
+mv "$TMP/cvb" "$CV/content-vec-best.safetensors"
+mv "$LY/pytorch_model.bin" "$TMP/ly"
+# The fallback repo holding the model repo's name is not enough: a pull of
+# lengyue233/content-vec-best fetches pytorch_model.bin, so only that counts.
+cp -L "$CV/content-vec-best.safetensors" "$LY/content-vec-best.safetensors"
+mv "$H/models--SayanoAI--RVC-models" "$TMP/rvcm"
+run "$TTSM" resolve rvc --type hubert "${HUB[@]}"
+expect_rc 3
+expect_out "searched hub SayanoAI/RVC-models@main (not in cache)
+      searched $LY"
+mv "$TMP/rvcm" "$H/models--SayanoAI--RVC-models"
+rm -f "$LY/content-vec-best.safetensors"
+mv "$TMP/ly" "$LY/pytorch_model.bin"
 
 # ---- 23-language v2 tokenizer -> mtl_tokenizer.json ---------------------------------
 O="$STORE/comfy/TTS/chatterbox_official_23lang/Official 23-Lang"

@@ -104,6 +104,17 @@ def include_graph(top, problems):
     return mods, graph
 
 
+def read_symbols(obj, mod, defined, wanted):
+    """Adds what object `obj` of module `mod` defines and takes from others."""
+    out = subprocess.run(["nm", obj], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 2 and f[0] == "U":
+            wanted[mod].add(f[1])
+        elif len(f) == 3 and f[1] in "TDBRC":
+            defined[f[2]] = mod
+
+
 def object_graph(objdir, mods):
     """Symbol edges between modules, from `nm` of the library's objects."""
     defined, wanted = {}, collections.defaultdict(set)
@@ -118,14 +129,7 @@ def object_graph(objdir, mods):
             mod = "/".join(parts[parts.index("src") + 1:])[: -len(".c.o")]
             if mod not in mods:
                 continue
-            out = subprocess.run(["nm", os.path.join(dirpath, n)], capture_output=True,
-                                 text=True, check=True).stdout
-            for line in out.splitlines():
-                f = line.split()
-                if len(f) == 2 and f[0] == "U":
-                    wanted[mod].add(f[1])
-                elif len(f) == 3 and f[1] in "TDBRC":
-                    defined[f[2]] = mod
+            read_symbols(os.path.join(dirpath, n), mod, defined, wanted)
     graph = collections.defaultdict(set)
     for mod, syms in wanted.items():
         for s in syms:
@@ -173,15 +177,8 @@ def check_tools(top, problems, objdir):
         for dirpath, _, names in os.walk(objdir):
             for n in names:
                 if n.endswith(".c.o"):
-                    mod = "tools/" + n[: -len(".c.o")]
-                    out = subprocess.run(["nm", os.path.join(dirpath, n)], capture_output=True,
-                                         text=True, check=True).stdout
-                    for line in out.splitlines():
-                        f = line.split()
-                        if len(f) == 2 and f[0] == "U":
-                            wanted[mod].add(f[1])
-                        elif len(f) == 3 and f[1] in "TDBRC":
-                            defined[f[2]] = mod
+                    read_symbols(os.path.join(dirpath, n), "tools/" + n[: -len(".c.o")],
+                                 defined, wanted)
         for mod, syms in wanted.items():
             for s in syms:
                 if defined.get(s, mod) != mod:

@@ -17,11 +17,11 @@ import threading
 import time
 import unittest
 
-from ttsm_testutil import (CLI, FIXTURES, SHARED, SRC, numpy, read_safetensors, tensor_bytes,
-                           torch, ttsm)
+from ttsm_testutil import (CLI, FIXTURES, SRC, THIRD_PARTY, numpy, read_safetensors,
+                           tensor_bytes, torch, ttsm)
 import ttsm.errors
 
-MNIST = os.path.join(SHARED, "safetensors", "burn_mnist.safetensors")
+MNIST = os.path.join(THIRD_PARTY, "safetensors", "burn_mnist.safetensors")
 SCALAR = os.path.join(FIXTURES, "safetensors", "ok_scalar.safetensors")
 
 
@@ -192,7 +192,7 @@ class Errors(unittest.TestCase):
         bad = os.path.join(FIXTURES, "safetensors", "bad_json_syntax.safetensors")
         self.raises(ttsm.TTSModelFormatError,
                     lambda: self.mgr.load("file", model_path=bad, device="cpu"), bad)
-        abuse = os.path.join(SHARED, "safetensors", "safetensors-cpp_abuse_attempt_1.safetensors")
+        abuse = os.path.join(THIRD_PARTY, "safetensors", "safetensors-cpp_abuse_attempt_1.safetensors")
         self.raises(ttsm.TTSModelFormatError,
                     lambda: self.mgr.load("file", model_path=abuse, device="cpu"), abuse)
         evil = os.path.join(FIXTURES, "torch", "malicious", "os_system.pt")

@@ -12,7 +12,7 @@ import gc
 import os
 import unittest
 
-from ttsm_testutil import (SHARED, gen, read_safetensors, read_sharded,
+from ttsm_testutil import (THIRD_PARTY, gen, read_safetensors, read_sharded,
                            safetensors_files, tensor_bytes, torch, torch_dtype, torch_files,
                            torch_load, ttsm)
 
@@ -90,7 +90,7 @@ class Cuda(unittest.TestCase):
                     self.assertEqual(refs(mgr), 1)
 
     def test_protocol_streams_and_sharing(self):
-        path = os.path.join(SHARED, "safetensors", "burn_mnist.safetensors")
+        path = os.path.join(THIRD_PARTY, "safetensors", "burn_mnist.safetensors")
         want, _ = read_safetensors(path)
         with ttsm.Manager() as mgr:
             gpu = mgr.load("file", model_path=path, device="cuda")
@@ -123,7 +123,7 @@ class Cuda(unittest.TestCase):
             self.assertEqual(mgr.stats().devices["cuda:0"].in_use, 0)
 
     def test_budget_and_outliving_the_manager(self):
-        path = os.path.join(SHARED, "safetensors", "burn_mnist.safetensors")
+        path = os.path.join(THIRD_PARTY, "safetensors", "burn_mnist.safetensors")
         with ttsm.Manager(budgets={"cuda:0": "64KiB"}) as mgr:
             with self.assertRaises(ttsm.TTSOutOfMemoryError) as cm:
                 mgr.load("file", model_path=path, device="cuda:0")

@@ -25,9 +25,10 @@ import textwrap
 import unittest
 import zipfile
 
-from ttsm_testutil import (DL_TYPES, NUMPY_TYPES, SRC, SUB_BYTE, FIXTURES, fakecuda_path, gen,
-                           mapping_of, numpy, read_safetensors, read_sharded, safetensors_files,
-                           tensor_bytes, torch, torch_dtype, torch_files, torch_load, ttsm)
+from ttsm_testutil import (DL_TYPES, NUMPY_TYPES, SRC, SUB_BYTE, FIXTURES, THIRD_PARTY,
+                           fakecuda_path, gen, mapping_of, numpy, read_safetensors,
+                           read_sharded, safetensors_files, tensor_bytes, torch, torch_dtype,
+                           torch_files, torch_load, ttsm)
 from ttsm import _dlpack
 
 # Own prototypes: the shared ctypes.pythonapi objects are not ours to configure.
@@ -245,8 +246,8 @@ class ZeroCopyWrites(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="ttsm-write-")
         self.path = os.path.join(self.tmp, "w.safetensors")
-        shutil.copy(os.path.join(SRC, "..", "shared", "testdata", "third_party", "safetensors",
-                                 "burn_mnist.safetensors"), self.path)
+        shutil.copy(os.path.join(THIRD_PARTY, "safetensors", "burn_mnist.safetensors"),
+                    self.path)
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)

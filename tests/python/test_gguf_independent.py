@@ -13,7 +13,7 @@ import unittest
 
 SRC = os.environ.get("TTSM_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 TTSM = os.environ.get("TTSM", "ttsm")
-THIRD_PARTY = os.path.join(SRC, "..", "shared", "testdata", "third_party", "gguf")
+THIRD_PARTY = os.path.join(SRC, "tests", "data", "third_party", "gguf")
 FIXTURES = os.path.join(SRC, "tests", "fixtures", "gguf")
 TOOLS = os.path.join(SRC, "tests", "tools")
 

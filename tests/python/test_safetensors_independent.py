@@ -13,7 +13,7 @@ import unittest
 
 TTSM = os.environ.get("TTSM", "ttsm")
 SRC = os.environ.get("TTSM_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
-THIRD = os.path.join(SRC, "..", "shared", "testdata", "third_party")
+THIRD = os.path.join(SRC, "tests", "data", "third_party")
 FIXTURES = os.path.join(SRC, "tests", "fixtures", "safetensors")
 
 BITS = {"BOOL": 8, "U8": 8, "I8": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16,

@@ -154,16 +154,30 @@ class StoreTest(unittest.TestCase):
         repos = sorted(os.listdir(hub))
         self.assertIn("models--ResembleAI--chatterbox", repos)
         self.assertIn("datasets--SayanoAI--RVC-Studio", repos)
+        # The snapshots each repo holds: those store.json names (a pinned
+        # revision's, and main's), no other.
+        commits = {}
+        for e in self.files:
+            if "hub" in e:
+                _, rdir, _, commit = e["hub"].split("/")[:4]
+                commits.setdefault(rdir, set()).add(commit)
+        self.assertEqual(set(repos), set(commits))
+        pinned = 0
         for repo in repos:
             base = os.path.join(hub, repo)
             self.assertRegex(repo, r"^(models|datasets)--[^/]+--[^/]+$")
+            self.assertEqual(set(os.listdir(os.path.join(base, "snapshots"))), commits[repo])
             with open(os.path.join(base, "refs", "main")) as f:
-                commit = f.read()
-            self.assertRegex(commit, r"^[0-9a-f]{40}$")  # no newline, as huggingface_hub writes
-            self.assertEqual(os.listdir(os.path.join(base, "snapshots")), [commit])
+                main = f.read()
+            self.assertRegex(main, r"^[0-9a-f]{40}$")  # no newline, as huggingface_hub writes
+            self.assertIn(main, commits[repo])
+            # A pinned commit has a snapshot and no ref, as huggingface_hub
+            # leaves it after a download at that revision.
+            self.assertEqual(os.listdir(os.path.join(base, "refs")), ["main"])
+            pinned += len(commits[repo]) - 1
             blobs = set(os.listdir(os.path.join(base, "blobs")))
             used = set()
-            for root, _, names in os.walk(os.path.join(base, "snapshots", commit)):
+            for root, _, names in os.walk(os.path.join(base, "snapshots")):
                 for n in names:
                     link = os.path.join(root, n)
                     self.assertTrue(os.path.islink(link), link)
@@ -175,6 +189,7 @@ class StoreTest(unittest.TestCase):
                         self.assertEqual(hashlib.sha256(f.read()).hexdigest(), os.path.basename(real))
                     used.add(os.path.basename(real))
             self.assertEqual(used, blobs, repo)  # no stray blobs
+        self.assertEqual(pinned, 2)  # Higgs Audio's two repos: the pinned commit beside main
 
     def test_safetensors_headers(self):
         """Every safetensors file: 8-byte length, a JSON header padded with

@@ -25,7 +25,7 @@ import zipfile
 SRC = os.environ.get("TTSM_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 TTSM = os.environ.get("TTSM")
 LIB = os.environ.get("TTSM_LIBRARY")
-THIRD_PARTY = os.path.join(SRC, "..", "shared", "testdata", "third_party", "pytorch")
+THIRD_PARTY = os.path.join(SRC, "tests", "data", "third_party", "pytorch")
 COMMITTED = os.path.join(SRC, "tests", "fixtures", "torch")
 
 _spec = importlib.util.spec_from_file_location(

@@ -12,7 +12,7 @@ SRC = os.path.abspath(os.environ.get("TTSM_SRC",
                                      os.path.join(os.path.dirname(__file__), "..", "..")))
 BUILD = os.environ.get("TTSM_BUILD")
 CLI = os.environ.get("TTSM")
-SHARED = os.path.realpath(os.path.join(SRC, "..", "shared", "testdata", "third_party"))
+THIRD_PARTY = os.path.join(SRC, "tests", "data", "third_party")
 FIXTURES = os.path.join(SRC, "tests", "fixtures")
 
 sys.path.insert(0, os.path.join(SRC, "python"))
@@ -83,7 +83,7 @@ def safetensors_files():
              if n.startswith("ok_") and n.endswith(".safetensors")]
     files += [os.path.join(d, "index", n) for n in ("ok.safetensors.index.json",
                                                     "ok_no_metadata.safetensors.index.json")]
-    t = os.path.join(SHARED, "safetensors")
+    t = os.path.join(THIRD_PARTY, "safetensors")
     files += [os.path.join(t, n) for n in sorted(os.listdir(t))
               if n.endswith(".safetensors") and "abuse" not in n]
     return files
@@ -92,7 +92,7 @@ def safetensors_files():
 def torch_files(fresh_dir=None):
     """(path, ours) of every valid PyTorch fixture: freshly written by this
     torch (when fresh_dir is given), the committed ones and the third-party ones."""
-    dirs = [(os.path.join(FIXTURES, "torch"), True), (os.path.join(SHARED, "pytorch"), False)]
+    dirs = [(os.path.join(FIXTURES, "torch"), True), (os.path.join(THIRD_PARTY, "pytorch"), False)]
     if fresh_dir:
         dirs.insert(0, (fresh_dir, True))
     files = []

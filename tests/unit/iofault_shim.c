@@ -62,6 +62,10 @@ static int parse(const char *spec, rule *r)
 {
     memset(r, 0, sizeof *r);
     char buf[1024];
+    /* a spec that does not fit is refused, never cut: a cut path pattern
+     * would match other files */
+    if (strlen(spec) >= sizeof buf)
+        return -1;
     snprintf(buf, sizeof buf, "%s", spec);
     char *save = NULL;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -71,8 +75,11 @@ static int parse(const char *spec, rule *r)
             *eq = '\0';
         if (strcmp(t, "op") == 0)
             snprintf(r->op, sizeof r->op, "%s", v);
-        else if (strcmp(t, "path") == 0)
+        else if (strcmp(t, "path") == 0) {
+            if (strlen(v) >= sizeof r->path)
+                return -1;
             snprintf(r->path, sizeof r->path, "%s", v);
+        }
         else if (strcmp(t, "short") == 0)
             r->short_max = atol(v);
         else if (strcmp(t, "skip") == 0)

@@ -125,6 +125,32 @@ static void long_inputs_are_truncated_visibly(void **state)
     assert_string_equal(buf, "1234...");
 }
 
+/* A subject too long for the message (a file deep in the tree) loses its
+ * head, never the file's name or the rule. */
+static void a_deep_path_keeps_its_name_and_the_rule(void **state)
+{
+    (void)state;
+    char deep[2000] = "";
+    for (int i = 0; i < 30; i++)
+        strcat(deep, "/a-folder-name-of-fifty-bytes-in-a-deep-checkout-x");
+    strcat(deep, "/model.safetensors");
+    ttsm_error err;
+    ttsm__err(&err, TTSM_ERR_FORMAT, deep, "header too small", "header length %d", 1);
+    const char *want = "/a-folder-name-of-fifty-bytes-in-a-deep-checkout-x/model.safetensors: "
+                       "header too small: header length 1";
+    assert_memory_equal(err.message, "...", 3);
+    assert_string_equal(err.message + strlen(err.message) - strlen(want), want);
+    assert_true(strlen(err.message) < TTSM_ERROR_MESSAGE_MAX);
+    /* one that fits is whole */
+    ttsm__err(&err, TTSM_ERR_FORMAT, deep + 1200, "header too small", NULL);
+    assert_memory_equal(err.message, deep + 1200, strlen(deep + 1200));
+    /* the tail starts at a folder when one is near, or mid-name when not */
+    assert_string_equal(ttsm__path_tail("/a/b/c", 10), "/a/b/c");
+    assert_string_equal(ttsm__path_tail("/aa/bb/cc", 8), "/cc");
+    assert_string_equal(ttsm__path_tail("xxxxxxxxxx", 8), "xxxxx");
+    assert_string_equal(ttsm__path_tail("/abc", 3), "");
+}
+
 static void attempts_are_recorded_and_bounded(void **state)
 {
     (void)state;
@@ -206,6 +232,7 @@ int main(void)
         cmocka_unit_test(message_shape),
         cmocka_unit_test(null_error_pointers_are_fine),
         cmocka_unit_test(long_inputs_are_truncated_visibly),
+        cmocka_unit_test(a_deep_path_keeps_its_name_and_the_rule),
         cmocka_unit_test(attempts_are_recorded_and_bounded),
         cmocka_unit_test(messages_are_sanitised_in_one_place),
         cmocka_unit_test(printable_copies),

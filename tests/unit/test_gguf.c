@@ -18,7 +18,7 @@
 #include "testutil.h"
 
 #define FIXTURES TTSM_SOURCE_DIR "/tests/fixtures/gguf/"
-#define THIRD_PARTY TTSM_SHARED_DIR "/testdata/third_party/gguf/"
+#define THIRD_PARTY TTSM_SOURCE_DIR "/tests/data/third_party/gguf/"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -212,8 +212,7 @@ static void malformed_files(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
         const bad_case *c = &bad_cases[i];
-        char path[4096];
-        snprintf(path, sizeof path, "%s%s", FIXTURES, c->file);
+        char *path = tu_fmt("%s%s", FIXTURES, c->file);
         for (int mode = TTSM_IO_MMAP; mode <= TTSM_IO_READ; mode++) {
             ttsm_checkpoint_options o = ttsm_checkpoint_options_default();
             o.io_mode = (ttsm_io_mode)mode;
@@ -234,6 +233,7 @@ static void malformed_files(void **state)
                          TTSM_ERR_FORMAT);
         assert_null(ck);
         free(bytes);
+        free(path);
     }
 }
 
@@ -271,12 +271,12 @@ static void huge_counts_allocate_nothing(void **state)
     const char *files[] = {"version4.gguf", "tensor_count_huge.gguf", "kv_count_huge.gguf"};
     long counts[3];
     for (int i = 0; i < 3; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s%s", FIXTURES, files[i]);
+        char *path = tu_fmt("%s%s", FIXTURES, files[i]);
         ttsm_checkpoint *ck = NULL;
         ttsm__alloc_fail_after(0);
         assert_int_equal(ttsm_checkpoint_open(path, NULL, &ck, NULL), TTSM_ERR_FORMAT);
         counts[i] = ttsm__alloc_count();
+        free(path);
     }
     assert_int_equal(counts[1], counts[0]);
     assert_int_equal(counts[2], counts[0]);
@@ -653,11 +653,11 @@ static void every_truncation(void **state)
 {
     (void)state;
     for (size_t f = 0; f < sizeof valid_fixtures / sizeof valid_fixtures[0]; f++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s%s", FIXTURES, valid_fixtures[f]);
+        char *path = tu_fmt("%s%s", FIXTURES, valid_fixtures[f]);
         size_t len;
         unsigned char *bytes = tu_read_file(path, &len);
         assert_non_null(bytes);
+        free(path);
         size_t failed = 0;
         for (size_t n = 0; n < len; n++) {
             /* A copy of exactly n bytes, so ASan sees any read past it. */

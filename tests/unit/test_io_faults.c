@@ -103,8 +103,8 @@ static const char *const read_fixtures[] = {
 static void reads_survive(const char *spec_fmt)
 {
     for (size_t i = 0; i < N_READ_FIXTURES; i++) {
-        char path[4096], spec[256];
-        snprintf(path, sizeof path, "%s/%s", FIXTURES, read_fixtures[i]);
+        char *path = tu_fmt("%s/%s", FIXTURES, read_fixtures[i]);
+        char spec[256];
         ttsm_checkpoint *clean = open_mode(path, TTSM_IO_MMAP);
         /* every file of a sharded index: match the fixture folder */
         snprintf(spec, sizeof spec, spec_fmt, "/tests/fixtures/");
@@ -115,6 +115,7 @@ static void reads_survive(const char *spec_fmt)
         iofault_set(NULL);
         ttsm_checkpoint_close(ck);
         ttsm_checkpoint_close(clean);
+        free(path);
     }
 }
 
@@ -193,8 +194,7 @@ static void test_open_refused(void **state)
     st = ttsm_checkpoint_open(p, NULL, &ck, &err);
     tu_assert_error(st, &err, TTSM_ERR_IO, "locked.safetensors", "Too many open files");
     /* a shard of an index */
-    char idx[4096];
-    snprintf(idx, sizeof idx, "%s/safetensors/index/ok.safetensors.index.json", FIXTURES);
+    const char *idx = FIXTURES "/safetensors/index/ok.safetensors.index.json";
     iofault_set("op=open,path=shard-b.safetensors,errno=EACCES");
     st = ttsm_checkpoint_open(idx, NULL, &ck, &err);
     tu_assert_error(st, &err, TTSM_ERR_IO, "shard-b.safetensors", "Permission denied");
@@ -447,34 +447,39 @@ static void test_replaced_while_cached(void **state)
 
 /* ---- convert's output: the CLI under the shim --------------------------- */
 
+/* A `ttsm convert` started by start_convert(): its pid and what to free. */
+typedef struct convert_run {
+    pid_t pid;
+    char *errpath, *pre, *fault, *asan;
+} convert_run;
+
 /* Starts `ttsm convert IN OUT` with TTSM_IOFAULT=spec (NULL: none) and the
  * file-size limit `fsize` (0: none); finish_convert() waits for it. */
-static pid_t start_convert(const char *spec, rlim_t fsize, const char *in, const char *out)
+static convert_run start_convert(const char *spec, rlim_t fsize, const char *in, const char *out)
 {
-    char errpath[4096];
-    snprintf(errpath, sizeof errpath, "%s/convert.stderr", dir);
+    convert_run cr;
+    cr.errpath = tu_fmt("%s/convert.stderr", dir);
     char *envp[256];
     size_t ne = 0;
-    char pre[4200], fault[600], asan[1200];
-    snprintf(pre, sizeof pre, "LD_PRELOAD=%s", IOFAULT_SHIM);
-    snprintf(fault, sizeof fault, "TTSM_IOFAULT=%s", spec ? spec : "");
+    cr.pre = tu_fmt("LD_PRELOAD=%s", IOFAULT_SHIM);
+    cr.fault = tu_fmt("TTSM_IOFAULT=%s", spec ? spec : "");
     /* gcc's shared ASan runtime wants to be first; a preload is not it */
     const char *ao = getenv("ASAN_OPTIONS");
-    snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
-             ao && *ao ? ":" : "");
-    envp[ne++] = pre;
-    envp[ne++] = fault;
-    envp[ne++] = asan;
+    cr.asan = tu_fmt("ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
+                     ao && *ao ? ":" : "");
+    envp[ne++] = cr.pre;
+    envp[ne++] = cr.fault;
+    envp[ne++] = cr.asan;
     for (char **e = environ; *e && ne < 250; e++)
         if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "TTSM_IOFAULT=", 13) &&
             strncmp(*e, "ASAN_OPTIONS=", 13))
             envp[ne++] = *e;
     envp[ne] = NULL;
     fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr.pid = fork();
+    assert_true(cr.pid >= 0);
+    if (cr.pid == 0) {
+        int fd = open(cr.errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
         if (fsize) {
@@ -488,28 +493,30 @@ static pid_t start_convert(const char *spec, rlim_t fsize, const char *in, const
         execve(TTSM_CLI, argv, envp);
         _exit(127);
     }
-    return pid;
+    return cr;
 }
 
-/* @return the exit code (128 + N for a signal), stderr in `msg`. */
-static int finish_convert(pid_t pid, char *msg, size_t msg_size)
+/* @return the exit code (128 + N for a signal), stderr in `*msg`
+ * (malloc'd: free it). */
+static int finish_convert(convert_run cr, char **msg)
 {
-    char errpath[4096];
-    snprintf(errpath, sizeof errpath, "%s/convert.stderr", dir);
     int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(waitpid(cr.pid, &status, 0), cr.pid);
     size_t n = 0;
-    unsigned char *text = tu_read_file(errpath, &n);
-    snprintf(msg, msg_size, "%s", text ? (char *)text : "");
-    free(text);
-    unlink(errpath);
+    unsigned char *text = tu_read_file(cr.errpath, &n);
+    *msg = text ? (char *)text : strdup("");
+    unlink(cr.errpath);
+    free(cr.errpath);
+    free(cr.pre);
+    free(cr.fault);
+    free(cr.asan);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out, char *msg,
-                       size_t msg_size)
+static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out,
+                       char **msg)
 {
-    return finish_convert(start_convert(spec, fsize, in, out), msg, msg_size);
+    return finish_convert(start_convert(spec, fsize, in, out), msg);
 }
 
 static size_t entries_in(const char *d)
@@ -536,17 +543,19 @@ static void test_convert_interrupted(void **state)
     char *out = tu_path(outdir, "rvc.safetensors");
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        pid_t pid = start_convert("op=fwrite,path=rvc.safetensors.ttsm-,delay=20000", 0, in, out);
+        convert_run cr = start_convert("op=fwrite,path=rvc.safetensors.ttsm-,delay=20000", 0, in,
+                                       out);
         /* the temporary file exists once the handler knows it */
         for (int t = 0; t < 2000 && entries_in(outdir) == 0; t++)
             usleep(10000);
         assert_int_equal(entries_in(outdir), 1);
         usleep(50000);
-        assert_int_equal(kill(pid, sigs[i]), 0);
-        char msg[8192];
-        int rc = finish_convert(pid, msg, sizeof msg);
+        assert_int_equal(kill(cr.pid, sigs[i]), 0);
+        char *msg;
+        int rc = finish_convert(cr, &msg);
         if (rc != 128 + sigs[i])
             fail_msg("signal %d: exit %d, expected death by the signal: %s", sigs[i], rc, msg);
+        free(msg);
         if (entries_in(outdir) != 0)
             fail_msg("signal %d: the temporary file was left behind", sigs[i]);
     }
@@ -558,11 +567,10 @@ static void test_convert_interrupted(void **state)
 static void test_convert_output_faults(void **state)
 {
     (void)state;
-    char in[4096];
-    snprintf(in, sizeof in, "%s/torch/rvc.pth", FIXTURES);
+    const char *in = FIXTURES "/torch/rvc.pth";
     char *outdir = strdup(tu_mkdtemp());
     char *out = tu_path(outdir, "rvc.safetensors");
-    char msg[8192];
+    char *msg;
     static const struct {
         const char *spec;
         rlim_t fsize;
@@ -584,17 +592,19 @@ static void test_convert_output_faults(void **state)
         {NULL, 200, "File too large"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = run_convert(cases[i].spec, cases[i].fsize, in, out, msg, sizeof msg);
+        int rc = run_convert(cases[i].spec, cases[i].fsize, in, out, &msg);
         if (rc != 7 || !strstr(msg, cases[i].needle))
             fail_msg("case %zu (%s): exit %d, expected 7 and \"%s\": %s", i,
                      cases[i].spec ? cases[i].spec : "rlimit", rc, cases[i].needle, msg);
+        free(msg);
         /* neither OUT nor the temporary file is left behind */
         assert_int_equal(entries_in(outdir), 0);
     }
     /* the same command without faults works, under the shim too */
-    int rc = run_convert(NULL, 0, in, out, msg, sizeof msg);
+    int rc = run_convert(NULL, 0, in, out, &msg);
     if (rc != 0)
         fail_msg("clean convert: exit %d: %s", rc, msg);
+    free(msg);
     ttsm_checkpoint *ck;
     ttsm_error err;
     tu_assert_ok(ttsm_checkpoint_open(out, NULL, &ck, &err), &err);

@@ -378,14 +378,14 @@ static void test_over_budget_message(void **state)
     ttsm_error err;
     ttsm_model *a = load_n(mgr, 0, TTSM_OK, &err);
     ttsm_model *b = load_n(mgr, 1, TTSM_OK, &err);
-    char k0[TTSM_KEY_HEX_SIZE], msg[600];
+    char k0[TTSM_KEY_HEX_SIZE];
     key_of(0, k0);
     load_n(mgr, 2, TTSM_ERR_OUT_OF_MEMORY, &err);
-    snprintf(msg, sizeof msg,
-             "fake:0: over budget: file/%s needs 1024 bytes; budget 2048, in use 2048, "
-             "reserved 0; held by: %.8s file/%s 1024 B referenced",
-             paths[2], k0, paths[0]);
+    char *msg = tu_fmt("fake:0: over budget: file/%s needs 1024 bytes; budget 2048, in use 2048, "
+                       "reserved 0; held by: %.8s file/%s 1024 B referenced",
+                       paths[2], k0, paths[0]);
     tu_assert_error(TTSM_ERR_OUT_OF_MEMORY, &err, TTSM_ERR_OUT_OF_MEMORY, msg);
+    free(msg);
     assert_true(ttsm_status_is(err.code, TTSM_ERR_DEVICE));
     assert_non_null(strstr(err.hint, "raise its budget"));
     ttsm_manager_stats s;
@@ -602,6 +602,50 @@ static void test_log_and_file_errors(void **state)
     free(bad);
 }
 
+static char *last_loaded;
+static void keep_loaded_line(void *user, int level, const char *msg)
+{
+    (void)user;
+    (void)level;
+    if (strncmp(msg, "loaded ", 7) == 0) {
+        free(last_loaded);
+        last_loaded = strdup(msg);
+    }
+}
+
+/* A log line naming a file deep in the tree arrives whole, not cut at a
+ * fixed length (the path here is over 600 bytes). */
+static void test_log_line_with_a_deep_path_is_whole(void **state)
+{
+    (void)state;
+    char *deep = strdup(dir);
+    for (int i = 0; i < 12; i++) {
+        char *next = tu_fmt("%s/%s%02d", deep,
+                            "a-folder-name-of-fifty-bytes-in-a-deep-checkout-", i);
+        free(deep);
+        deep = next;
+        assert_int_equal(mkdir(deep, 0755), 0);
+    }
+    char *p = mu_write_st(deep, "deep.safetensors", 8, 1.0f);
+    assert_true(strlen(p) > 600);
+    ttsm_manager_options o = ttsm_manager_options_default();
+    o.log = keep_loaded_line;
+    ttsm_manager *mgr = mk(1 << 20, &o);
+    ttsm_load_config c = mu_cfg("file", p, "cpu");
+    ttsm_model *m;
+    ttsm_error err;
+    tu_assert_ok(ttsm_load(mgr, &c, &m, &err), &err);
+    assert_non_null(last_loaded);
+    if (!strstr(last_loaded, p) || !strstr(last_loaded, " on cpu: 32 bytes"))
+        fail_msg("log line cut: %s", last_loaded);
+    ttsm_model_release(m);
+    ttsm_manager_destroy(mgr);
+    free(last_loaded);
+    last_loaded = NULL;
+    free(p);
+    free(deep);
+}
+
 /* Every allocation of a load fails in turn: each gives OK or
  * TTSM_ERR_OUT_OF_MEMORY, and nothing leaks (ASan) or stays booked. */
 static void test_allocation_torture(void **state)
@@ -654,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_unload_and_invalidate),
         cmocka_unit_test(test_cancel_and_alloc_failure),
         cmocka_unit_test(test_log_and_file_errors),
+        cmocka_unit_test(test_log_line_with_a_deep_path_is_whole),
         cmocka_unit_test(test_allocation_torture),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

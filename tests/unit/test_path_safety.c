@@ -43,12 +43,11 @@ static int setup(void **state)
     mkdir(engines, 0755);
     /* hub/models--org--name: refs/main -> snapshots/<commit>/<files> ->
      * relative symlinks into blobs/, as huggingface_hub writes them */
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "set -e; R='%s/models--org--name'; mkdir -p \"$R/refs\" \"$R/blobs\" "
-             "\"$R/snapshots/%s\"; printf %s > \"$R/refs/main\"",
-             hub, COMMIT, COMMIT);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_system("set -e; R='%s/models--org--name'; mkdir -p \"$R/refs\" \"$R/blobs\" "
+                     "\"$R/snapshots/%s\"; printf %s > \"$R/refs/main\"",
+                     hub, COMMIT, COMMIT) == 0
+               ? 0
+               : -1;
 }
 
 static int teardown(void **state)
@@ -65,20 +64,16 @@ static int teardown(void **state)
 
 static char *snap_path(const char *name)
 {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/models--org--name/snapshots/" COMMIT "/%s", hub, name);
-    return strdup(p);
+    return tu_fmt("%s/models--org--name/snapshots/" COMMIT "/%s", hub, name);
 }
 
 /* A blob in the repo and the snapshot entry `name` linking to it. */
 static void add_blob(const char *name, const char *blob_from)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "set -e; R='%s/models--org--name'; cp '%s' \"$R/blobs/%s.blob\"; "
-             "ln -sfn \"../../blobs/%s.blob\" \"$R/snapshots/" COMMIT "/%s\"",
-             hub, blob_from, name, name, name);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tu_system("set -e; R='%s/models--org--name'; cp '%s' \"$R/blobs/%s.blob\"; "
+                               "ln -sfn \"../../blobs/%s.blob\" \"$R/snapshots/" COMMIT "/%s\"",
+                               hub, blob_from, name, name, name),
+                     0);
 }
 
 static ttsm_status load_pathsafe(const char *repo_id, ttsm_error *err)
@@ -106,13 +101,9 @@ static ttsm_status load_pathsafe(const char *repo_id, ttsm_error *err)
 static void test_hub_index_shard_leaves_repo(void **state)
 {
     (void)state;
-    char idx[4096], sa[4096], sb[4096];
-    snprintf(idx, sizeof idx, "%s/tests/fixtures/safetensors/index/ok.safetensors.index.json",
-             TTSM_SOURCE_DIR);
-    snprintf(sa, sizeof sa, "%s/tests/fixtures/safetensors/index/shard-a.safetensors",
-             TTSM_SOURCE_DIR);
-    snprintf(sb, sizeof sb, "%s/tests/fixtures/safetensors/index/shard-b.safetensors",
-             TTSM_SOURCE_DIR);
+    const char *idx = TTSM_SOURCE_DIR "/tests/fixtures/safetensors/index/ok.safetensors.index.json";
+    const char *sa = TTSM_SOURCE_DIR "/tests/fixtures/safetensors/index/shard-a.safetensors";
+    const char *sb = TTSM_SOURCE_DIR "/tests/fixtures/safetensors/index/shard-b.safetensors";
     write_engine("model.safetensors.index.json");
     add_blob("model.safetensors.index.json", idx);
     add_blob("shard-a.safetensors", sa);
@@ -122,9 +113,7 @@ static void test_hub_index_shard_leaves_repo(void **state)
 
     char *shard = snap_path("shard-b.safetensors");
     char *copy = tu_path(outside, "shard-b.safetensors");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", sb, copy);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tu_system("cp '%s' '%s'", sb, copy), 0);
     const char *targets[] = {"/etc/passwd", copy};
     for (int i = 0; i < 2; i++) {
         unlink(shard);
@@ -156,16 +145,13 @@ static void test_hub_index_shard_leaves_repo(void **state)
 static void test_hub_ref_symlink(void **state)
 {
     (void)state;
-    char ck[4096];
-    snprintf(ck, sizeof ck, "%s/tests/fixtures/safetensors/ok_scalar.safetensors",
-             TTSM_SOURCE_DIR);
+    const char *ck = TTSM_SOURCE_DIR "/tests/fixtures/safetensors/ok_scalar.safetensors";
     write_engine("w.safetensors");
     add_blob("w.safetensors", ck);
     ttsm_error err;
     tu_assert_ok(load_pathsafe(NULL, &err), &err);
-    char ref[4096], saved[4096];
-    snprintf(ref, sizeof ref, "%s/models--org--name/refs/main", hub);
-    snprintf(saved, sizeof saved, "%s/models--org--name/refs.main.saved", hub);
+    char *ref = tu_fmt("%s/models--org--name/refs/main", hub);
+    char *saved = tu_fmt("%s/models--org--name/refs.main.saved", hub);
     assert_int_equal(rename(ref, saved), 0);
     assert_int_equal(symlink("/etc/passwd", ref), 0);
     ttsm_status st = load_pathsafe(NULL, &err);
@@ -174,14 +160,16 @@ static void test_hub_ref_symlink(void **state)
     /* a ref that names a commit whose snapshot is a path: never a path */
     unlink(ref);
     free(tu_write_file(root, "evil-ref", "../../../../../../etc", 21));
-    char evil[4096];
-    snprintf(evil, sizeof evil, "%s/evil-ref", root);
+    char *evil = tu_path(root, "evil-ref");
     assert_int_equal(symlink(evil, ref), 0);
+    free(evil);
     st = load_pathsafe(NULL, &err);
     tu_assert_error(st, &err, TTSM_ERR_FORMAT, ref, "malformed ref");
     unlink(ref);
     assert_int_equal(rename(saved, ref), 0);
     tu_assert_ok(load_pathsafe(NULL, &err), &err);
+    free(ref);
+    free(saved);
 }
 
 /* Revisions and repo ids from the caller: '..' and absolute revisions are
@@ -314,14 +302,13 @@ static void test_caller_folders_follow_symlinks(void **state)
     (void)state;
     char *d = tu_path(root, "plain");
     mkdir(d, 0755);
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "set -e; cp '%s/tests/fixtures/safetensors/index/ok.safetensors.index.json' "
-             "'%s/tests/fixtures/safetensors/index/shard-a.safetensors' '%s/'; "
-             "cp '%s/tests/fixtures/safetensors/index/shard-b.safetensors' '%s/b.real'; "
-             "ln -s '%s/b.real' '%s/shard-b.safetensors'",
-             TTSM_SOURCE_DIR, TTSM_SOURCE_DIR, d, TTSM_SOURCE_DIR, outside, outside, d);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(
+        tu_system("set -e; cp '%s/tests/fixtures/safetensors/index/ok.safetensors.index.json' "
+                  "'%s/tests/fixtures/safetensors/index/shard-a.safetensors' '%s/'; "
+                  "cp '%s/tests/fixtures/safetensors/index/shard-b.safetensors' '%s/b.real'; "
+                  "ln -s '%s/b.real' '%s/shard-b.safetensors'",
+                  TTSM_SOURCE_DIR, TTSM_SOURCE_DIR, d, TTSM_SOURCE_DIR, outside, outside, d),
+        0);
     ttsm_manager *mgr;
     ttsm_error err;
     tu_assert_ok(ttsm_manager_create(NULL, &mgr, &err), &err);

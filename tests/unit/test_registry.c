@@ -68,7 +68,7 @@ static void capabilities_match_engines_md(void **state)
 
     const ttsm_engine_info *rvc = ttsm_engine_find("rvc");
     assert_int_equal(ttsm_engine_language_count(rvc), 0);
-    assert_int_equal(ttsm_engine_model_type_count(rvc), 4);
+    assert_int_equal(ttsm_engine_model_type_count(rvc), 6);
     assert_string_equal(ttsm_engine_model_type(rvc, 1), "hubert");
 
     const ttsm_engine_info *es = ttsm_engine_find("espeak-ng");
@@ -143,6 +143,25 @@ static void every_rule_names_file_and_field(void **state)
         {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"variant_of\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}]}", "variant_of \"m\" is not another model"},
         {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}, {\"name\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}]}", "model name \"m\" repeats models[0]"},
         {"{\"schema\": 1, \"name\": \"Tiny Engine\"}", "name: \"Tiny Engine\" may hold only"},
+        /* What a pull fetches must be exact (docs/engines.md, "Repo files"). */
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\"}], \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"w.pt\"], \"repo_files\": {\"c/d\": [\"x.pt\"]}}]}]}", "models[0].components[0]: component \"w\": repo_files names \"c/d\", which is not a repo it is searched in"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\"}], \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"w.pt\"], \"repo_files\": {\"nope\": [\"x.pt\"]}}]}]}", "repo_files.nope: \"nope\" is not a repo id"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\"}], \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"w.pt\"], \"repo_files\": {\"a/b\": [\"../x.pt\"]}}]}]}", "repo_files.a/b[0]: \"../x.pt\" must be a relative path"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\"}], \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"w.pt\"], \"repo_files\": []}]}]}", "repo_files: must be an object"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\"}], \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"model_*.pt\"]}]}]}", "component \"w\": \"model_*.pt\" in repo a/b is a pattern; a pull would fetch whatever matches"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\"}], \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"w.pt\"], \"repo_files\": {\"a/b\": [\"m_*.pt\"]}}]}]}", "\"m_*.pt\" in repo a/b is a pattern"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"w.pt\"], \"repo\": {\"id\": \"a/b\"}, \"deliberate_pattern\": true}]}]}", "deliberate_pattern is set, but no repo file name holds a '*'"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"w\", \"borrow\": \"o\", \"repo_files\": {\"a/b\": [\"x\"]}}]}, {\"name\": \"o\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}]}", "takes no kind, subfolder, repo, repo_files or deliberate_pattern"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"json\", \"files\": [\"w.json\"], \"borrow\": \"o\"}]}, {\"name\": \"o\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}]}", "component \"w\": its files and the ones it borrows from \"o\" are of different kinds"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"w\", \"shared\": \"v\", \"borrow\": \"o\"}]}]}", "needs exactly one of files, borrow or shared"},
+        {GOOD_HEAD "\"component_sets\": {\"s\": [\"t\"], \"t\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}, \"models\": [{\"name\": \"m\", \"components\": [\"s\"]}]}", "models[0].components[0]: component set \"s\" names another set: sets do not nest"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}, \"extra\"]}]}", "models[0].components[1]: no component set \"extra\""},
+        {GOOD_HEAD "\"component_sets\": {\"s\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"../w\"]}]}, \"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"x\", \"kind\": \"blob\", \"files\": [\"x\"]}, \"s\"]}]}", "models[0].components(set s)[0].files[0]"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"legacy_folder\": \"../up\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}]}", "models[0].legacy_folder: \"../up\" must be a relative path"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\", \"revision\": \"10840182ca4ad5d9d9113b60b9bb3c1ef1ba3f84\"}], \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"], \"repo\": {\"id\": \"a/b\"}}]}]}", "repo \"a/b\" is named twice with a different revision (10840182ca4ad5d9d9113b60b9bb3c1ef1ba3f84, main)"},
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"repos\": [{\"id\": \"a/b\"}, {\"id\": \"a/b\", \"type\": \"dataset\"}], \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}]}", "repo \"a/b\" is named twice with a different type (model, dataset)"},
+        /* A fallback claim needs a fallback; a chain needs the claim. */
+        {GOOD_HEAD "\"models\": [{\"name\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}, {\"name\": \"v\", \"variant_of\": \"m\", \"components\": [{\"name\": \"w\", \"kind\": \"blob\", \"files\": [\"w\"]}]}]}", "capabilities.has_fallback: false, so its variant_of would never be tried"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ttsm_error err;
@@ -168,6 +187,16 @@ static void every_rule_names_file_and_field(void **state)
         "\"folder\": \"t\", \"default_model\": \"m\", " GOOD_MODELS;
     tu_assert_error(parse(corrupt_without_recovery, &err), &err, TTSM_ERR_FORMAT,
                     "can corrupt needs recovery \"invalidate\"");
+    /* F5-TTS claimed a fallback and declared none. */
+    char claim[4096];
+    snprintf(claim, sizeof claim, "%s", GOOD_HEAD GOOD_MODELS);
+    memcpy(strstr(claim, "\"has_fallback\": false,"), "\"has_fallback\": true, ", 22);
+    tu_assert_error(parse(claim, &err), &err, TTSM_ERR_FORMAT,
+                    "engines/tiny.json: invalid manifest: capabilities.has_fallback: true, but the "
+                    "manifest declares no fallback");
+    snprintf(claim, sizeof claim, "%s", GOOD_HEAD "\"language_fallback\": \"m\"," GOOD_MODELS);
+    tu_assert_error(parse(claim, &err), &err, TTSM_ERR_FORMAT,
+                    "capabilities.has_fallback: false, so its language_fallback would never be tried");
     const char *bad_device = GOOD_HEAD GOOD_MODELS;
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", bad_device);
@@ -176,12 +205,59 @@ static void every_rule_names_file_and_field(void **state)
     tu_assert_error(parse(buf, &err), &err, TTSM_ERR_FORMAT, "devices[0]: \"npu\" is not a device kind");
 }
 
+/* The schema's ways to say where files are, parsed as docs/engines.md
+ * says: set includes, per-repo file names, own files before a borrowed
+ * one, a legacy folder name, a deliberate pattern, a local-only pattern. */
+static void repo_files_includes_and_borrow_fallback(void **state)
+{
+    (void)state;
+    const char *text =
+        GOOD_HEAD
+        "\"component_sets\": {\"pair\": [{\"name\": \"a\", \"kind\": \"json\", \"files\": [\"a.json\"]},"
+        "  {\"name\": \"b\", \"kind\": \"blob\", \"files\": [\"b\"]}]},"
+        "\"models\": [{\"name\": \"m\", \"legacy_folder\": \"models--o--m\","
+        "  \"repos\": [{\"id\": \"o/m\"}, {\"id\": \"o/fallback\"}],"
+        "  \"components\": [{\"name\": \"w\", \"kind\": \"tensors\", \"files\": [\"w.safetensors\", \"w.bin\"],"
+        "    \"repo_files\": {\"o/m\": [\"sub/w.safetensors\"], \"o/fallback\": [\"pytorch_model.bin\"]}},"
+        "   \"pair\","
+        "   {\"name\": \"tok\", \"kind\": \"json\", \"files\": [\"tok.json\"], \"borrow\": \"o\", \"optional\": true},"
+        "   {\"name\": \"ckpt\", \"kind\": \"tensors\", \"files\": [\"step_*.pt\"], \"deliberate_pattern\": true}]},"
+        " {\"name\": \"o\", \"components\": [{\"name\": \"tok\", \"kind\": \"json\", \"files\": [\"tok.json\"]},"
+        "   {\"name\": \"local\", \"kind\": \"tensors\", \"files\": [\"run_*.pt\"]}]}]}";
+    ttsm__manifest *m = NULL;
+    ttsm_error err;
+    tu_assert_ok(ttsm__manifest_parse(text, strlen(text), "engines/tiny.json", &m, &err), &err);
+    const ttsm__model_spec *ms = ttsm__manifest_model(m, "m");
+    assert_int_equal(ms->n_comps, 5); /* w, the set's a and b, tok, ckpt */
+    assert_string_equal(ms->comps[1].name, "a");
+    assert_string_equal(ms->comps[2].name, "b");
+    assert_string_equal(ms->legacy_folder, "models--o--m");
+    size_t n;
+    char *const *f = ttsm__comp_repo_files(&ms->comps[0], "o/fallback", &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(f[0], "pytorch_model.bin");
+    f = ttsm__comp_repo_files(&ms->comps[0], "o/m", &n);
+    assert_string_equal(f[0], "sub/w.safetensors");
+    f = ttsm__comp_repo_files(&ms->comps[0], "someone/fork", &n); /* a repo the caller names */
+    assert_int_equal(n, 2);
+    assert_string_equal(f[1], "w.bin");
+    assert_string_equal(ms->comps[3].borrow, "o");
+    assert_non_null(ms->comps[3].files);
+    assert_true(ms->comps[4].deliberate_pattern);
+    ttsm__manifest_free(m);
+}
+
 static void allocation_failures_while_parsing(void **state)
 {
     (void)state;
+    /* The first built-in manifest, and RVC's (set includes, repo_files). */
     const ttsm__builtin_manifest *b = &ttsm__builtin_manifests[0];
+    for (size_t i = 0; i < ttsm__n_builtin_manifests; i++)
+        if (strstr(ttsm__builtin_manifests[i].file, "rvc.json"))
+            b = &ttsm__builtin_manifests[i];
+    assert_non_null(strstr(b->file, "rvc.json"));
     int failures = 0;
-    for (long n = 1; n < 5000; n++) {
+    for (long n = 1; n < 20000; n++) {
         ttsm__manifest *m = NULL;
         ttsm_error err;
         ttsm__alloc_fail_after(n);
@@ -331,6 +407,7 @@ int main(void)
         cmocka_unit_test(capabilities_match_engines_md),
         cmocka_unit_test(minimal_manifest_is_valid),
         cmocka_unit_test(every_rule_names_file_and_field),
+        cmocka_unit_test(repo_files_includes_and_borrow_fallback),
         cmocka_unit_test(allocation_failures_while_parsing),
         cmocka_unit_test(an_eighth_engine_from_a_folder),
         cmocka_unit_test(a_bad_folder_registers_nothing),

@@ -15,7 +15,7 @@
 #include "testutil.h"
 
 #define FIXTURES TTSM_SOURCE_DIR "/tests/fixtures/safetensors"
-#define THIRD_PARTY TTSM_SHARED_DIR "/testdata/third_party/safetensors"
+#define THIRD_PARTY TTSM_SOURCE_DIR "/tests/data/third_party/safetensors"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -42,9 +42,10 @@ static ttsm_status open_mem(const void *data, size_t len, ttsm_checkpoint **ck, 
 
 static ttsm_status open_fixture(const char *name, ttsm_checkpoint **ck, ttsm_error *err)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", FIXTURES, name);
-    return ttsm_checkpoint_open(path, NULL, ck, err);
+    char *path = tu_fmt("%s/%s", FIXTURES, name);
+    ttsm_status st = ttsm_checkpoint_open(path, NULL, ck, err);
+    free(path);
+    return st;
 }
 
 /* ---- one fixture per rule --------------------------------------------- */
@@ -471,11 +472,11 @@ static void third_party_files_open_or_fail_for_their_reason(void **state)
         {"burn_mnist.safetensors", 20, 0, 1509296 - 8 - 1520},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", THIRD_PARTY, good[i].file);
+        char *path = tu_fmt("%s/%s", THIRD_PARTY, good[i].file);
         ttsm_error err;
         ttsm_checkpoint *ck;
         ttsm_status st = ttsm_checkpoint_open(path, NULL, &ck, &err);
+        free(path);
         if (st != TTSM_OK)
             fail_msg("%s: %s", good[i].file, err.message);
         assert_int_equal(ttsm_checkpoint_tensor_count(ck), good[i].tensors);
@@ -519,11 +520,11 @@ static void third_party_files_open_or_fail_for_their_reason(void **state)
 
 static void torture(const char *fixture)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", FIXTURES, fixture);
+    char *path = tu_fmt("%s/%s", FIXTURES, fixture);
     size_t len;
     unsigned char *b = tu_read_file(path, &len);
     assert_non_null(b);
+    free(path);
     for (long k = 1;; k++) {
         ttsm_error err;
         ttsm_checkpoint *ck = NULL;

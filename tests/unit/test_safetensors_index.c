@@ -18,13 +18,14 @@
 #include "testutil.h"
 
 #define INDEX_DIR TTSM_SOURCE_DIR "/tests/fixtures/safetensors/index"
-#define THIRD_PARTY TTSM_SHARED_DIR "/testdata/third_party/safetensors_index"
+#define THIRD_PARTY TTSM_SOURCE_DIR "/tests/data/third_party/safetensors_index"
 
 static ttsm_status open_index(const char *name, ttsm_checkpoint **ck, ttsm_error *err)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", INDEX_DIR, name);
-    return ttsm_checkpoint_open(path, NULL, ck, err);
+    char *path = tu_fmt("%s/%s", INDEX_DIR, name);
+    ttsm_status st = ttsm_checkpoint_open(path, NULL, ck, err);
+    free(path);
+    return st;
 }
 
 /* ---- one fixture per rule --------------------------------------------- */
@@ -113,6 +114,37 @@ static void a_broken_shard_names_its_index_in_the_hint(void **state)
     assert_int_equal(st, TTSM_ERR_FORMAT);
     assert_non_null(strstr(err.hint, "shard 'shard-bad.safetensors' of "));
     assert_non_null(strstr(err.hint, "bad_shard.safetensors.index.json"));
+}
+
+/* The hint has a fixed size: an index deep in the tree (a checkout under
+ * .../ComfyUI/custom_nodes/...) still has its own name in it. */
+static void a_deep_index_keeps_its_name_in_the_hint(void **state)
+{
+    (void)state;
+    char *deep = strdup(tu_mkdtemp()), *top = strdup(deep);
+    for (int i = 0; i < 8; i++) {
+        char *next = tu_fmt("%s/%s%d", deep, "a-folder-name-of-forty-bytes-in-a-tree-", i);
+        free(deep);
+        deep = next;
+        assert_int_equal(mkdir(deep, 0755), 0);
+    }
+    assert_int_equal(tu_system("cp '%s/bad_shard.safetensors.index.json' '%s/shard-bad.safetensors' "
+                               "'%s/'",
+                               INDEX_DIR, INDEX_DIR, deep),
+                     0);
+    char *ix = tu_path(deep, "bad_shard.safetensors.index.json");
+    assert_true(strlen(ix) > TTSM_ERROR_HINT_MAX);
+    ttsm_error err;
+    ttsm_checkpoint *ck;
+    assert_int_equal(ttsm_checkpoint_open(ix, NULL, &ck, &err), TTSM_ERR_FORMAT);
+    if (!strstr(err.hint, "shard 'shard-bad.safetensors' of ...") ||
+        !strstr(err.hint, "/a-folder-name-of-forty-bytes-in-a-tree-7/"
+                          "bad_shard.safetensors.index.json"))
+        fail_msg("hint: %s", err.hint);
+    tu_rmtree(top);
+    free(ix);
+    free(deep);
+    free(top);
 }
 
 /* Every file in the fixture folder is an index case or a shard used here. */
@@ -269,31 +301,31 @@ static void write_shard(const char *dir, const char *name, const char *header, s
 static void relative_index_path_finds_shards_beside_it(void **state)
 {
     (void)state;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", tu_mkdtemp());
+    char *dir = strdup(tu_mkdtemp());
     const char *j = "{\"weight_map\":{\"t\":\"s.safetensors\"}}";
     free(tu_write_file(dir, "m.safetensors.index.json", j, strlen(j)));
     write_shard(dir, "s.safetensors", "{\"t\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]}}",
                 3);
-    char cwd[4096];
-    assert_non_null(getcwd(cwd, sizeof cwd));
+    char *cwd = getcwd(NULL, 0);
+    assert_non_null(cwd);
     assert_int_equal(chdir(dir), 0);
     ttsm_error err;
     ttsm_checkpoint *ck;
     ttsm_status st = ttsm_checkpoint_open("m.safetensors.index.json", NULL, &ck, &err);
     assert_int_equal(chdir(cwd), 0);
+    free(cwd);
     tu_assert_ok(st, &err);
     assert_string_equal(ttsm_checkpoint_file_path(ck, 0), "s.safetensors");
     assert_int_equal(ttsm_checkpoint_tensor_count(ck), 1);
     ttsm_checkpoint_close(ck);
     tu_rmtree(dir);
+    free(dir);
 }
 
 static void shard_that_is_a_folder_is_an_io_error(void **state)
 {
     (void)state;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", tu_mkdtemp());
+    char *dir = strdup(tu_mkdtemp());
     const char *j = "{\"weight_map\":{\"t\":\"s.safetensors\"}}";
     char *ix = tu_write_file(dir, "m.safetensors.index.json", j, strlen(j));
     char *sub = tu_path(dir, "s.safetensors");
@@ -305,14 +337,14 @@ static void shard_that_is_a_folder_is_an_io_error(void **state)
     free(ix);
     free(sub);
     tu_rmtree(dir);
+    free(dir);
 }
 
 /* The cap is checked before anything is read: a sparse 100 MB + 1 file. */
 static void index_over_the_cap_is_refused(void **state)
 {
     (void)state;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", tu_mkdtemp());
+    char *dir = strdup(tu_mkdtemp());
     char *p = tu_write_file(dir, "big.safetensors.index.json", "{\"weight_map\":{", 15);
     assert_int_equal(truncate(p, (off_t)TTSM__ST_MAX_INDEX + 1), 0);
     ttsm_error err;
@@ -321,6 +353,7 @@ static void index_over_the_cap_is_refused(void **state)
                     "big.safetensors.index.json: index too large: 100000001 bytes");
     free(p);
     tu_rmtree(dir);
+    free(dir);
 }
 
 /* ---- third-party index files ----------------------------------------- */
@@ -335,12 +368,12 @@ static void third_party_index_without_shards_names_the_first(void **state)
         {"pygmalion-7b.model.safetensors.index.json", "'model-00001-of-00007.safetensors'"},
     };
     for (size_t i = 0; i < 2; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", THIRD_PARTY, cases[i].file);
+        char *path = tu_fmt("%s/%s", THIRD_PARTY, cases[i].file);
         ttsm_error err;
         ttsm_checkpoint *ck;
         tu_assert_error(ttsm_checkpoint_open(path, NULL, &ck, &err), &err, TTSM_ERR_NOT_FOUND,
                         cases[i].file, ": missing shard: ", cases[i].first, "not found at");
+        free(path);
     }
 }
 
@@ -351,13 +384,12 @@ static void third_party_index_with_stand_in_shards(const char *file, size_t want
                                                    size_t want_shards, const char *meta_key,
                                                    const char *meta_json)
 {
-    char src[1024];
-    snprintf(src, sizeof src, "%s/%s", THIRD_PARTY, file);
+    char *src = tu_fmt("%s/%s", THIRD_PARTY, file);
     size_t len;
     unsigned char *text = tu_read_file(src, &len);
     assert_non_null(text);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", tu_mkdtemp());
+    free(src);
+    char *dir = strdup(tu_mkdtemp());
     char *ix_path = tu_write_file(dir, file, text, len);
     json_t *root = json_loadb((const char *)text, len, 0, NULL);
     assert_non_null(root);
@@ -421,6 +453,7 @@ static void third_party_index_with_stand_in_shards(const char *file, size_t want
     free(ix_path);
     free(text);
     tu_rmtree(dir);
+    free(dir);
 }
 
 static void third_party_indexes_open_with_stand_in_shards(void **state)
@@ -460,6 +493,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_bad_index_fails_by_its_rule),
         cmocka_unit_test(a_broken_shard_names_its_index_in_the_hint),
+        cmocka_unit_test(a_deep_index_keeps_its_name_in_the_hint),
         cmocka_unit_test(every_index_fixture_is_checked),
         cmocka_unit_test(good_index_joins_its_shards),
         cmocka_unit_test(read_mode_works_across_shards),

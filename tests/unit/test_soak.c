@@ -291,12 +291,10 @@ static void test_soak(void **state)
     char *store = tu_path(tmp, "store");
     comfy = tu_path(store, "comfy");
     nowhere = tu_path(tmp, "nowhere");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 '%s/tests/fixtures/gen_store.py' '%s' --layout comfy "
-             "--engines chatterbox,f5tts >/dev/null",
-             TTSM_SOURCE_DIR, store);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tu_system("/usr/bin/python3 '%s/tests/fixtures/gen_store.py' '%s' --layout "
+                               "comfy --engines chatterbox,f5tts >/dev/null",
+                               TTSM_SOURCE_DIR, store),
+                     0);
     static const char *const devices[3] = {"fake:0", "fake:1", "cpu"};
     for (int i = 0; i < FILES; i++) {
         char name[32];

@@ -17,7 +17,7 @@
 #include "formats/zip.h"
 
 #define FIX TTSM_SOURCE_DIR "/tests/fixtures/torch"
-#define TP TTSM_SHARED_DIR "/testdata/third_party/pytorch"
+#define TP TTSM_SOURCE_DIR "/tests/data/third_party/pytorch"
 
 static ttsm_checkpoint *open_ok(const char *path, ttsm_io_mode mode)
 {
@@ -139,8 +139,7 @@ static void hex_of_view(const ttsm_tensor_info *t, const unsigned char *p, char 
 
 static void check_fixture(const char *file, json_t *want, ttsm_io_mode mode)
 {
-    char path[512];
-    snprintf(path, sizeof path, FIX "/%s", file);
+    char *path = tu_fmt(FIX "/%s", file);
     ttsm_checkpoint *ck = open_ok(path, mode);
     json_t *tensors = json_object_get(want, "tensors"), *meta = json_object_get(want, "metadata");
     assert_int_equal(ttsm_checkpoint_tensor_count(ck), json_object_size(tensors));
@@ -186,6 +185,7 @@ static void check_fixture(const char *file, json_t *want, ttsm_io_mode mode)
         json_decref(got);
     }
     ttsm_checkpoint_close(ck);
+    free(path);
 }
 
 static void fixtures_match_torch(void **state)
@@ -364,8 +364,7 @@ static void malicious(void **state)
         char *tab = strchr(line, '\t');
         assert_non_null(tab);
         *tab = '\0';
-        char path[600];
-        snprintf(path, sizeof path, FIX "/malicious/%s", line);
+        char *path = tu_fmt(FIX "/malicious/%s", line);
         for (int mode = 0; mode < 2; mode++) {
             ttsm_checkpoint_options o = ttsm_checkpoint_options_default();
             o.io_mode = (ttsm_io_mode)mode;
@@ -386,6 +385,7 @@ static void malicious(void **state)
                         tab + 1);
         ttsm_checkpoint_close(ck);
         free(buf);
+        free(path);
         count++;
     }
     fclose(m);

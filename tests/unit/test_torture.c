@@ -209,8 +209,7 @@ static void test_formats(void **state)
         {"gguf/valid_string_nul.gguf", TTSM_FORMAT_GGUF},
     };
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", FIXTURES, files[i].file);
+        char *path = tu_fmt("%s/%s", FIXTURES, files[i].file);
         ttsm_checkpoint *ck;
         ttsm_error err;
         tu_assert_ok(ttsm_checkpoint_open(path, NULL, &ck, &err), &err);
@@ -222,6 +221,7 @@ static void test_formats(void **state)
             snprintf(name, sizeof name, "open %s (%s)", files[i].file, mode ? "read" : "mmap");
             torture(name, open_all, NULL, &c);
         }
+        free(path);
     }
 }
 
@@ -236,10 +236,8 @@ static int group_setup(void **state)
     char *store = tu_path(tmp, "store");
     store_comfy = tu_path(store, "comfy");
     nowhere = tu_path(tmp, "nowhere");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/fixtures/gen_store.py' '%s' --layout comfy",
-             TTSM_SOURCE_DIR, store);
-    int rc = system(cmd);
+    int rc = tu_system("/usr/bin/python3 '%s/tests/fixtures/gen_store.py' '%s' --layout comfy",
+                       TTSM_SOURCE_DIR, store);
     free(store);
     /* Process-wide state that starts once (engine registry, CUDA discovery,
      * the fake backend) is set up before any allocation is made to fail. */
@@ -607,7 +605,8 @@ static ttsm_status convert_op(void *p, ttsm_error *err)
     ttsm_status st = convert_status != TTSM_OK ? convert_status
                      : rc == CLI_EXIT_OUT_OF_MEMORY ? TTSM_ERR_OUT_OF_MEMORY
                                                     : TTSM_ERR_LOAD;
-    snprintf(err->message, sizeof err->message, "convert exit %d: %s", rc,
+    /* the message field is fixed-size: keep its head, cut on purpose */
+    snprintf(err->message, sizeof err->message, "convert exit %d: %.480s", rc,
              convert_message[0] ? convert_message : "(its own message)");
     err->code = st;
     return st;
@@ -628,8 +627,7 @@ static void test_convert(void **state)
                                          "safetensors/ok_metadata_strings.safetensors"};
     for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
         conv_ctx c;
-        char in[4096];
-        snprintf(in, sizeof in, "%s/%s", FIXTURES, inputs[i]);
+        char *in = tu_fmt("%s/%s", FIXTURES, inputs[i]);
         c.in = in;
         c.dir = strdup(tu_mkdtemp());
         c.out = tu_path(c.dir, "out.safetensors");
@@ -647,6 +645,7 @@ static void test_convert(void **state)
         tu_rmtree(c.dir);
         free(c.dir);
         free(c.out);
+        free(in);
     }
 }
 

@@ -7,14 +7,41 @@
 #include <string.h>
 #include <unistd.h>
 
+char *tu_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        fail_msg("out of memory formatting \"%s\"", fmt);
+    return s;
+}
+
+int tu_system(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *cmd = NULL;
+    int n = vasprintf(&cmd, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        fail_msg("out of memory formatting \"%s\"", fmt);
+    int rc = system(cmd);
+    free(cmd);
+    return rc;
+}
+
 char *tu_mkdtemp(void)
 {
-    static char buf[4096];
+    static char *last; /* still reachable at exit: not a leak */
     const char *t = getenv("TMPDIR");
-    snprintf(buf, sizeof buf, "%s/ttsm-test-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(buf))
-        fail_msg("mkdtemp: %s", buf);
-    return buf;
+    free(last);
+    last = tu_fmt("%s/ttsm-test-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(last))
+        fail_msg("mkdtemp: %s", last);
+    return last;
 }
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -32,10 +59,7 @@ void tu_rmtree(const char *path)
 
 char *tu_path(const char *a, const char *b)
 {
-    size_t n = strlen(a) + strlen(b) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", a, b);
-    return p;
+    return tu_fmt("%s/%s", a, b);
 }
 
 char *tu_write_file(const char *dir, const char *name, const void *data, size_t len)

@@ -16,8 +16,8 @@
 
 #include "ttsm.h"
 
-/* A fresh empty folder under $TMPDIR (removed by tu_rmtree). Static buffer
- * per call: copy it if you need two. */
+/* A fresh empty folder under $TMPDIR (removed by tu_rmtree). The string is
+ * valid until the next call: copy it if you need two. */
 char *tu_mkdtemp(void);
 void tu_rmtree(const char *path);
 /* Writes `len` bytes to dir/name; returns the malloc'd full path. */
@@ -26,6 +26,13 @@ char *tu_write_file(const char *dir, const char *name, const void *data, size_t 
 unsigned char *tu_read_file(const char *path, size_t *len);
 /* Path join into a malloc'd string. */
 char *tu_path(const char *a, const char *b);
+/* printf into a malloc'd string (free it); fails the test if it cannot.
+ * Every path or command built from the checkout, the build folder or a
+ * temporary folder is made with this, never in a fixed buffer: no test may
+ * depend on how deep the checkout lives. */
+char *tu_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* system() on the command tu_fmt makes; returns what system() returns. */
+int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Fails the test unless `st` is `code` and err->message contains every
  * non-NULL needle; prints the message on failure. */
