@@ -743,8 +743,14 @@ TTSM_API const char *ttsm_engine_model_language(const ttsm_engine_info *engine, 
 /** Reads every *.json manifest in `dir` (validated; a bad one is
  *  TTSM_ERR_FORMAT naming the file and the field, and nothing of that call
  *  is registered): new engines are added, a manifest named like an engine
- *  from another manifest replaces it for loads from now on. */
+ *  from another manifest replaces it for loads from now on. Such manifests
+ *  find files in the models roots and the hub cache only: one that names
+ *  absolute system folders ("system_dirs") is refused. */
 TTSM_API ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err);
+/** As ttsm_engines_load_dir(), for a folder the program controls: its
+ *  manifests may name system folders (read as they are, like the built-in
+ *  espeak-ng manifest's data folder). Never for folders others can write. */
+TTSM_API ttsm_status ttsm_engines_load_dir_trusted(const char *dir, ttsm_error *err);
 /** The outcome of reading TTSM_ENGINES_PATH (colon-separated folders) when
  *  the registry started: TTSM_OK, or the first error. */
 TTSM_API ttsm_status ttsm_engines_status(ttsm_error *err);

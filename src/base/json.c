@@ -57,9 +57,10 @@ const char *ttsm__json_error_text(const json_error_t *je, char *out, size_t size
         size_t tl = strlen(tok);
         if (tl && tok[tl - 1] == '\'')
             tl--;
-        ttsm__printable(tok, tl, excerpt, tl <= JSON_EXCERPT_BYTES ? tl + 1 : sizeof excerpt);
-        snprintf(out, size, "%s near '%s' at line %d, column %d (byte %d)", rule, excerpt, je->line,
-                 je->column, je->position);
+        int cut = tl > JSON_EXCERPT_BYTES;
+        ttsm__printable(tok, cut ? JSON_EXCERPT_BYTES : tl, excerpt, JSON_EXCERPT_BYTES + 1);
+        snprintf(out, size, "%s near '%s%s' at line %d, column %d (byte %d)", rule, excerpt,
+                 cut ? "..." : "", je->line, je->column, je->position);
     } else {
         snprintf(out, size, "%s at line %d, column %d (byte %d)", rule, je->line, je->column,
                  je->position);

@@ -998,9 +998,13 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root && ttsm__json_oom(&je))
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "parsing");
-    if (!root)
-        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest",
-                         "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+    if (!root) {
+        /* a file that is no JSON at all (a passwd file) is quoted by a few
+         * sanitised bytes at most */
+        char why[200];
+        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest", "not valid JSON: %s",
+                         ttsm__json_error_text(&je, why, sizeof why));
+    }
     ttsm__manifest *m = ttsm__calloc(1, sizeof *m);
     if (!m) {
         json_decref(root);

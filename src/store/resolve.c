@@ -196,17 +196,30 @@ static int hub_commit(const char *repo_dir, const char *rev, char commit[41], tt
 }
 
 /* A file found in a snapshot must resolve (through its blob symlink) to a
- * place inside the repo's own folder. @return 0 ok, -1 escape (err set). */
-static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
+ * place inside the repo's own folder, and that folder to a place inside the
+ * hub cache. @return 0 ok, -1 escape (err set). */
+static int check_inside(const char *hub, const char *repo_dir, const char *file, ttsm_error *err)
 {
-    char *real_repo = realpath(repo_dir, NULL), *real_file = realpath(file, NULL);
-    int ok = real_repo && real_file && strncmp(real_file, real_repo, strlen(real_repo)) == 0 &&
+    char *real_hub = realpath(hub, NULL), *real_repo = realpath(repo_dir, NULL),
+         *real_file = realpath(file, NULL);
+    /* The repo folder itself must be inside the hub: one that is a symlink
+     * to elsewhere would make everything below it "inside its repo". */
+    size_t hl = real_hub && strcmp(real_hub, "/") != 0 ? strlen(real_hub) : 0;
+    int repo_ok = real_hub && real_repo && strncmp(real_repo, real_hub, hl) == 0 &&
+                  real_repo[hl] == '/';
+    int ok = repo_ok && real_file && strncmp(real_file, real_repo, strlen(real_repo)) == 0 &&
              real_file[strlen(real_repo)] == '/';
-    if (!ok)
+    if (!repo_ok)
+        ttsm__err(err, TTSM_ERR_FORMAT, file, "unsafe hub cache entry",
+                  "its repo folder %s resolves to %s, outside the hub cache %s; the cache is "
+                  "damaged or tampered with",
+                  repo_dir, real_repo ? real_repo : "(nothing)", real_hub ? real_hub : hub);
+    else if (!ok)
         ttsm__err(err, TTSM_ERR_FORMAT, file, "unsafe hub cache entry",
                   "it resolves to %s, outside its repo folder %s; the cache is damaged or "
                   "tampered with",
                   real_file ? real_file : "(nothing)", real_repo ? real_repo : repo_dir);
+    free(real_hub);
     free(real_repo);
     free(real_file);
     return ok ? 0 : -1;
@@ -216,7 +229,8 @@ static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
  * blobs/ as well: each that exists must also resolve inside the repo
  * folder. An index that does not parse is left to its reader, which says
  * why at load. @return 0 ok, -1 escape (err set), -2 out of memory. */
-static int check_shards_inside(const char *repo_dir, const char *index, ttsm_error *err)
+static int check_shards_inside(const char *hub, const char *repo_dir, const char *index,
+                               ttsm_error *err)
 {
     static const char suffix[] = ".index.json";
     size_t n = strlen(index);
@@ -255,7 +269,7 @@ static int check_shards_inside(const char *repo_dir, const char *index, ttsm_err
         ttsm__sb_adds(&path, ix.shards[i]);
         if (path.failed)
             rc = -2;
-        else if (stat(path.p, &sb) == 0 && check_inside(repo_dir, path.p, err) != 0)
+        else if (stat(path.p, &sb) == 0 && check_inside(hub, repo_dir, path.p, err) != 0)
             rc = -1;
         ttsm__sb_free(&path);
     }
@@ -375,9 +389,9 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
                       repo->id, rev);
     } else if ((*found = try_dir(ttsm__sb_str(&dir), files, n_files, ms->name, tried,
                                  &f->oom))) {
-        int bad = check_inside(repo_dir.p, *found, err) != 0 ? -1 : 0;
+        int bad = check_inside(f->hub, repo_dir.p, *found, err) != 0 ? -1 : 0;
         if (!bad)
-            bad = check_shards_inside(repo_dir.p, *found, err);
+            bad = check_shards_inside(f->hub, repo_dir.p, *found, err);
         if (bad) {
             ttsm__free(*found);
             *found = NULL;
