@@ -639,6 +639,42 @@ static void legacy_large_pickle(void **state)
     free(b);
 }
 
+/* Bytes after a legacy file's last storage are ignored, as torch.load
+ * ignores them (docs/formats/pytorch.md): the same tensors, the same bytes. */
+static void legacy_trailing_bytes(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *buf = tu_read_file(FIX "/legacy.pt", &len);
+    assert_non_null(buf);
+    static const char tail[] = "bytes after the last storage that no record describes";
+    unsigned char *longer = malloc(len + sizeof tail);
+    memcpy(longer, buf, len);
+    memcpy(longer + len, tail, sizeof tail);
+    ttsm_checkpoint *a, *b;
+    ttsm_error err;
+    tu_assert_ok(ttsm__checkpoint_open_memory(buf, len, "legacy.pt", NULL, &a, &err), &err);
+    tu_assert_ok(ttsm__checkpoint_open_memory(longer, len + sizeof tail, "trailing.pt", NULL, &b,
+                                              &err),
+                 &err);
+    assert_int_equal(ttsm_checkpoint_version(b), 1001);
+    assert_int_equal(ttsm_checkpoint_tensor_count(a), ttsm_checkpoint_tensor_count(b));
+    for (size_t i = 0; i < ttsm_checkpoint_tensor_count(a); i++) {
+        const ttsm_tensor_info *ta = ttsm_checkpoint_tensor(a, i);
+        const ttsm_tensor_info *tb = ttsm_checkpoint_find(b, ta->name);
+        assert_non_null(tb);
+        const void *pa, *pb;
+        tu_assert_ok(ttsm_checkpoint_tensor_data(a, ta, &pa, &err), &err);
+        tu_assert_ok(ttsm_checkpoint_tensor_data(b, tb, &pb, &err), &err);
+        assert_int_equal(ta->nbytes, tb->nbytes);
+        assert_memory_equal(pa, pb, ta->nbytes);
+    }
+    ttsm_checkpoint_close(a);
+    ttsm_checkpoint_close(b);
+    free(longer);
+    free(buf);
+}
+
 static void legacy_errors(void **state)
 {
     (void)state;
@@ -710,6 +746,7 @@ int main(void)
         cmocka_unit_test(malicious),
         cmocka_unit_test(hand_built),
         cmocka_unit_test(legacy_large_pickle),
+        cmocka_unit_test(legacy_trailing_bytes),
         cmocka_unit_test(legacy_errors),
         cmocka_unit_test(alloc_failures),
     };
