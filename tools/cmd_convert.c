@@ -203,12 +203,6 @@ static char *build_header(ttsm_checkpoint *ck, uint64_t max_data, size_t *len, i
                     printable(t->name, pb));
             goto fail;
         }
-        /* The *_new calls take their value even when they fail, so one
-         * flag collects every failure (all of them out of memory here). */
-        json_t *shape = json_array(), *offs = json_array(), *ent = json_object();
-        int bad = !shape || !offs || !ent;
-        for (uint32_t d = 0; d < t->rank; d++)
-            bad |= json_array_append_new(shape, json_integer(t->shape[d])) != 0;
         uint64_t dense, end;
         if (dense_bytes(t, &dense) != 0 || __builtin_add_overflow(offset, dense, &end)) {
             *code = CLI_EXIT_FORMAT;
@@ -228,6 +222,12 @@ static char *build_header(ttsm_checkpoint *ck, uint64_t max_data, size_t *len, i
                     max_data, printable(t->name, pb), dense, ttsm_checkpoint_total_bytes(ck));
             goto fail;
         }
+        /* The *_new calls take their value even when they fail, so one
+         * flag collects every failure (all of them out of memory here). */
+        json_t *shape = json_array(), *offs = json_array(), *ent = json_object();
+        int bad = !shape || !offs || !ent;
+        for (uint32_t d = 0; d < t->rank; d++)
+            bad |= json_array_append_new(shape, json_integer(t->shape[d])) != 0;
         bad |= json_array_append_new(offs, json_integer((json_int_t)offset)) != 0;
         bad |= json_array_append_new(offs, json_integer((json_int_t)end)) != 0;
         bad |= json_object_set_new(ent, "dtype", json_string(ttsm_dtype_name(t->dtype))) != 0;
