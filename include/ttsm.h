@@ -403,7 +403,8 @@ typedef ttsm_status (*ttsm_factory_fn)(const ttsm_load_config *cfg, const ttsm_f
 typedef struct ttsm_synth_options {
     size_t struct_size;   /* set by ttsm_synth_options_default() */
     const char *language; /* name or code; NULL: the engine's default (English) */
-    const char *voice;    /* an engine voice name; NULL: the language's voice */
+    const char *voice;    /* an engine voice: name, id or language id (ttsm_model_voices);
+                             NULL: the language's voice */
     int rate;             /* words per minute; 0: the engine's default */
     int pitch;            /* 0..100; -1: the engine's default */
 } ttsm_synth_options;
@@ -518,12 +519,20 @@ typedef struct ttsm_manager_options {
     /* A folder of extra engine manifests, read into the process-wide
      * registry when the manager is created (NULL: none). */
     const char *engines_dir;
+    /* ComfyUI installations, colon-separated (NULL: TTSM_COMFYUI_PATH):
+     * each one's models/ folder and the TTS folders its
+     * extra_model_paths.yaml names are searched after models_dirs, in the
+     * order docs/engines.md gives. Copied. Added in 0.1: options from a
+     * header without this field (a smaller struct_size) are accepted, and
+     * the field is NULL for them. */
+    const char *comfyui_dirs;
     /* A loaded file is known by its device, inode, size and modification
      * time (docs/manager.md, "Which file is which"): a same-size rewrite in
      * place with the time put back (cp -p, os.utime) goes unseen. Nonzero:
      * each cache miss also hashes every header and the first and last
      * 64 KiB of each file, and a file whose hash changed is opened again.
-     * Costs those reads on every miss. Default 0. */
+     * Costs those reads on every miss. Default 0. Added in 0.1 like
+     * comfyui_dirs: 0 for options from a header without it. */
     int verify_on_load;
 } ttsm_manager_options;
 
@@ -542,6 +551,52 @@ TTSM_API void ttsm_manager_destroy(ttsm_manager *mgr);
  *  budget, in use and what holds it. */
 TTSM_API ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                                ttsm_error *err);
+
+/* What one load did. A cache entry is shared by every load that reaches it
+ * (a French request that fell back to English holds the English entry, as
+ * a plain English request does), so what a load asked for, tried and got
+ * belongs to the call, not to the model: ttsm_load_with_report() hands it
+ * back next to the model. docs/manager.md, "Fallbacks made visible". */
+#define TTSM_LOAD_REPORT_MAX_STEPS TTSM_ERROR_MAX_ATTEMPTS
+
+/** One attempt of a load: a model on a device, and how it ended. */
+typedef struct ttsm_load_step {
+    ttsm_status code;                     /* TTSM_OK for the step that loaded */
+    char model[TTSM_CONFIG_NAME_MAX];     /* model asked for in this step ("French") */
+    char device[TTSM_DEVICE_NAME_MAX];    /* device asked for, resolved ("cpu", "cuda:0") */
+    char message[TTSM_ERROR_ATTEMPT_MAX]; /* its error; "" for the step that loaded */
+} ttsm_load_step;
+
+typedef struct ttsm_load_report {
+    size_t struct_size;    /* set by ttsm_load_report_init() */
+    int hit;               /* the model came from the cache: no factory ran for it */
+    int shared;            /* a miss whose files an entry already held: that entry is
+                              returned and charged once (docs/cache-key.md, "One set of
+                              bytes, one entry") */
+    int fell_back;         /* what was loaded is not what was asked */
+    char asked[TTSM_CONFIG_NAME_MAX];         /* the model asked for */
+    char asked_device[TTSM_DEVICE_NAME_MAX];
+    char loaded[TTSM_CONFIG_NAME_MAX];        /* what was loaded: ttsm_model_name() */
+    char loaded_device[TTSM_DEVICE_NAME_MAX]; /* ttsm_model_device() */
+    char why[TTSM_ERROR_MESSAGE_MAX];         /* why not `asked` (fell_back), else "" */
+    size_t n_steps;                           /* steps used, in the order tried */
+    size_t n_steps_dropped;                   /* steps that did not fit */
+    ttsm_load_step steps[TTSM_LOAD_REPORT_MAX_STEPS];
+} ttsm_load_report;
+
+/** Zeroes `report` and sets its struct_size. NULL is ignored. */
+TTSM_API void ttsm_load_report_init(ttsm_load_report *report);
+
+/** ttsm_load(), and `report` (may be NULL; else initialised with
+ *  ttsm_load_report_init()) says what the call did: every step of the
+ *  fallback chain and of the device fallback it tried, with its error, and
+ *  whether the model is a fallback (asked, loaded, why). Filled on success
+ *  and on failure (then `loaded` is empty and the steps are the attempts
+ *  the error lists). A report with another struct_size is
+ *  TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                                           ttsm_model **out, ttsm_load_report *report,
+                                           ttsm_error *err);
 
 /** Adds a reference (thread-safe). */
 TTSM_API void ttsm_model_retain(ttsm_model *model);
@@ -798,6 +853,29 @@ TTSM_API int ttsm_fallback_if_load_error(void *user, ttsm_status failed, const t
 TTSM_API ttsm_status ttsm_resolve(const ttsm_load_config *cfg, const char *models_dirs,
                                   const char *hf_cache, char **report, ttsm_error *err);
 
+/** ttsm_resolve() with the places to look taken from manager options
+ *  (`where` may be NULL: the environment's; only models_dirs, comfyui_dirs
+ *  and hf_cache are read). The report also has "roots": [{"path", "kind"
+ *  ("models root" or "TTS folder"), "origin", "exists"}] in search order,
+ *  "warnings": [...] (a missing root, an unreadable extra_model_paths.yaml)
+ *  and, per component, "where": the folder its files go in for each root
+ *  (same order as "roots"), "names" (the file names looked for),
+ *  "download": {"repo", "revision", "path", "dataset"} or null, "broken"
+ *  (a hub link whose blob is gone, "<link> -> <target>", or null), and for
+ *  a file found "bytes" (with every shard of an index), "modified" (Unix
+ *  seconds, the newest) and "location": {"root"} or {"repo", "revision",
+ *  "commit"}. docs/engines.md, "Models roots". */
+TTSM_API ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg,
+                                       const ttsm_manager_options *where, char **report,
+                                       ttsm_error *err);
+
+/** The places manifest engines look for files, as JSON: {"roots": [{"path",
+ *  "kind", "origin", "exists"}], "hub_cache": path or null, "warnings":
+ *  [...]}. `where` as for ttsm_resolve_with(). Problems with a root are
+ *  warnings, not errors. Free `*json` with ttsm_free(). */
+TTSM_API ttsm_status ttsm_search_paths(const ttsm_manager_options *where, char **json,
+                                       ttsm_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Synthesis (engines ttsm runs itself: the built-in espeak-ng).            */
 /* ------------------------------------------------------------------------ */
@@ -813,6 +891,14 @@ TTSM_API ttsm_status ttsm_synthesize(ttsm_model *model, const char *text,
                                      const ttsm_synth_options *options, ttsm_audio *out,
                                      ttsm_error *err);
 TTSM_API void ttsm_audio_free(ttsm_audio *audio);
+
+/** The voices of an engine that speaks in ttsm (espeak-ng), as JSON:
+ *  {"engine", "voices": [{"name", "id", "languages": [...], "gender"}]}.
+ *  ttsm_synth_options.voice takes a name, an id (whole or its last part:
+ *  "gmw/en-US", "en-US") or a language id ("en-us"), as espeak-ng's own
+ *  -v option does. Free `*json` with ttsm_free(). @return TTSM_OK, or
+ *  TTSM_ERR_ENGINE for engines that do not synthesise here. */
+TTSM_API ttsm_status ttsm_model_voices(ttsm_model *model, char **json, ttsm_error *err);
 
 #ifdef __cplusplus
 }

@@ -31,47 +31,6 @@
 #define OUTPUT_SLACK (64ull << 20)
 #define OUTPUT_MAX (256ull << 30)
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm convert IN OUT.safetensors [--force] [--max-output BYTES]\n"
-            "\n"
-            "Writes the tensors of IN (a PyTorch .pt/.pth/.bin, a safetensors or a GGUF\n"
-            "file) to OUT in safetensors format. IN is read as data: pickled code in a\n"
-            "PyTorch file is refused, never run.\n"
-            "\n"
-            "  - tensor bytes are copied unchanged; views with strides (transposes,\n"
-            "    slices) are written as contiguous copies, since safetensors has no strides\n"
-            "  - tensors that share storage (tied weights) each get their own copy, as\n"
-            "    safetensors requires\n"
-            "  - non-tensor values (an RVC model's config, sr, f0, version ...) go into\n"
-            "    __metadata__ as strings: a str as itself, anything else as its JSON text\n"
-            "  - element types safetensors lacks (C128, C32, block-quantised GGUF types)\n"
-            "    are refused\n"
-            "\n"
-            "options:\n"
-            "  --force             replace OUT if it exists (otherwise an existing OUT is\n"
-            "                      an error)\n"
-            "  --max-output BYTES  the largest OUT to write (suffix K, M, G or T: powers\n"
-            "                      of 1024). By default OUT may hold at most 16 times the\n"
-            "                      tensor bytes of IN plus 64 MiB, and never more than\n"
-            "                      256 GiB: a view that repeats a small storage would\n"
-            "                      otherwise write without bound\n"
-            "\n"
-            "OUT is written to a temporary file in its folder and renamed when complete;\n"
-            "the size is checked before anything is written, and the temporary file is\n"
-            "removed on any failure, SIGINT, SIGTERM or SIGHUP.\n"
-            "\n"
-            "examples:\n"
-            "  ttsm convert model.pth model.safetensors\n"
-            "  ttsm convert voices/Claire.pth /tmp/claire.safetensors --force\n"
-            "  ttsm convert model-q8.gguf model.safetensors\n"
-            "\n"
-            "exit codes: 0 ok, 1 OUT exists or cannot be written, 2 usage, 3 IN not found,\n"
-            "6 IN is not a valid checkpoint, has a type safetensors cannot store or would\n"
-            "make OUT larger than allowed, 7 I/O (a full disk, a file-size limit).\n");
-}
-
 /* Element types the safetensors format defines. */
 static int safetensors_dtype(ttsm_dtype d)
 {
@@ -446,29 +405,15 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
-    const char *in = NULL, *out = NULL;
-    int force = 0;
+    const char *in = a->n_pos > 0 ? a->pos[0] : NULL, *out = a->n_pos > 1 ? a->pos[1] : NULL;
+    int force = a->given[OPT_FORCE] > 0;
     uint64_t max_output = 0; /* 0: the default caps */
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-f") == 0)
-            force = 1;
-        else if (strcmp(argv[i], "--max-output") == 0) {
-            if (i + 1 >= argc)
-                return cli_usage_error("convert", "--max-output needs a value");
-            if (parse_size(argv[++i], &max_output) != 0 || max_output == 0)
-                return cli_usage_error("convert", "--max-output wants a size such as 500M or "
-                                                  "2G, not '%s'", argv[i]);
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0')
-            return cli_usage_error("convert", "unknown option '%s'", argv[i]);
-        else if (!in)
-            in = argv[i];
-        else if (!out)
-            out = argv[i];
-        else
-            return cli_usage_error("convert", "unexpected argument '%s'", argv[i]);
-    }
+    if (a->given[OPT_MAX_OUTPUT] &&
+        (parse_size(a->value[OPT_MAX_OUTPUT], &max_output) != 0 || max_output == 0))
+        return cli_usage_error("convert", "--max-output wants a size such as 500M or 2G, not "
+                                          "'%s'", a->value[OPT_MAX_OUTPUT]);
     if (!in || !out)
         return cli_usage_error("convert", "needs IN and OUT");
     struct stat sb;
@@ -536,7 +481,15 @@ static int run(int argc, char **argv)
             unlink(tmp);
         have_pending = 0;
         block_fatal(SIG_UNBLOCK);
-        if (code == CLI_EXIT_OK) {
+        if (code == CLI_EXIT_OK && a->given[OPT_JSON]) {
+            json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I}", "input", in, "output", out,
+                                  "tensors", (json_int_t)ttsm_checkpoint_tensor_count(ck),
+                                  "made_contiguous", (json_int_t)n_strided, "metadata",
+                                  (json_int_t)ttsm_checkpoint_metadata_count(ck));
+            json_dumpf(o, stdout, JSON_INDENT(2));
+            fputc('\n', stdout);
+            json_decref(o);
+        } else if (code == CLI_EXIT_OK) {
             printf("wrote %s: %zu tensors (%zu strided views made contiguous), %zu metadata "
                    "entries\n",
                    out, ttsm_checkpoint_tensor_count(ck), n_strided,
@@ -550,5 +503,34 @@ static int run(int argc, char **argv)
     return code;
 }
 
-const cli_command cli_cmd_convert = {"convert", "write a checkpoint as safetensors (no code run)",
-                                     run, help};
+static const cli_opt options[] = {OPT_FORCE, OPT_MAX_OUTPUT, OPT_JSON, OPT_END};
+
+const cli_command cli_cmd_convert = {
+    "convert",
+    "write a checkpoint as safetensors (no code run)",
+    "IN OUT.safetensors",
+    options,
+    2,
+    "Writes the tensors of IN (a PyTorch .pt/.pth/.bin, a safetensors or a GGUF\n"
+    "file) to OUT in safetensors format. IN is read as data: pickled code in a\n"
+    "PyTorch file is refused, never run. Tensor bytes are copied unchanged;\n"
+    "views with strides (transposes, slices) are written as contiguous copies,\n"
+    "since safetensors has no strides; tensors that share storage (tied\n"
+    "weights) each get their own copy; non-tensor values (an RVC model's config,\n"
+    "sr, f0, version ...) go into __metadata__ as strings, a str as itself and\n"
+    "anything else as its JSON text; element types safetensors lacks (C128, C32,\n"
+    "block-quantised GGUF types) are refused. The size of OUT is checked before\n"
+    "anything is written: by default at most 16 times the tensor bytes of IN plus\n"
+    "64 MiB, and never more than 256 GiB (a view that repeats a small storage\n"
+    "would otherwise write without bound); --max-output replaces both. OUT is\n"
+    "written to a temporary file in its folder and renamed when complete; the\n"
+    "temporary file is removed on any failure and on SIGINT, SIGTERM or SIGHUP.\n"
+    "An existing OUT is an error without --force.",
+    "{\"input\", \"output\", \"tensors\", \"made_contiguous\", \"metadata\"}",
+    "ttsm convert model.pth model.safetensors\n"
+    "ttsm convert voices/Claire.pth /tmp/claire.safetensors --force\n"
+    "ttsm convert model-q8.gguf model.safetensors --json",
+    "exit codes: 0 ok, 1 OUT exists or cannot be written, 2 usage, 3 IN not found, 6 IN is "
+    "not a valid checkpoint, has a type safetensors cannot store or would make OUT larger "
+    "than allowed, 7 I/O (a full disk, a file-size limit).",
+    run};

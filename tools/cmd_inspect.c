@@ -11,34 +11,6 @@
 
 #define SHORT_VALUE 72 /* metadata values longer than this are shortened */
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm inspect FILE [--json] [--tensors] [--io mmap|read]\n"
-            "\n"
-            "Opens a checkpoint (safetensors, a sharded *.safetensors.index.json, GGUF or a\n"
-            "PyTorch zip; detected from the bytes, not the name), reads only its headers and\n"
-            "shows its format, version, files, tensor count, total bytes, dtype histogram\n"
-            "and metadata.\n"
-            "\n"
-            "options:\n"
-            "  --json          print one JSON object: path, format, version, io_mode,\n"
-            "                  files [{path, size}], tensor_count, total_bytes,\n"
-            "                  dtypes {NAME: count}, metadata {key: {type, value}} and,\n"
-            "                  with --tensors, tensors [{name, dtype, shape, strides,\n"
-            "                  contiguous, nbytes, file, offset, storage, storage_offset}]\n"
-            "  --tensors       also list every tensor: name, dtype, shape, bytes, file, offset\n"
-            "  --io MODE       mmap (default) or read (pread into owned buffers)\n"
-            "\n"
-            "examples:\n"
-            "  ttsm inspect model.safetensors\n"
-            "  ttsm inspect model.safetensors.index.json --tensors\n"
-            "  ttsm inspect model.gguf --json --tensors | jq '.tensors[].name'\n"
-            "\n"
-            "exit codes: 0 ok, 2 usage, 3 not found (file or shard), 6 invalid checkpoint,\n"
-            "7 I/O error.\n");
-}
-
 /* ---- human form -------------------------------------------------------- */
 
 /* Names and values come from untrusted files: never send control bytes to a
@@ -333,24 +305,11 @@ static int write_json(const char *path, const ttsm_checkpoint *ck, int tensors)
     return 0;
 }
 
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
-    const char *path = NULL;
-    int as_json = 0, tensors = 0;
+    const char *path = a->n_pos ? a->pos[0] : NULL;
+    int as_json = a->given[OPT_JSON], tensors = a->given[OPT_TENSORS];
     ttsm_checkpoint_options opts = ttsm_checkpoint_options_default();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0)
-            as_json = 1;
-        else if (strcmp(a, "--tensors") == 0)
-            tensors = 1;
-        else if (a[0] == '-' && a[1] != '\0')
-            return cli_usage_error("inspect", "unknown option '%s'", a);
-        else if (path)
-            return cli_usage_error("inspect", "one FILE only (got '%s' and '%s')", path, a);
-        else
-            path = a;
-    }
     if (!path)
         return cli_usage_error("inspect", "missing FILE");
     if (cli_g.io_set)
@@ -378,5 +337,27 @@ static int run(int argc, char **argv)
     return rc;
 }
 
-const cli_command cli_cmd_inspect = {"inspect", "show a checkpoint's format, tensors and metadata",
-                                     run, help};
+static const cli_opt options[] = {OPT_TENSORS, OPT_JSON, OPT_END};
+
+const cli_command cli_cmd_inspect = {
+    "inspect",
+    "show a checkpoint's format, tensors and metadata",
+    "FILE",
+    options,
+    1,
+    "Opens a checkpoint (safetensors, a sharded *.safetensors.index.json, GGUF or a\n"
+    "PyTorch zip; detected from the bytes, not the name), reads only its headers\n"
+    "and shows its format, version, files, tensor count, total bytes, dtype\n"
+    "histogram and metadata; --tensors adds every tensor (name, dtype, shape,\n"
+    "bytes, file, offset). --io read reads with pread instead of mmap.",
+    "{\"path\", \"format\", \"version\", \"io_mode\", \"files\": [{\"path\", \"size\"}], "
+    "\"tensor_count\", \"total_bytes\", \"dtypes\": {\"NAME\": count}, \"metadata\": "
+    "{\"key\": {\"type\", \"value\"}}, \"tensors\" (with --tensors): [{\"name\", \"dtype\", "
+    "\"shape\", \"strides\", \"contiguous\", \"nbytes\", \"file\", \"offset\", "
+    "\"storage\", \"storage_offset\"}]}",
+    "ttsm inspect model.safetensors\n"
+    "ttsm inspect model.safetensors.index.json --tensors\n"
+    "ttsm inspect model.gguf --json --tensors | jq '.tensors[].name'",
+    "exit codes: 0 ok, 2 usage, 3 not found (file or shard), 6 invalid checkpoint, 7 I/O "
+    "error.",
+    run};

@@ -15,26 +15,6 @@
 
 #include "cli.h"
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm verify FILE...                 [--json]\n"
-            "       ttsm verify ENGINE [--model M] [--language L] [--type T]\n"
-            "                   [--param k=v ...]       [--json]\n\n"
-            "Reads every byte of each file and checks it: checkpoints are opened by the\n"
-            "strict readers (every shard of an index), JSON is parsed, and a file that\n"
-            "is a hub-cache blob (.../blobs/<64 hex digits>) must hash to its name\n"
-            "(SHA-256). A file a reader refuses fails with the reader's message, whatever\n"
-            "its name. With ENGINE, checks every file of the model as `ttsm resolve`\n"
-            "finds it. Reports per file; exits 6 on any mismatch or invalid file,\n"
-            "3 when a required file is missing.\n\n"
-            "  --json   {\"ok\", \"files\": [{\"path\", \"kind\", \"bytes\", \"sha256\",\n"
-            "           \"blob_checked\", \"ok\", \"error\"}]}\n\n"
-            "examples:\n"
-            "  ttsm verify ~/.cache/huggingface/hub/models--ResembleAI--chatterbox/snapshots/*/ve.pt\n"
-            "  ttsm verify chatterbox --language fr --models-dir ~/ComfyUI/models\n");
-}
-
 typedef struct result {
     json_t *files;
     int bad, missing;
@@ -205,10 +185,15 @@ static void check_one(const char *path, const char *kind, result *r)
         if (!j) {
             /* jansson quotes the token it stopped at: show a few bytes of
              * it at most, made printable. */
-            char *near = strstr(je.text, " near '"), excerpt[20] = "";
+            char *near = strstr(je.text, " near '"), excerpt[24] = "";
             if (near) {
-                near[7 + strcspn(near + 7, "'")] = '\0';
-                ttsm_text_printable(near + 7, excerpt, strlen(near + 7) <= 16 ? 17 : 20);
+                char *tok = near + 7;
+                tok[strcspn(tok, "'")] = '\0';
+                int cut = strlen(tok) > 16;
+                tok[cut ? 16 : strlen(tok)] = '\0';
+                ttsm_text_printable(tok, excerpt, 17);
+                if (cut)
+                    strcat(excerpt, "...");
                 *near = '\0';
             }
             char rule[sizeof je.text];
@@ -244,58 +229,62 @@ static void check_one(const char *path, const char *kind, result *r)
     free(real);
 }
 
+/* A required file the model lacks: its component, the names looked for
+ * and the place it goes (the first root's folder, else the hub path). */
+static json_t *missing_entry(json_t *c)
+{
+    const char *comp = json_string_value(json_object_get(c, "name"));
+    json_t *names = json_object_get(c, "names");
+    const char *first = json_string_value(json_array_get(names, 0));
+    const char *dir = json_string_value(json_array_get(json_object_get(c, "where"), 0));
+    char path[4096], list[2048] = "", why[8192];
+    size_t used = 0, i;
+    json_t *n;
+    json_array_foreach(names, i, n)
+        used += (size_t)snprintf(list + used, used < sizeof list ? sizeof list - used : 0,
+                                 "%s%s", i ? "|" : "", json_string_value(n));
+    if (dir && first)
+        snprintf(path, sizeof path, "%s/%s", dir, first);
+    else
+        snprintf(path, sizeof path, "%s", first ? first : comp);
+    const char *broken = json_string_value(json_object_get(c, "broken"));
+    if (broken)
+        snprintf(why, sizeof why, "broken hub cache link %.4000s: delete it and download the "
+                                  "file again", broken);
+    else
+        snprintf(why, sizeof why, "missing: put it at %s (ttsm resolve --where lists every place)",
+                 path);
+    return json_pack("{s:s, s:s, s:I, s:n, s:b, s:b, s:s, s:b, s:s, s:s}", "path", path, "kind",
+                     json_string_value(json_object_get(c, "kind")), "bytes", (json_int_t)0,
+                     "sha256", "blob_checked", 0, "ok", 0, "error", why, "missing", 1,
+                     "component", comp, "names", list);
+}
+
 static uint64_t size_of(const char *p)
 {
     struct stat sb;
     return stat(p, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
-    int json = 0;
+    int json = a->given[OPT_JSON];
     ttsm_load_config cfg = ttsm_load_config_default();
     cfg.device = "cpu";
     const char *files[256];
     size_t n_files = 0;
-    cli_params ps = {0};
     int rc = CLI_EXIT_OK;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **t = NULL;
-        if (strcmp(a, "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (n_files == 256) {
-                rc = cli_usage_error("verify", "at most 256 files");
-                goto out;
-            }
-            files[n_files++] = a;
-            continue;
-        }
-        if (strcmp(a, "--model") == 0)
-            t = &cfg.model_name;
-        else if (strcmp(a, "--language") == 0)
-            t = &cfg.language;
-        else if (strcmp(a, "--type") == 0)
-            t = &cfg.model_type;
-        else if (strcmp(a, "--param") != 0) {
-            rc = cli_usage_error("verify", "unknown option '%s'", a);
+    if (a->value[OPT_ENGINE])
+        files[n_files++] = a->value[OPT_ENGINE];
+    for (size_t i = 0; i < a->n_pos && rc == CLI_EXIT_OK; i++) {
+        if (n_files == 256) {
+            rc = cli_usage_error("verify", "at most 256 files");
             goto out;
         }
-        if (i + 1 >= argc) {
-            rc = cli_usage_error("verify", "%s needs a value", a);
-            goto out;
-        }
-        const char *v = argv[++i];
-        if (t) {
-            *t = v;
-            continue;
-        }
-        if ((rc = cli_params_add("verify", &ps, v)) != 0)
-            goto out;
+        files[n_files++] = a->pos[i];
     }
+    cli_load_config(a, &cfg);
+    cfg.engine = NULL;
     if (n_files == 0) {
         rc = cli_usage_error("verify", "name FILEs or an ENGINE");
         goto out;
@@ -303,13 +292,15 @@ static int run(int argc, char **argv)
     result r = {json_array(), 0, 0, 0, 0};
     /* One name that is an engine (and not a file): verify its model. */
     struct stat sb;
-    if (n_files == 1 && stat(files[0], &sb) != 0 && ttsm_engine_find(files[0])) {
+    if (n_files == 1 && (a->value[OPT_ENGINE] || stat(files[0], &sb) != 0) &&
+        ttsm_engine_find(files[0])) {
         cfg.engine = files[0];
-        cfg.params = ps.p;
-        cfg.n_params = ps.n;
+        cli_root_warnings();
         char *report;
         ttsm_error err;
-        ttsm_status st = ttsm_resolve(&cfg, cli_g.models_dirs, cli_g.hf_cache, &report, &err);
+        ttsm_manager_options where = ttsm_manager_options_default();
+        cli_manager_options(&where);
+        ttsm_status st = ttsm_resolve_with(&cfg, &where, &report, &err);
         if (st != TTSM_OK) {
             json_decref(r.files);
             rc = cli_fail(st, &err);
@@ -331,11 +322,7 @@ static int run(int argc, char **argv)
                 check_one(p, json_string_value(json_object_get(c, "kind")), &r);
             } else if (!json_is_true(json_object_get(c, "optional"))) {
                 r.missing++;
-                json_array_append_new(
-                    r.files, json_pack("{s:n, s:s, s:I, s:n, s:b, s:b, s:s}", "path", "kind",
-                                       json_string_value(json_object_get(c, "kind")), "bytes",
-                                       (json_int_t)0, "sha256", "blob_checked", 0, "ok", 0,
-                                       "error", "missing (see ttsm resolve)"));
+                json_array_append_new(r.files, missing_entry(c));
             }
         }
         cli_progress_end();
@@ -366,17 +353,44 @@ static int run(int argc, char **argv)
                        (unsigned long long)json_integer_value(json_object_get(f, "bytes")),
                        json_string_value(json_object_get(f, "sha256")),
                        json_is_true(json_object_get(f, "blob_checked")) ? " (= blob name)" : "");
-            else
-                printf("FAILED    %s  %s\n", path ? path : json_string_value(json_object_get(f, "kind")),
+            else if (json_is_true(json_object_get(f, "missing")))
+                printf("MISSING   %s (%s): %s\n", json_string_value(json_object_get(f, "component")),
+                       json_string_value(json_object_get(f, "names")),
                        json_string_value(json_object_get(f, "error")));
+            else
+                printf("FAILED    %s  %s\n", path, json_string_value(json_object_get(f, "error")));
         }
         json_decref(r.files);
     }
     rc = ok ? CLI_EXIT_OK : r.bad ? CLI_EXIT_FORMAT : CLI_EXIT_NOT_FOUND;
 out:
-    cli_params_free(&ps);
     return rc;
 }
 
-const cli_command cli_cmd_verify = {"verify", "read every byte of a model's files and check them",
-                                    run, help};
+static const cli_opt options[] = {OPT_ENGINE,     OPT_MODEL,   OPT_LANGUAGE, OPT_TYPE,
+                                  OPT_MODEL_PATH, OPT_REPO_ID, OPT_PARAM,    OPT_JSON,
+                                  OPT_END};
+
+const cli_command cli_cmd_verify = {
+    "verify",
+    "read every byte of a model's files and check them",
+    "FILE... | ENGINE",
+    options,
+    256,
+    "Reads every byte of each file and checks it: checkpoints are opened by the\n"
+    "strict readers (every shard of an index), JSON is parsed, and a file that\n"
+    "is a hub-cache blob (.../blobs/<64 hex digits>) must hash to its name\n"
+    "(SHA-256). A file a reader refuses fails with the reader's message, whatever\n"
+    "its name; only a file the readers call no checkpoint at all is checked by its\n"
+    "name (JSON, or bytes). With ENGINE (or -e), checks every file of the model as\n"
+    "`ttsm resolve` finds it; a missing one is named with its component, the file\n"
+    "names looked for and the place it goes (path).",
+    "{\"ok\", \"files\": [{\"path\", \"kind\", \"bytes\", \"sha256\", \"blob_checked\", "
+    "\"ok\", \"error\"}]}; a missing file also has \"missing\": true, \"component\" and "
+    "\"names\", and its path is where it goes in the first models root",
+    "ttsm verify ~/.cache/huggingface/hub/models--ResembleAI--chatterbox/snapshots/*/ve.pt\n"
+    "ttsm verify chatterbox -l fr --models-dir ~/ComfyUI/models\n"
+    "ttsm verify -e vibevoice --json | jq '.files[] | select(.ok | not)'",
+    "exit codes: 0 ok, 2 usage, 3 a required file is missing, 6 a mismatch or an invalid "
+    "file.",
+    run};

@@ -16,9 +16,9 @@ from .errors import (Attempt, Status, TTSCancelledError, TTSDeviceError, TTSEngi
                      TTSError, TTSInvalidArgumentError, TTSModelFormatError, TTSModelIOError,
                      TTSModelLoadingError, TTSModelNotFoundError, TTSOutOfMemoryError,
                      TTSUnsupportedDtypeError)
-from .manager import (Component, Device, DeviceStats, Entry, Manager, Model, Stats, cache_key,
-                      cache_key_canonical, cuda_status, devices, engines, parse_duration,
-                      parse_size)
+from .manager import (Component, Device, DeviceStats, Entry, Fallback, LoadAttempt, Manager,
+                      Model, Stats, cache_key, cache_key_canonical, cuda_status, devices,
+                      engines, parse_duration, parse_size)
 from .tensor import Tensor
 
 __version__ = "0.1.0"
@@ -30,7 +30,8 @@ def library_version():
 
 
 __all__ = [
-    "Attempt", "Component", "Device", "DeviceStats", "Entry", "Manager", "Model", "Stats",
+    "Attempt", "Component", "Device", "DeviceStats", "Entry", "Fallback", "LoadAttempt",
+    "Manager", "Model", "Stats",
     "Status", "Tensor", "TTSCancelledError", "TTSDeviceError", "TTSEngineError", "TTSError",
     "TTSInvalidArgumentError", "TTSModelFormatError", "TTSModelIOError", "TTSModelLoadingError",
     "TTSModelNotFoundError", "TTSOutOfMemoryError", "TTSUnsupportedDtypeError", "cache_key",

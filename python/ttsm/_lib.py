@@ -91,7 +91,24 @@ class ManagerOptions(ctypes.Structure):
                 ("progress_user", ctypes.c_void_p), ("clock", CLOCK_FN),
                 ("clock_user", ctypes.c_void_p), ("models_dirs", ctypes.c_char_p),
                 ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p),
-                ("verify_on_load", ctypes.c_int)]
+                ("comfyui_dirs", ctypes.c_char_p), ("verify_on_load", ctypes.c_int)]
+
+
+class LoadStep(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int), ("model", ctypes.c_char * CONFIG_NAME_MAX),
+                ("device", ctypes.c_char * DEVICE_NAME_MAX),
+                ("message", ctypes.c_char * ERROR_ATTEMPT_MAX)]
+
+
+class LoadReport(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("hit", ctypes.c_int), ("shared", ctypes.c_int),
+                ("fell_back", ctypes.c_int), ("asked", ctypes.c_char * CONFIG_NAME_MAX),
+                ("asked_device", ctypes.c_char * DEVICE_NAME_MAX),
+                ("loaded", ctypes.c_char * CONFIG_NAME_MAX),
+                ("loaded_device", ctypes.c_char * DEVICE_NAME_MAX),
+                ("why", ctypes.c_char * ERROR_MESSAGE_MAX), ("n_steps", ctypes.c_size_t),
+                ("n_steps_dropped", ctypes.c_size_t),
+                ("steps", LoadStep * ERROR_MAX_ATTEMPTS)]
 
 
 class EntryInfo(ctypes.Structure):
@@ -170,6 +187,10 @@ _SIGNATURES = {
     "ttsm_manager_create": (_i, [ctypes.POINTER(ManagerOptions), ctypes.POINTER(_p), _E]),
     "ttsm_manager_destroy": (None, [_p]),
     "ttsm_load": (_i, [_p, ctypes.POINTER(LoadConfig), ctypes.POINTER(_p), _E]),
+    "ttsm_load_report_init": (None, [ctypes.POINTER(LoadReport)]),
+    "ttsm_load_with_report": (_i, [_p, ctypes.POINTER(LoadConfig), ctypes.POINTER(_p),
+                                   ctypes.POINTER(LoadReport), _E]),
+    "ttsm_model_voices": (_i, [_p, ctypes.POINTER(_p), _E]),
     "ttsm_model_retain": (None, [_p]),
     "ttsm_model_release": (None, [_p]),
     "ttsm_pin": (_i, [_p, _s, _E]),

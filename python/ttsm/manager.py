@@ -14,6 +14,7 @@ from . import _lib
 from ._lib import Error, LoadConfig, Param, cstr, lib
 from ._lib import text as _text
 from .errors import Status, TTSCancelledError, TTSInvalidArgumentError, from_c
+from .errors import _status
 from .tensor import Tensor, to_torch
 
 Entry = collections.namedtuple(
@@ -29,6 +30,12 @@ Component = collections.namedtuple("Component", "name kind path format tensors")
 Component.__doc__ = ("One component of a model: kind 'tensors', 'json' or 'blob'; format the "
                      "checkpoint format (tensors only); tensors their count.")
 Device = collections.namedtuple("Device", "name description total_bytes free_bytes")
+LoadAttempt = collections.namedtuple("LoadAttempt", "model device code message")
+LoadAttempt.__doc__ = ("One step a load tried: the model and device asked for, its status "
+                       "(a Status) and its error message ('' for the step that loaded).")
+Fallback = collections.namedtuple("Fallback", "asked asked_device loaded loaded_device why")
+Fallback.__doc__ = ("A load that returned another model than the one asked for: what was "
+                    "asked, what was loaded (Model.name), and why (the asked model's error).")
 
 _UNITS = "BKMGT"
 
@@ -206,11 +213,14 @@ class Manager(_Handle):
     io_mode: "mmap" (private copy-on-write mapping) or "read";
     allow_cpu_fallback: a load that does not fit its device loads on cpu;
     device_reserve: bytes kept free on CUDA devices (default 512 MiB);
-    engines_dir: a folder of extra engine manifests; progress:
-    callable(key, done_bytes, total_bytes), a true result cancels the load;
-    verify_on_load: also know files by a hash of their headers and their
-    first and last 64 KiB, so a same-size rewrite with its modification time
-    put back is noticed on the next miss (reads those bytes on every miss).
+    engines_dir: a folder of extra engine manifests; comfyui: a ComfyUI
+    folder or a list of them (default $TTSM_COMFYUI_PATH): each one's
+    models/ and the TTS folders its extra_model_paths.yaml names are searched
+    after models_dir; progress: callable(key, done_bytes, total_bytes), a
+    true result cancels the load; verify_on_load: also know files by a hash
+    of their headers and their first and last 64 KiB, so a same-size rewrite
+    with its modification time put back is noticed on the next miss (reads
+    those bytes on every miss).
 
     Thread-safe. close() (or leaving a ``with`` block) destroys the cache:
     models and tensors still referenced stay valid, and their memory goes
@@ -218,7 +228,7 @@ class Manager(_Handle):
 
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
-                 engines_dir=None, progress=None, verify_on_load=False):
+                 engines_dir=None, progress=None, comfyui=None, verify_on_load=False):
         self._handle = None
         self._cond = threading.Condition()
         self._active = 0
@@ -251,6 +261,10 @@ class Manager(_Handle):
             if isinstance(models_dir, (list, tuple)):
                 models_dir = ":".join(os.fspath(d) for d in models_dir)
             o.models_dirs = cstr(models_dir, "models_dir")
+        if comfyui is not None:
+            if isinstance(comfyui, (list, tuple)):
+                comfyui = ":".join(os.fspath(d) for d in comfyui)
+            o.comfyui_dirs = cstr(comfyui, "comfyui")
         o.hf_cache = cstr(hf_cache, "hf_cache")
         o.engines_dir = cstr(engines_dir, "engines_dir")
         self._progress_error = threading.local()
@@ -281,7 +295,8 @@ class Manager(_Handle):
     def _enter(self):
         with self._cond:
             if self._handle is None:
-                raise ValueError("ttsm: the manager is closed")
+                raise TTSInvalidArgumentError.from_python(
+                    "ttsm: the manager is closed", "create a new ttsm.Manager")
             self._active += 1
             return self._handle
 
@@ -296,14 +311,19 @@ class Manager(_Handle):
         """Loads (or finds in the cache) a model: a :class:`Model` holding one
         reference. Concurrent loads of one config share one load. Raises a
         TTSModelLoadingError subclass (or TTSInvalidArgumentError,
-        TTSCancelledError) with the library's message, hint and attempts."""
+        TTSCancelledError) with the library's message, hint and attempts.
+        The Model's ``attempts`` and ``fallback`` say what this load tried
+        and whether it returned another model than the one asked for."""
         c = _Config(engine, model, device, language, model_path, repo_id, model_type, params)
         h = self._enter()
         try:
             out = ctypes.c_void_p()
             err = Error()
             self._progress_error.error = None
-            st = lib.ttsm_load(h, ctypes.byref(c.cfg), ctypes.byref(out), ctypes.byref(err))
+            rep = _lib.LoadReport()
+            lib.ttsm_load_report_init(ctypes.byref(rep))
+            st = lib.ttsm_load_with_report(h, ctypes.byref(c.cfg), ctypes.byref(out),
+                                           ctypes.byref(rep), ctypes.byref(err))
         finally:
             self._leave()
         if st != Status.OK:
@@ -313,7 +333,7 @@ class Manager(_Handle):
             if isinstance(e, TTSCancelledError) and cause is not None:
                 raise e from cause
             raise e
-        return Model(out.value)
+        return Model(out.value, rep)
 
     def loaded(self):
         """The cached entries, least recently used first (like `ollama ps`)."""
@@ -402,8 +422,21 @@ class Model(_Handle):
 
     _release = lib.ttsm_model_release
 
-    def __init__(self, handle):
+    def __init__(self, handle, report=None):
         self._handle = handle
+        #: What the load that made this object tried, in order: LoadAttempt
+        #: (model, device, code, message) per step.
+        self.attempts = []
+        #: None, or a Fallback when the model is not the one asked for.
+        self.fallback = None
+        if report is not None:
+            self.attempts = [LoadAttempt(_text(s.model), _text(s.device), _status(s.code),
+                                         _text(s.message))
+                             for s in report.steps[:min(report.n_steps, len(report.steps))]]
+            if report.fell_back:
+                self.fallback = Fallback(_text(report.asked), _text(report.asked_device),
+                                         _text(report.loaded), _text(report.loaded_device),
+                                         _text(report.why))
         self.key = _text(lib.ttsm_model_key(handle))
         self.engine = _text(lib.ttsm_model_engine(handle))
         self.name = _text(lib.ttsm_model_name(handle))
@@ -421,7 +454,8 @@ class Model(_Handle):
 
     def _h(self):
         if self._handle is None:
-            raise ValueError("ttsm: the model is closed")
+            raise TTSInvalidArgumentError.from_python("ttsm: the model is closed",
+                                                      "load it again from its Manager")
         return self._handle
 
     @property
@@ -540,6 +574,19 @@ class Model(_Handle):
             return samples.astype(np.int16, copy=False), a.sample_rate
         finally:
             lib.ttsm_audio_free(ctypes.byref(a))
+
+    def voices(self):
+        """The voices of an engine that speaks in ttsm (espeak-ng): a list of
+        {"name", "id", "languages", "gender"}; synthesize(voice=...) takes a
+        name, an id or a language id. Other engines raise TTSEngineError."""
+        h = self._h()
+        out = ctypes.c_void_p()
+        err = Error()
+        _check(lib.ttsm_model_voices(h, ctypes.byref(out), ctypes.byref(err)), err)
+        try:
+            return json.loads(ctypes.string_at(out.value).decode("utf-8"))["voices"]
+        finally:
+            lib.ttsm_free(out)
 
     def close(self):
         """Drops this object's reference (idempotent)."""

@@ -37,6 +37,25 @@ static ttsm_status model_list_error(ttsm_error *err, const ttsm__manifest *m, co
     return st;
 }
 
+/* 1 when model `ms` lists the repo of `repo_id` ("org/name[@rev]"). */
+static int model_has_repo(const ttsm__model_spec *ms, const char *repo_id)
+{
+    size_t n = strcspn(repo_id, "@");
+    for (size_t i = 0; i < ms->n_repos; i++)
+        if (strlen(ms->repos[i].id) == n && strncmp(ms->repos[i].id, repo_id, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The first model of `m` that lists the repo, or NULL. */
+static const ttsm__model_spec *repo_owner(const ttsm__manifest *m, const char *repo_id)
+{
+    for (size_t i = 0; i < m->n_models; i++)
+        if (model_has_repo(&m->models[i], repo_id))
+            return &m->models[i];
+    return NULL;
+}
+
 static int cmp_param(const void *a, const void *b)
 {
     return strcmp(((const ttsm_param *)a)->key, ((const ttsm_param *)b)->key);
@@ -101,6 +120,14 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
                  : NULL;
         if (!ms)
             ms = ttsm__manifest_model(m, m->default_model);
+        /* Unless the repo is one the manifest gives another model: then
+         * its files are that model's, and so is the label (French asked
+         * with ResembleAI/chatterbox loads English, and says so). */
+        const ttsm__model_spec *owner = in->model_path ? NULL : repo_owner(m, in->repo_id);
+        if (owner && owner != ms && !model_has_repo(ms, in->repo_id)) {
+            out->asked = ms;
+            ms = owner;
+        }
     } else if (m->language_selects_model && in->language) {
         ms = ttsm__manifest_model_for_language(m, out->language);
         if (!ms) {
@@ -139,7 +166,7 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
      * defaults to the model's own. */
     if (!m->language_selects_model)
         out->cfg.language = NULL;
-    else if (!in->language && ms->language)
+    else if ((!in->language || out->asked) && ms->language)
         out->cfg.language = ms->language;
 
     /* Params: declared ones only, values checked; identity params keep (or

@@ -2,6 +2,7 @@
  * loads, references, per-device budgets with admission and LRU eviction,
  * pin, unload, invalidate, keep-alive, stats and the listing. One mutex
  * guards the cache and the budgets; factories and uploads run outside it. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,8 @@
 #include "devices/device.h"
 #include "engines/registry.h"
 #include "cache/canonical.h"
+#include "cache/content.h"
+#include "cache/load_report.h"
 #include "cache/manager.h"
 #include "cache/materialise.h"
 
@@ -58,12 +61,21 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
     if (!out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "out is NULL");
-    /* Check the size before copying: a struct from an older header is smaller. */
-    if (options && options->struct_size != sizeof *options)
+    /* Check the size before copying: a struct from an older header is
+     * smaller. The ones before comfyui_dirs and before verify_on_load are
+     * accepted (their fields are a prefix of this one); the rest keep their
+     * defaults. */
+    const size_t before_comfyui = offsetof(ttsm_manager_options, comfyui_dirs);
+    const size_t before_verify = offsetof(ttsm_manager_options, verify_on_load);
+    if (options && options->struct_size != sizeof *options &&
+        options->struct_size != before_comfyui && options->struct_size != before_verify)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "options.struct_size is %zu, expected %zu: use "
                          "ttsm_manager_options_default()", options->struct_size, sizeof *options);
-    ttsm_manager_options o = options ? *options : ttsm_manager_options_default();
+    ttsm_manager_options o = ttsm_manager_options_default();
+    if (options)
+        memcpy(&o, options, options->struct_size);
+    o.struct_size = sizeof o;
     if (o.engines_dir) {
         ttsm_status st = ttsm_engines_load_dir(o.engines_dir, err);
         if (st != TTSM_OK)
@@ -85,8 +97,12 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
     mgr->opt.engines_dir = NULL;
     mgr->opt.models_dirs = o.models_dirs ? ttsm__strdup(o.models_dirs) : NULL;
     mgr->opt.hf_cache = o.hf_cache ? ttsm__strdup(o.hf_cache) : NULL;
-    if ((o.models_dirs && !mgr->opt.models_dirs) || (o.hf_cache && !mgr->opt.hf_cache)) {
+    mgr->opt.comfyui_dirs = o.comfyui_dirs ? ttsm__strdup(o.comfyui_dirs) : NULL;
+    if ((o.models_dirs && !mgr->opt.models_dirs) || (o.hf_cache && !mgr->opt.hf_cache) ||
+        (o.comfyui_dirs && !mgr->opt.comfyui_dirs)) {
         ttsm__free((void *)mgr->opt.models_dirs);
+        ttsm__free((void *)mgr->opt.hf_cache);
+        ttsm__free((void *)mgr->opt.comfyui_dirs);
         ttsm__free(mgr);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "manager", "out of memory", "options");
     }
@@ -96,6 +112,7 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
         if (st != TTSM_OK) {
             ttsm__free((void *)mgr->opt.models_dirs);
             ttsm__free((void *)mgr->opt.hf_cache);
+            ttsm__free((void *)mgr->opt.comfyui_dirs);
             ttsm__free(mgr);
             return st;
         }
@@ -116,6 +133,7 @@ static void manager_free(ttsm_manager *mgr)
     ttsm__free(mgr->buckets);
     ttsm__free((void *)mgr->opt.models_dirs);
     ttsm__free((void *)mgr->opt.hf_cache);
+    ttsm__free((void *)mgr->opt.comfyui_dirs);
     for (size_t i = 0; i < mgr->n_invalid; i++)
         ttsm__free(mgr->invalid[i]);
     ttsm__free(mgr->invalid);
@@ -188,9 +206,60 @@ static void list_link_tail(ttsm_manager *mgr, ttsm__entry *e)
     mgr->tail = e;
 }
 
-/* An entry leaves the cache: off the list and out of the index. */
+/* ---- aliases: other keys of an entry (content.h) ------------------------ */
+
+static size_t alias_bucket(const char *key)
+{
+    return (size_t)((key[0] <= '9' ? key[0] - '0' : key[0] - 'a' + 10) << 4 |
+                    (key[1] <= '9' ? key[1] - '0' : key[1] - 'a' + 10)) %
+           TTSM__ALIAS_BUCKETS;
+}
+
+static ttsm__entry *alias_find(ttsm_manager *mgr, const char *key)
+{
+    for (ttsm__alias *a = mgr->alias_buckets[alias_bucket(key)]; a; a = a->hnext)
+        if (strcmp(a->key, key) == 0)
+            return a->entry;
+    return NULL;
+}
+
+/* @return 0, or -1 when out of memory (the caller then keeps its own entry). */
+static int alias_add(ttsm_manager *mgr, ttsm__entry *e, const char *key)
+{
+    ttsm__alias *a = ttsm__malloc(sizeof *a);
+    if (!a)
+        return -1;
+    memcpy(a->key, key, sizeof a->key);
+    a->entry = e;
+    a->next_of_entry = e->aliases;
+    e->aliases = a;
+    size_t b = alias_bucket(key);
+    a->hnext = mgr->alias_buckets[b];
+    mgr->alias_buckets[b] = a;
+    mgr->n_aliases++;
+    return 0;
+}
+
+static void alias_drop_all(ttsm_manager *mgr, ttsm__entry *e)
+{
+    while (e->aliases) {
+        ttsm__alias *a = e->aliases;
+        e->aliases = a->next_of_entry;
+        ttsm__alias **pp = &mgr->alias_buckets[alias_bucket(a->key)];
+        while (*pp && *pp != a)
+            pp = &(*pp)->hnext;
+        if (*pp)
+            *pp = a->hnext;
+        mgr->n_aliases--;
+        ttsm__free(a);
+    }
+}
+
+/* An entry leaves the cache: off the list and out of the index, and its
+ * aliases with it. */
 static void list_remove(ttsm_manager *mgr, ttsm__entry *e)
 {
+    alias_drop_all(mgr, e);
     list_unlink(mgr, e);
     if (mgr->n_buckets) {
         ttsm__entry **pp = &mgr->buckets[bucket_of(mgr, e->m.key)];
@@ -232,12 +301,12 @@ static ttsm__entry *find(ttsm_manager *mgr, const char *key)
         for (ttsm__entry *e = mgr->head; e; e = e->next)
             if (strcmp(e->m.key, key) == 0)
                 return e;
-        return NULL;
+    } else {
+        for (ttsm__entry *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
+            if (strcmp(e->m.key, key) == 0)
+                return e;
     }
-    for (ttsm__entry *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
-        if (strcmp(e->m.key, key) == 0)
-            return e;
-    return NULL;
+    return mgr->n_aliases ? alias_find(mgr, key) : NULL;
 }
 
 /* Frees an entry that no one can reach any more, returning its bytes. Under
@@ -423,12 +492,48 @@ static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const t
     return e->waiters == 0 ? entry_free(mgr, e) : 0;
 }
 
+/* A READY entry on e's device whose files are e's (content.h), or NULL. */
+static ttsm__entry *content_twin(ttsm_manager *mgr, const ttsm__entry *e)
+{
+    if (!e->content.set)
+        return NULL;
+    for (ttsm__entry *o = mgr->head; o; o = o->next)
+        if (o != e && o->state == TTSM__READY && o->slot == e->slot && o->content.set &&
+            o->content.hi == e->content.hi && o->content.lo == e->content.lo)
+            return o;
+    return NULL;
+}
+
+/* Under the lock: e (still loading, not admitted) holds the files `twin`
+ * holds already. Its key becomes an alias of twin, which the caller gets
+ * with a new reference; e leaves without being charged. Its waiters wake,
+ * find the alias and take twin too. @return 0, or -1 when the alias could
+ * not be allocated (then e loads as usual). */
+static int merge_into(ttsm_manager *mgr, ttsm__entry *e, ttsm__entry *twin)
+{
+    if (alias_add(mgr, twin, e->m.key) != 0)
+        return -1;
+    ttsm__logf(&mgr->log, TTSM_LOG_INFO, "%s (%s/%s) holds the files of %s: one entry for both",
+               e->m.key, e->m.engine, e->m.label, twin->m.key);
+    atomic_fetch_add(&twin->refs, 1);
+    twin->last_used = now_ns(mgr);
+    list_touch(mgr, twin);
+    list_remove(mgr, e);
+    e->state = TTSM__MERGED;
+    pthread_cond_broadcast(&mgr->cond);
+    if (e->waiters == 0)
+        entry_free(mgr, e); /* the caller holds the manager: never its last object */
+    return 0;
+}
+
 static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engine *eng,
-                             const ttsm_load_config *cfg, int recovering, ttsm_error *err)
+                             const ttsm_load_config *cfg, const ttsm_load_config *canonical,
+                             int recovering, ttsm__entry **twin, ttsm_error *err)
 {
     ttsm_status st = TTSM_OK;
     ttsm_factory_ctx ctx = {&e->m, eng->manifest, mgr->opt.models_dirs, mgr->opt.hf_cache,
-                            e->m.device, eng->caps.user, recovering, 0};
+                            mgr->opt.comfyui_dirs, e->m.device, eng->caps.user, recovering, 0};
+    *twin = NULL;
     if (recovering && eng->caps.recover) {
         ttsm__logf(&mgr->log, TTSM_LOG_INFO, "recover %s (%s) before rebuilding it", e->m.key, e->m.engine);
         st = eng->caps.recover(eng->caps.user, cfg, err);
@@ -452,12 +557,23 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     uint64_t bytes = 0;
     if (st == TTSM_OK)
         st = ttsm__model_bytes(&e->m, &bytes, err);
+    /* Only a model made of files alone can share an entry (content.h);
+     * the others skip the cost of the identity. */
+    if (st == TTSM_OK && e->m.n_comps && !e->m.engine_data &&
+        ttsm__content_base(canonical, e->base, NULL) == TTSM_OK)
+        e->content = ttsm__content_of(e->base, &e->m);
     uint64_t free_b = 0, total = 0;
     int known = 0;
     if (st == TTSM_OK && !e->m.backend.host_visible && e->m.backend.memory)
         known = e->m.backend.memory(e->m.backend.user, e->m.dev_index, &free_b, &total, NULL) ==
                 TTSM_OK;
     pthread_mutex_lock(&mgr->lock);
+    ttsm__entry *o = st == TTSM_OK ? content_twin(mgr, e) : NULL;
+    if (o && merge_into(mgr, e, o) == 0) {
+        pthread_mutex_unlock(&mgr->lock);
+        *twin = o;
+        return TTSM_OK;
+    }
     e->m.bytes = bytes;
     if (st == TTSM_OK)
         st = admit(mgr, e, free_b, known, err);
@@ -494,11 +610,15 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     return st;
 }
 
+/* How load_once() got its model (a ttsm_load_report's hit and shared). */
+enum { GOT_LOAD = 0, GOT_HIT, GOT_SHARED };
+
 /* One load of a canonical config: the key names the entry, the factory
  * gets the canonical config with every param the caller gave. */
 static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_model **out,
-                             ttsm_error *err)
+                             int *got, ttsm_error *err)
 {
+    *got = GOT_LOAD;
     char key[TTSM_KEY_HEX_SIZE], device[TTSM_DEVICE_NAME_MAX];
     ttsm_load_config fcfg = canon->cfg;
     const ttsm_load_config *cfg = &fcfg;
@@ -510,12 +630,8 @@ static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_m
         fcfg.n_params = canon->n_factory_params;
     }
     ttsm__engine eng;
-    if (ttsm__engine_lookup(cfg->engine, &eng) != 0) {
-        char names[256];
-        ttsm__engine_list(names, sizeof names);
-        return ttsm__err(err, TTSM_ERR_NOT_FOUND, cfg->engine, "engine not found",
-                         "no engine of this name is registered (engines: %s)", names);
-    }
+    if (ttsm__engine_lookup(cfg->engine, &eng) != 0)
+        return ttsm__engine_not_found(cfg->engine, err);
     if (!ttsm__engine_supports(&eng, device))
         return ttsm__err(err, TTSM_ERR_DEVICE, cfg->engine, "device not supported",
                          "the engine runs on %s, not on %s", eng.caps.devices, device);
@@ -559,7 +675,10 @@ again:
         e->last_used = now;
         list_touch(mgr, e);
         pthread_mutex_unlock(&mgr->lock);
+        ttsm__logf(&mgr->log, TTSM_LOG_DEBUG, "hit %s (%s/%s on %s)", e->m.key, e->m.engine,
+                   e->m.label, e->m.device);
         *out = &e->m;
+        *got = GOT_HIT;
         return TTSM_OK;
     }
     if (eng.caps.single_instance) {
@@ -602,9 +721,11 @@ again:
     int recovering = take_invalid(mgr, key);
     pthread_mutex_unlock(&mgr->lock);
 
-    st = load_miss(mgr, e, &eng, cfg, recovering, err);
+    ttsm__entry *twin;
+    st = load_miss(mgr, e, &eng, cfg, &canon->cfg, recovering, &twin, err);
     if (st == TTSM_OK) {
-        *out = &e->m;
+        *out = twin ? &twin->m : &e->m;
+        *got = twin ? GOT_SHARED : GOT_LOAD;
         return TTSM_OK;
     }
     ttsm__logf(&mgr->log, TTSM_LOG_WARN, "load of %s (%s/%s on %s) failed: %s", key, cfg->engine,
@@ -626,26 +747,49 @@ typedef struct chain_step {
     ttsm_manager *mgr;
     ttsm_load_config cfg;
     const ttsm__canon *canon; /* cfg already canonical (the first try), or NULL */
+    ttsm_load_report *rep;    /* where each attempt is recorded; may be NULL */
 } chain_step;
 
+/* Every attempt of a load passes here, so the report sees each one: the
+ * model asked for, the chain's steps, the device fallback. */
 static ttsm_status load_step(void *user, ttsm_model **out, ttsm_error *err)
 {
     chain_step *cs = user;
-    if (cs->canon)
-        return load_once(cs->mgr, cs->canon, out, err);
     ttsm__canon c;
-    ttsm_status st = ttsm__canonicalize(&cs->cfg, &c, err);
-    return st != TTSM_OK ? st : load_once(cs->mgr, &c, out, err);
+    const ttsm__canon *canon = cs->canon;
+    int got = GOT_LOAD;
+    ttsm_error mine;
+    ttsm_error *e = err ? err : &mine;
+    ttsm_status st = TTSM_OK;
+    if (!canon && (st = ttsm__canonicalize(&cs->cfg, &c, e)) == TTSM_OK)
+        canon = &c;
+    if (st == TTSM_OK) {
+        ttsm__logf(&cs->mgr->log, TTSM_LOG_DEBUG, "try %s/%s on %s", canon->cfg.engine,
+                   label_of(&canon->cfg), canon->cfg.device ? canon->cfg.device : "auto");
+        st = load_once(cs->mgr, canon, out, &got, e);
+    }
+    if (cs->rep) {
+        const ttsm_load_config *k = canon ? &canon->cfg : &cs->cfg;
+        char dev[TTSM_DEVICE_NAME_MAX];
+        if (ttsm_device_resolve(k->device, dev, sizeof dev, NULL) != TTSM_OK)
+            ttsm__format_trunc(dev, sizeof dev, "%s", k->device ? k->device : "auto");
+        ttsm__report_step(cs->rep, label_of(k), dev, st, e);
+        if (st == TTSM_OK) {
+            cs->rep->hit = got == GOT_HIT;
+            cs->rep->shared = got == GOT_SHARED;
+        }
+    }
+    return st;
 }
 
 /* Device -> cpu when the caller allowed it (a manager option, since params
  * are part of the key). */
 static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_config *cfg,
-                                             const ttsm__canon *canon, ttsm_model **out,
-                                             ttsm_error *err)
+                                             const ttsm__canon *canon, ttsm_load_report *rep,
+                                             ttsm_model **out, ttsm_error *err)
 {
     ttsm_error first;
-    chain_step cs = {mgr, *cfg, canon};
+    chain_step cs = {mgr, *cfg, canon, rep};
     ttsm_status st = load_step(&cs, out, &first);
     if (st == TTSM_OK)
         return st;
@@ -669,7 +813,7 @@ static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_
 static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *err)
 {
     chain_step *cs = user;
-    return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, out, err);
+    return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, cs->rep, out, err);
 }
 
 /* ---- the hit memo (see manager.h) ----------------------------- */
@@ -749,40 +893,27 @@ static void memo_fill(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h
 ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                       ttsm_error *err)
 {
-    if (!mgr || !cfg || !out)
-        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
-                         "manager, config and out must not be NULL");
-    char raw[1024];
-    size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
-                         ? raw_config(cfg, raw, sizeof raw)
-                         : 0;
-    uint64_t h = raw_len ? XXH3_64bits(raw, raw_len) : 0;
-    if (raw_len && memo_hit(mgr, raw, raw_len, h, out))
-        return TTSM_OK;
-    ttsm__canon c;
-    ttsm_status st = ttsm__canonicalize(cfg, &c, err);
-    if (st != TTSM_OK)
-        return st;
-    if (raw_len)
-        memo_fill(mgr, raw, raw_len, h, &c.cfg);
-    /* The full path canonicalises once: the first try reuses `c`. */
-    if (!c.manifest || !c.manifest->has_fallback)
-        return load_with_device_fallback(mgr, cfg, &c, out, err);
+    return ttsm_load_with_report(mgr, cfg, out, NULL, err);
+}
 
-    /* The chain a manifest declares (ENGINES.md): the model asked for; a
-     * variant's base model; for a language other than English, the
-     * engine's language_fallback model. Each step is a full load, so a
-     * fallback that lands on an entry already cached is a hit. */
-    const ttsm__manifest *m = c.manifest;
-    const ttsm__model_spec *ms = c.model;
+/* The chain a manifest declares (ENGINES.md): the model asked for; a
+ * variant's base model; for a language other than English, the engine's
+ * language_fallback model. Each step is a full load, so a fallback that
+ * lands on an entry already cached is a hit. */
+static ttsm_status load_chain(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                              const ttsm__canon *c, ttsm_load_report *rep, ttsm_model **out,
+                              ttsm_error *err)
+{
+    const ttsm__manifest *m = c->manifest;
+    const ttsm__model_spec *ms = c->model;
     chain_step steps[3];
     ttsm_fallback_step fs[3];
     size_t n = 0;
-    steps[n] = (chain_step){mgr, *cfg, &c};
+    steps[n] = (chain_step){mgr, *cfg, c, rep};
     fs[n] = (ttsm_fallback_step){ms->name, load_device_step, &steps[n], NULL, NULL};
     n++;
     if (ms->variant_of) {
-        steps[n] = (chain_step){mgr, *cfg, NULL};
+        steps[n] = (chain_step){mgr, *cfg, NULL, rep};
         steps[n].cfg.model_name = ms->variant_of;
         steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
         fs[n] = (ttsm_fallback_step){ms->variant_of, load_device_step, &steps[n],
@@ -791,7 +922,7 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
     }
     const ttsm__model_spec *lf = ttsm__manifest_model(m, m->language_fallback);
     if (lf && lf != ms && ms->language && lf->language && strcmp(ms->language, lf->language) != 0) {
-        steps[n] = (chain_step){mgr, *cfg, NULL};
+        steps[n] = (chain_step){mgr, *cfg, NULL, rep};
         steps[n].cfg.model_name = lf->name;
         steps[n].cfg.language = NULL;
         steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
@@ -800,11 +931,61 @@ ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model
         n++;
     }
     if (n == 1)
-        return load_with_device_fallback(mgr, cfg, &c, out, err);
-    st = ttsm_fallback_run(fs, n, out, err);
+        return load_with_device_fallback(mgr, cfg, c, rep, out, err);
+    ttsm_status st = ttsm_fallback_run(fs, n, out, err);
     if (st == TTSM_OK && strcmp((*out)->label, ms->name) != 0)
-        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name, ms->name,
-                  (*out)->label);
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name,
+                   ms->name, (*out)->label);
+    return st;
+}
+
+ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                                  ttsm_model **out, ttsm_load_report *rep, ttsm_error *err)
+{
+    if (!mgr || !cfg || !out)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
+                         "manager, config and out must not be NULL");
+    ttsm_status st = ttsm__report_begin(rep, err);
+    if (st != TTSM_OK)
+        return st;
+    char raw[1024];
+    size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
+                         ? raw_config(cfg, raw, sizeof raw)
+                         : 0;
+    uint64_t h = raw_len ? XXH3_64bits(raw, raw_len) : 0;
+    if (raw_len && memo_hit(mgr, raw, raw_len, h, out)) {
+        if (rep) {
+            ttsm__report_step(rep, (*out)->label, (*out)->device, TTSM_OK, NULL);
+            rep->hit = 1;
+            ttsm__report_finish(rep, *out);
+        }
+        return TTSM_OK;
+    }
+    ttsm__canon c;
+    st = ttsm__canonicalize(cfg, &c, err);
+    if (st != TTSM_OK) {
+        ttsm__report_step(rep, cfg->model_name ? cfg->model_name : label_of(cfg), cfg->device,
+                          st, err);
+        ttsm__report_finish(rep, NULL);
+        return st;
+    }
+    /* A relabelled config (a repo id that holds another model's files)
+     * stays off the memo: a memo hit could not report what it asked. */
+    if (c.asked) {
+        char why[TTSM_ERROR_MESSAGE_MAX];
+        ttsm__format_trunc(why, sizeof why,
+                           "%s/%s: the repo %s holds the files of %s, so that is what loads",
+                           c.manifest->name, c.asked->name, cfg->repo_id, c.model->name);
+        ttsm__report_relabel(rep, c.asked->name, why);
+    } else if (raw_len) {
+        memo_fill(mgr, raw, raw_len, h, &c.cfg);
+    }
+    /* The full path canonicalises once: the first try reuses `c`. */
+    if (!c.manifest || !c.manifest->has_fallback)
+        st = load_with_device_fallback(mgr, cfg, &c, rep, out, err);
+    else
+        st = load_chain(mgr, cfg, &c, rep, out, err);
+    ttsm__report_finish(rep, st == TTSM_OK ? *out : NULL);
     return st;
 }
 
@@ -923,6 +1104,20 @@ ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_error *err)
         } else {
             if (copy)
                 mgr->invalid[mgr->n_invalid++] = copy;
+            /* Its other keys owe the recovery too: the next load through
+             * any of them rebuilds the same files (best effort when memory
+             * runs out; the key asked for is always recorded). */
+            for (ttsm__alias *a = e->aliases; a; a = a->next_of_entry) {
+                int owed = 0;
+                for (size_t i = 0; i < mgr->n_invalid && !owed; i++)
+                    owed = strcmp(mgr->invalid[i], a->key) == 0;
+                char *k = owed ? NULL : ttsm__strdup(a->key);
+                if (k && ttsm__grow((void **)&mgr->invalid, &mgr->cap_invalid, mgr->n_invalid + 1,
+                                    sizeof *mgr->invalid, 1u << 20) == 0)
+                    mgr->invalid[mgr->n_invalid++] = k;
+                else
+                    ttsm__free(k);
+            }
             ttsm__logf(&mgr->log, TTSM_LOG_INFO, "invalidate %s (%s/%s on %s)", e->m.key, e->m.engine,
                       e->m.label, e->m.device);
             list_remove(mgr, e);

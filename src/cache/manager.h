@@ -11,8 +11,21 @@
 #include "base/log.h"
 #include "formats/pool.h"
 #include "engines/model.h"
+#include "cache/content.h"
 
-enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED };
+/* MERGED: a miss whose files an entry already held (content.h); it never
+ * joins the cache, its key becomes an alias of that entry. */
+enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED, TTSM__MERGED };
+
+/* Another key that names an entry: the key of a config spelled otherwise
+ * whose files turned out to be the entry's (docs/cache-key.md). */
+typedef struct ttsm__alias {
+    char key[TTSM_KEY_HEX_SIZE];
+    struct ttsm__entry *entry;
+    struct ttsm__alias *next_of_entry; /* the entry's other aliases */
+    struct ttsm__alias *hnext;         /* the next alias in its bucket */
+} ttsm__alias;
+#define TTSM__ALIAS_BUCKETS 64
 
 typedef struct ttsm__entry {
     ttsm_model m; /* first: the ttsm_model handle a caller holds is its entry */
@@ -27,6 +40,9 @@ typedef struct ttsm__entry {
     ttsm_error *fail_err;            /* for waiters of a failed load */
     struct ttsm__entry *prev, *next; /* cache list, least recently used first */
     struct ttsm__entry *hnext;       /* the next entry in its key-index bucket */
+    char base[TTSM_KEY_HEX_SIZE];    /* key of the config without its source, or "" */
+    ttsm__content content;           /* what its files are (content.h) */
+    ttsm__alias *aliases;            /* other keys that name this entry */
 } ttsm__entry;
 
 /* The entry of a model handle the manager gave out. */
@@ -62,6 +78,8 @@ struct ttsm_manager {
     ttsm__entry *head, *tail; /* the cache: LRU order */
     ttsm__entry **buckets;    /* key index over the cache list (chained) */
     ttsm__memo_slot memo[TTSM__MEMO_SLOTS];
+    ttsm__alias *alias_buckets[TTSM__ALIAS_BUCKETS];
+    size_t n_aliases;
     size_t n_buckets;         /* 0 or a power of two */
     size_t n_cached, n_orphans, n_alive;
     int closing;

@@ -38,6 +38,8 @@ struct ttsm_model {
     void *engine_data;
     void (*engine_destroy)(void *);
     ttsm_synthesize_fn synthesize; /* from the engine's caps */
+    /* The voices the engine offers as JSON (ttsm_model_voices); NULL: none. */
+    ttsm_status (*voices)(ttsm_model *model, char **json, ttsm_error *err);
     /* Set by the manager once the model is admitted. */
     uint64_t bytes;
 };
@@ -47,6 +49,7 @@ struct ttsm_factory_ctx {
     ttsm_model *model;                     /* ttsm_model_create hands this out */
     const struct ttsm__manifest *manifest; /* the engine's; NULL for code engines */
     const char *models_dirs, *hf_cache;    /* where the manager looks for files */
+    const char *comfyui_dirs;              /* ComfyUI installations (store/roots.h) */
     const char *device;
     void *user;
     int recovering;

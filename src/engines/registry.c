@@ -329,6 +329,24 @@ const ttsm_engine_info *ttsm_engine_find(const char *name)
     return ttsm__table_handle(name);
 }
 
+ttsm_status ttsm__engine_not_found(const char *name, ttsm_error *err)
+{
+    ttsm__registry_init();
+    char names[256];
+    ttsm__table_list(names, sizeof names);
+    if (env_status == TTSM_OK)
+        return ttsm__err(err, TTSM_ERR_NOT_FOUND, name, "engine not found",
+                         "no engine of this name is registered (engines: %s)", names);
+    ttsm_status st = ttsm__err(err, TTSM_ERR_NOT_FOUND, name, "engine not found",
+                               "not registered, and a manifest of TTSM_ENGINES_PATH failed to "
+                               "load: %s",
+                               env_error.message);
+    ttsm__err_hint(err, "fix or remove that manifest: no manifest of its folder is read while one "
+                        "fails (registered engines: %s)",
+                   names);
+    return st;
+}
+
 const ttsm__manifest *ttsm__registry_manifest(const char *name)
 {
     ttsm__engine e;

@@ -1,8 +1,9 @@
 /* resolve.c - finds the file of every component of a model: the explicit
  * model_path, each models root in the ComfyUI layout (<root>/TTS/<engine
- * folder>/<model folder>), the engine's legacy folders, then the HuggingFace
- * hub cache in its real layout (refs -> snapshots -> blobs). Every place
- * tried is recorded for the not-found message. */
+ * folder>/<model folder>; roots.c says which roots, in which order), the
+ * engine's legacy folders, then the HuggingFace hub cache in its real
+ * layout (refs -> snapshots -> blobs). Every place tried is recorded for
+ * the not-found message, with where each file goes in every root. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -22,7 +23,6 @@
 #include "formats/safetensors_index.h"
 #include "store/resolve.h"
 
-#define MAX_ROOTS 32
 
 int ttsm__hub_dir(const ttsm__roots *roots, char *out, size_t size)
 {
@@ -281,17 +281,46 @@ typedef struct finder {
     const ttsm__manifest *m;
     const ttsm_load_config *cfg;
     const ttsm__roots *roots;
-    char *roots_copy;
-    const char *root[MAX_ROOTS];
-    size_t n_roots;
+    const ttsm__rootset *rs;
     char hub[PATH_MAX];
     int have_hub;
     int oom; /* a path could not be built: out of memory, not "not found" */
 } finder;
 
-/* Tries every alternative in `files` in `dir`. */
+/* `pattern` with "{model}" replaced by `model`, appended to `b`. */
+static void add_subst(ttsm__sb *b, const char *pattern, const char *model)
+{
+    for (const char *p = pattern; *p;) {
+        if (strncmp(p, "{model}", 7) == 0) {
+            ttsm__sb_adds(b, model);
+            p += 7;
+        } else {
+            ttsm__sb_add(b, p++, 1);
+        }
+    }
+}
+
+/* A symlink at `path` whose target is gone: "<path> -> <target>", else NULL. */
+static char *dangling(const char *path, int *oom)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0 || !S_ISLNK(sb.st_mode) || stat(path, &sb) == 0)
+        return NULL;
+    char target[PATH_MAX];
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = '\0';
+    ttsm__sb b = {0};
+    ttsm__sb_addf(&b, "%s -> %s", path, n > 0 ? target : "?");
+    *oom |= b.failed;
+    char *r = b.failed ? NULL : ttsm__sb_take(&b);
+    ttsm__sb_free(&b);
+    return r;
+}
+
+/* Tries every alternative in `files` in `dir`. When none is there, a link
+ * for one whose target is gone is kept in *broken (the first one). */
 static char *try_dir(const char *dir, char *const *files, size_t n_files, const char *model,
-                     ttsm__sb *tried, int *oom)
+                     ttsm__sb *tried, char **broken, int *oom)
 {
     ttsm__sb_addf(tried, "%s%s", tried->len ? "; " : "", dir);
     if (!is_dir(dir))
@@ -301,7 +330,81 @@ static char *try_dir(const char *dir, char *const *files, size_t n_files, const 
         if (p)
             return p;
     }
+    for (size_t i = 0; i < n_files && !*broken; i++) {
+        if (strchr(files[i], '*'))
+            continue;
+        ttsm__sb full = {0};
+        ttsm__sb_addf(&full, "%s/", dir);
+        add_subst(&full, files[i], model);
+        *oom |= full.failed;
+        if (!full.failed)
+            *broken = dangling(full.p, oom);
+        ttsm__sb_free(&full);
+    }
     return NULL;
+}
+
+/* The folder model `ms` keeps its files in under root `root`:
+ * <root>/TTS/<engine folder>/<model folder> or <root>/TTS/<dir>; a root
+ * that is a TTS folder itself has no "TTS/". */
+static void model_dir(const ttsm__manifest *m, const char *root, int kind,
+                      const ttsm__model_spec *ms, ttsm__sb *dir)
+{
+    const char *tts = kind == TTSM__ROOT_TTS ? "" : "/TTS";
+    if (ms->dir)
+        ttsm__sb_addf(dir, "%s%s/%s", root, tts, ms->dir);
+    else
+        ttsm__sb_addf(dir, "%s%s/%s/%s", root, tts, m->folder, ms->folder ? ms->folder : ms->name);
+}
+
+/* What `ttsm resolve --where` and the not-found hint say: the folder the
+ * files go in for every root, the local names looked for, and the repo path
+ * to download (the repo's own name for the file). The first call for a
+ * component wins: its own files come before a borrow's. @return 0, or -1
+ * when out of memory. */
+static int record_where(finder *f, const ttsm__model_spec *ms, const ttsm__comp_spec *cs,
+                        const ttsm__repo *repo, int own_repo, ttsm__resolved_comp *rc)
+{
+    if (rc->want)
+        return 0;
+    ttsm__sb want = {0};
+    for (size_t a = 0; a < cs->n_files; a++) {
+        if (a)
+            ttsm__sb_adds(&want, "|");
+        add_subst(&want, cs->files[a], ms->name);
+    }
+    if (want.failed || !(rc->want = ttsm__sb_take(&want))) {
+        ttsm__sb_free(&want);
+        return -1;
+    }
+    if (f->rs->n && !(rc->where = ttsm__calloc(f->rs->n, sizeof *rc->where)))
+        return -1;
+    for (size_t r = 0; r < f->rs->n; r++) {
+        ttsm__sb dir = {0};
+        model_dir(f->m, f->rs->roots[r].path, f->rs->roots[r].kind, ms, &dir);
+        if (cs->subfolder)
+            ttsm__sb_addf(&dir, "/%s", cs->subfolder);
+        if (dir.failed || !(rc->where[r] = ttsm__sb_take(&dir))) {
+            ttsm__sb_free(&dir);
+            return -1;
+        }
+    }
+    size_t n_files = 0;
+    char *const *files = repo ? ttsm__comp_repo_files(cs, repo->id, &n_files) : NULL;
+    if (!n_files)
+        return 0;
+    ttsm__sb path = {0};
+    if (repo->subfolder)
+        ttsm__sb_addf(&path, "%s/", repo->subfolder);
+    if (cs->subfolder && !own_repo)
+        ttsm__sb_addf(&path, "%s/", cs->subfolder);
+    add_subst(&path, files[0], ms->name);
+    rc->dl_repo = ttsm__strdup(repo->id);
+    rc->dl_revision = ttsm__strdup(repo->revision ? repo->revision : "main");
+    rc->dl_path = path.failed ? NULL : ttsm__sb_take(&path);
+    rc->dl_dataset = repo->dataset;
+    ttsm__sb_free(&path);
+    return rc->dl_repo && rc->dl_revision && rc->dl_path ? 0 : -1;
 }
 
 /* The hub repo folder of `repo`: <hub>/models--org--name (datasets--...). */
@@ -324,7 +427,8 @@ static void repo_folder(ttsm__sb *out, const char *hub, const ttsm__repo *repo)
  * error of an unsafe entry or a malformed ref. */
 static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const ttsm__comp_spec *cs,
                                 const ttsm__repo *repo, int own_repo, int pinned_by_manifest,
-                                char **found, ttsm__sb *tried, ttsm_error *err)
+                                char **found, ttsm__sb *tried, int *said_hub, char **broken,
+                                ttsm_error *err)
 {
     size_t n_files;
     char *const *files = ttsm__comp_repo_files(cs, repo->id, &n_files);
@@ -358,9 +462,10 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
             ttsm__sb_addf(tried, "%shub %s@%s (pinned revision not in cache: refs/main is %.12s, "
                                  "which is not used)",
                           tried->len ? "; " : "", repo->id, rev, main_commit);
-        else
-            ttsm__sb_addf(tried, "%shub %s@%s (not in cache)", tried->len ? "; " : "", repo->id,
-                          rev);
+        else /* which cache was searched, said once per component */
+            ttsm__sb_addf(tried, "%shub %s@%s (not in cache%s%s)", tried->len ? "; " : "",
+                          repo->id, rev, *said_hub ? "" : " ", *said_hub ? "" : f->hub);
+        *said_hub = 1;
         goto out;
     }
     /* Inside a snapshot: the repo subfolder, then (for the model's own
@@ -387,7 +492,7 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
     if (all_gone) {
         ttsm__sb_addf(tried, "%shub %s@%s (marked absent in .no_exist)", tried->len ? "; " : "",
                       repo->id, rev);
-    } else if ((*found = try_dir(ttsm__sb_str(&dir), files, n_files, ms->name, tried,
+    } else if ((*found = try_dir(ttsm__sb_str(&dir), files, n_files, ms->name, tried, broken,
                                  &f->oom))) {
         int bad = check_inside(f->hub, repo_dir.p, *found, err) != 0 ? -1 : 0;
         if (!bad)
@@ -424,7 +529,8 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
         if (sub)                                                                                \
             ttsm__sb_addf(&dir, "/%s", sub);                                                    \
     } while (0)
-#define TRY_LOCAL() try_dir(ttsm__sb_str(&dir), cs->files, cs->n_files, ms->name, &tried, &f->oom)
+#define TRY_LOCAL()                                                                             \
+    try_dir(ttsm__sb_str(&dir), cs->files, cs->n_files, ms->name, &tried, &rc->broken, &f->oom)
 
     /* 1. The explicit path names the model's folder (not for shared models:
      * an explicit path is one model, its auxiliaries still come from roots). */
@@ -435,18 +541,18 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
             rc->origin = "explicit";
         DIR_RESET();
     }
-    /* 2. Models roots, ComfyUI layout; 3. legacy folders. */
-    for (size_t r = 0; !found && r < f->n_roots; r++) {
-        if (ms->dir)
-            ttsm__sb_addf(&dir, "%s/TTS/%s", f->root[r], ms->dir);
-        else
-            ttsm__sb_addf(&dir, "%s/TTS/%s/%s", f->root[r], f->m->folder, mfolder);
+    /* 2. Models roots, ComfyUI layout; 3. legacy folders (below a models
+     * root only: a TTS folder has no siblings of its own). */
+    for (size_t r = 0; !found && r < f->rs->n; r++) {
+        const ttsm__root *root = &f->rs->roots[r];
+        model_dir(f->m, root->path, root->kind, ms, &dir);
         DIR_SUB();
         if ((found = TRY_LOCAL()))
             rc->origin = "models root";
         DIR_RESET();
-        for (size_t l = 0; !found && l < f->m->n_legacy && !ms->dir; l++) {
-            ttsm__sb_addf(&dir, "%s/%s/%s", f->root[r], f->m->legacy[l], lfolder);
+        for (size_t l = 0; !found && l < f->m->n_legacy && !ms->dir &&
+                           root->kind == TTSM__ROOT_MODELS; l++) {
+            ttsm__sb_addf(&dir, "%s/%s/%s", root->path, f->m->legacy[l], lfolder);
             DIR_SUB();
             if ((found = TRY_LOCAL()))
                 rc->origin = "legacy folder";
@@ -482,10 +588,16 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
      * part of the cache key, so falling back to another repo (or to main)
      * would load files the key does not describe. */
     size_t n_repos = cs->repo || cfg_repo.id ? 1 : ms->n_repos;
+    if (record_where(f, ms, cs,
+                     cs->repo ? cs->repo : cfg_repo.id ? &cfg_repo : ms->n_repos ? &ms->repos[0] : NULL,
+                     cs->repo != NULL, rc) != 0)
+        f->oom = 1;
+    int said_hub = 0;
     for (size_t i = 0; !found && f->have_hub && i < n_repos; i++) {
         const ttsm__repo *repo = cs->repo ? cs->repo : cfg_repo.id ? &cfg_repo : &ms->repos[i];
         ttsm_status st = find_in_repo(f, ms, cs, repo, cs->repo != NULL,
-                                      repo != &cfg_repo && repo->revision, &found, &tried, err);
+                                      repo != &cfg_repo && repo->revision, &found, &tried,
+                                      &said_hub, &rc->broken, err);
         if (st != TTSM_OK) {
             ttsm__sb_free(&tried);
             return st;
@@ -500,6 +612,8 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
         return TTSM_ERR_OUT_OF_MEMORY;
     }
     if (found) {
+        ttsm__free(rc->broken); /* a dead link elsewhere does not matter now */
+        rc->broken = NULL;
         char loc[PATH_MAX];
         rc->path = ttsm__strdup(ttsm__path_location(found, loc, sizeof loc) == 0 ? loc : found);
         ttsm__free(found);
@@ -556,18 +670,17 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
     f.m = m;
     f.cfg = cfg;
     f.roots = roots;
-    const char *dirs = roots && roots->models_dirs ? roots->models_dirs : getenv("TTSM_MODELS_PATH");
-    if (dirs && *dirs) {
-        if (!(f.roots_copy = ttsm__strdup(dirs)))
-            return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "roots");
-        char *save = NULL;
-        for (char *d = strtok_r(f.roots_copy, ":", &save); d && f.n_roots < MAX_ROOTS;
-             d = strtok_r(NULL, ":", &save))
-            f.root[f.n_roots++] = d;
+    f.rs = &out->roots;
+    ttsm_status st = ttsm__roots_collect(roots ? roots->models_dirs : NULL,
+                                         roots ? roots->comfyui_dirs : NULL, &out->roots, err);
+    if (st != TTSM_OK) {
+        ttsm__rootset_free(&out->roots);
+        return st;
     }
     f.have_hub = ttsm__hub_dir(roots, f.hub, sizeof f.hub) == 0;
+    if (f.have_hub)
+        memcpy(out->hub, f.hub, sizeof out->hub);
 
-    ttsm_status st = TTSM_OK;
     out->comps = ttsm__calloc(model->n_comps ? model->n_comps : 1, sizeof *out->comps);
     if (!out->comps) {
         st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "resolving");
@@ -579,6 +692,7 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             continue;
         ttsm__resolved_comp *rc = &out->comps[out->n_comps++];
         rc->name = cs->name;
+        rc->owner = model;
         const ttsm__model_spec *src = model;
         int is_shared = 0;
         if (cs->files) {
@@ -606,6 +720,8 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
         char *own_searched = rc->searched;
         rc->searched = NULL;
         rc->spec = spec;
+        if (src && !cs->files)
+            rc->owner = src;
         if (!spec) { /* the manifest validated this; only a `when` can hide it */
             rc->searched = own_searched ? own_searched
                                         : ttsm__strdup("(no variant of this component for "
@@ -633,7 +749,7 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             if (!rc->searched)
                 st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "resolving");
             if (!rc->path)
-                rc->spec = cs, rc->borrowed = 0, rc->from_model = NULL;
+                rc->spec = cs, rc->borrowed = 0, rc->from_model = NULL, rc->owner = model;
         }
         ttsm__free(own_searched);
         if (st != TTSM_OK)
@@ -642,7 +758,6 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             out->n_missing++;
     }
 done:
-    ttsm__free(f.roots_copy);
     if (st != TTSM_OK)
         ttsm__resolution_free(out);
     return st;
@@ -651,14 +766,49 @@ done:
 void ttsm__resolution_free(ttsm__resolution *r)
 {
     for (size_t i = 0; r && r->comps && i < r->n_comps; i++) {
-        ttsm__free(r->comps[i].path);
-        ttsm__free(r->comps[i].searched);
+        ttsm__resolved_comp *rc = &r->comps[i];
+        ttsm__free(rc->path);
+        ttsm__free(rc->searched);
+        ttsm__free(rc->want);
+        for (size_t k = 0; rc->where && k < r->roots.n; k++)
+            ttsm__free(rc->where[k]);
+        ttsm__free(rc->where);
+        ttsm__free(rc->broken);
+        ttsm__free(rc->dl_repo);
+        ttsm__free(rc->dl_revision);
+        ttsm__free(rc->dl_path);
     }
     if (r) {
         ttsm__free(r->comps);
         r->comps = NULL;
         r->n_comps = 0;
+        ttsm__rootset_free(&r->roots);
     }
+}
+
+/* How to fetch a missing file from the Hub, appended to `b`.
+ *
+ * TTSM-PULL: this is the one place the download advice is written. Once
+ * the `ttsm pull` command exists, give its command line here (for example
+ * "ttsm pull <engine> --model <model>"), in place of the repo and path. */
+static void download_hint(ttsm__sb *b, const ttsm__resolution *r, const ttsm__resolved_comp *rc)
+{
+    if (!rc->dl_repo)
+        return;
+    ttsm__sb_addf(b, "; or download %s%s%s%s from %s into %s", rc->dl_path,
+                  strcmp(rc->dl_revision, "main") ? " at " : "",
+                  strcmp(rc->dl_revision, "main") ? rc->dl_revision : "",
+                  rc->dl_dataset ? " (dataset)" : "", rc->dl_repo,
+                  r->hub[0] ? r->hub : "the hub cache (--hf-cache)");
+}
+
+/* The first root that exists (else the first one): where to put files. */
+static size_t best_root(const ttsm__resolution *r)
+{
+    for (size_t i = 0; i < r->roots.n; i++)
+        if (r->roots.roots[i].exists)
+            return i;
+    return 0;
 }
 
 ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subject,
@@ -668,33 +818,47 @@ ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subjec
         const ttsm__resolved_comp *rc = &r->comps[i];
         if (rc->path || (rc->spec && rc->spec->optional))
             continue;
-        /* The names looked for: "{model}" stands for the model whose files
-         * they are (RVC's Claire.pth), as match_in() substituted it. */
-        const char *owner = rc->from_model ? rc->from_model : r->model->name;
-        ttsm__sb files = {0};
-        for (size_t a = 0; rc->spec && a < rc->spec->n_files; a++) {
-            if (a)
-                ttsm__sb_adds(&files, "|");
-            for (const char *p = rc->spec->files[a]; *p;) {
-                if (strncmp(p, "{model}", 7) == 0) {
-                    ttsm__sb_adds(&files, owner);
-                    p += 7;
-                } else {
-                    ttsm__sb_add(&files, p++, 1);
-                }
+        const char *files = rc->want ? rc->want : "(no file for these params)";
+        const char *first = rc->spec && rc->spec->n_files ? rc->spec->files[0] : NULL;
+        ttsm_status st;
+        ttsm__sb hint = {0};
+        if (rc->broken) {
+            st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "broken hub cache link",
+                           "%s: %s, and its blob is gone", rc->name, rc->broken);
+            ttsm__sb_addf(&hint, "delete that link, then download %s again",
+                          rc->dl_path ? rc->dl_path : files);
+            if (rc->dl_repo)
+                ttsm__sb_addf(&hint, " from %s", rc->dl_repo);
+        } else {
+            st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "file not found",
+                           "%s%s%s%s (searched: %s)", files, rc->from_model ? " from " : "",
+                           rc->from_model ? rc->from_model : "",
+                           rc->borrowed ? " (borrowed)" : "",
+                           rc->searched && *rc->searched
+                               ? rc->searched
+                               : "nowhere: no models root or hub cache");
+            /* The exact place: the folder in the first models root (an
+             * existing one), then the repo and file to download. */
+            ttsm__sb name = {0};
+            if (first)
+                add_subst(&name, first, rc->owner ? rc->owner->name : r->model->name);
+            if (r->roots.n && rc->where)
+                ttsm__sb_addf(&hint, "put %s in %s/", ttsm__sb_str(&name),
+                              rc->where[best_root(r)]);
+            else if (rc->owner) {
+                ttsm__sb_addf(&hint, "no models root is set: pass --models-dir DIR (or "
+                                     "--comfyui) and put %s in ",
+                              ttsm__sb_str(&name));
+                model_dir(r->manifest, "DIR", TTSM__ROOT_MODELS, rc->owner, &hint);
+                if (rc->spec && rc->spec->subfolder)
+                    ttsm__sb_addf(&hint, "/%s", rc->spec->subfolder);
+                ttsm__sb_adds(&hint, "/");
             }
+            download_hint(&hint, r, rc);
+            ttsm__sb_free(&name);
         }
-        ttsm_status st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "file not found",
-                                   "%s%s%s%s (searched: %s)", ttsm__sb_str(&files),
-                                   rc->from_model ? " from " : "",
-                                   rc->from_model ? rc->from_model : "",
-                                   rc->borrowed ? " (borrowed)" : "",
-                                   rc->searched ? rc->searched : "nowhere: no models root or hub cache");
-        ttsm__err_hint(err, "put the files under <models root>/TTS/%s%s (--models-dir or "
-                            "TTSM_MODELS_PATH), or download the repo into the HuggingFace cache",
-                       r->model->dir ? r->model->dir : r->manifest->folder,
-                       r->model->dir ? "" : "/<model>");
-        ttsm__sb_free(&files);
+        ttsm__err_hint(err, "%s", hint.failed ? "see ttsm resolve --where" : ttsm__sb_str(&hint));
+        ttsm__sb_free(&hint);
         return st;
     }
     return TTSM_OK;

@@ -6,11 +6,13 @@
 
 #include "ttsm.h"
 #include "manifest/manifest.h"
+#include "store/roots.h"
 
 /* Where to look. Strings are borrowed. */
 typedef struct ttsm__roots {
     const char *models_dirs; /* colon-separated; NULL: TTSM_MODELS_PATH */
     const char *hf_cache;    /* NULL: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub */
+    const char *comfyui_dirs; /* colon-separated ComfyUI folders; NULL: TTSM_COMFYUI_PATH */
 } ttsm__roots;
 
 /* One component as resolved. */
@@ -22,6 +24,16 @@ typedef struct ttsm__resolved_comp {
     char *path;                    /* the file (canonical), NULL when missing */
     const char *origin;            /* "explicit", "models root", "legacy folder", "hub cache" */
     char *searched;                /* "; "-separated places tried */
+    const ttsm__model_spec *owner; /* the model whose files these are (borrowed, shared) */
+    char *want;                    /* the file names looked for, "|"-separated, {model}
+                                      replaced */
+    char **where;                  /* per root of the resolution's rootset: the folder
+                                      the files go in there (`ttsm resolve --where`) */
+    char *broken;                  /* "<link> -> <target>": a hub snapshot entry whose
+                                      blob is gone, else NULL */
+    char *dl_repo, *dl_revision;   /* where to download it from: repo id, revision */
+    char *dl_path;                 /* the first alternative's path inside that repo */
+    int dl_dataset;
 } ttsm__resolved_comp;
 
 typedef struct ttsm__resolution {
@@ -30,6 +42,8 @@ typedef struct ttsm__resolution {
     ttsm__resolved_comp *comps;
     size_t n_comps;
     size_t n_missing;              /* required components without a file */
+    ttsm__rootset roots;           /* the roots searched, in order */
+    char hub[4096];                /* the hub cache searched, "" when none */
 } ttsm__resolution;
 
 /* Resolves every component of `model` for `cfg` (model type, params for

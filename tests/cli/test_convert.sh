@@ -41,7 +41,7 @@ PYEOF
 
 run "$TTSM" convert --help
 expect_rc 0
-expect_out "usage: ttsm convert IN OUT.safetensors [--force]"
+expect_out "usage: ttsm convert IN OUT.safetensors [options]"; expect_out "-f, --force"
 expect_out "examples:"
 run "$TTSM" help convert
 expect_rc 0

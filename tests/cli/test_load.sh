@@ -11,7 +11,7 @@ PY
 
 run "$TTSM" load --model-path "$TMP/m.safetensors" --device cpu --repeat 3 --json
 expect_rc 0
-results=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(a["result"] for a in d["attempts"]), d["stats"]["loads"], d["stats"]["hits"], d["entries"][0]["refs"], d["entries"][0]["bytes"], d["entries"][0]["device"])' <<<"$OUT")
+results=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(a["result"] for a in d["loads"]), d["stats"]["loads"], d["stats"]["hits"], d["entries"][0]["refs"], d["entries"][0]["bytes"], d["entries"][0]["device"])' <<<"$OUT")
 expect_eq "$results" "load hit hit 1 2 3 16 cpu" "one load, two hits, three references"
 
 run "$TTSM" load file --model-path "$TMP/m.safetensors" --device cpu --repeat 2

@@ -5,6 +5,7 @@ zero when tensors die, seen through manager.loaded()), single-flight loads from
 threads, budgets and keep-alive, load_state_dict(strict=True) into torch
 modules, espeak-ng synthesis, cache keys against the CLI, and an offline
 `pip install ./python` into a fresh virtual environment."""
+import ctypes
 import gc
 import os
 import pickle
@@ -166,7 +167,9 @@ class Errors(unittest.TestCase):
         self.assertEqual(e.attempts[0].code, ttsm.Status.ERR_NOT_FOUND)
         self.assertIn("French", e.attempts[0].message)
         self.assertIn("English", e.attempts[-1].message)
-        self.assertIn("models root", e.hint)
+        # The hint gives the exact folder and the repo to download from.
+        self.assertIn("put t3_cfg.safetensors in %s/TTS/chatterbox/French/" % self.tmp, e.hint)
+        self.assertIn("from Thomcles/Chatterbox-TTS-French", e.hint)
         self.assertIn("attempt 2: [TTSM_ERR_NOT_FOUND]", str(e))
         back = pickle.loads(pickle.dumps(e))
         self.assertIs(type(back), ttsm.TTSModelNotFoundError)
@@ -322,9 +325,14 @@ class Lifetime(unittest.TestCase):
         with mgr:
             pass
         self.assertTrue(mgr.closed)
+        # A closed manager raises from the error hierarchy (and is a ValueError).
         for call in (mgr.loaded, mgr.stats, lambda: mgr.load("file", model_path=MNIST)):
-            with self.assertRaises(ValueError):
+            with self.assertRaises(ttsm.TTSInvalidArgumentError) as cm:
                 call()
+            self.assertIsInstance(cm.exception, ttsm.TTSError)
+            self.assertIsInstance(cm.exception, ValueError)
+            self.assertEqual(cm.exception.code, ttsm.Status.ERR_INVALID_ARGUMENT)
+            self.assertIn("the manager is closed", cm.exception.message)
         # The model outlives its manager: an orphan, fully usable.
         self.assertEqual(m.key, key)
         self.assertEqual(len(m.state_dict()), 20)
@@ -545,6 +553,63 @@ class Synthesis(unittest.TestCase):
             self.assertGreater(len(de), rate // 2)
             with self.assertRaises(ttsm.TTSModelNotFoundError):
                 m.synthesize("hello", voice="no-such-voice-xyz")
+            # espeak-ng's own voice ids, and the list of them.
+            us, _ = m.synthesize("Howdy", voice="en-us")
+            self.assertGreater(len(us), rate // 4)
+            v = [x for x in m.voices() if "en-us" in x["languages"]]
+            self.assertEqual(v[0]["id"], "gmw/en-US")
+        with ttsm.Manager() as mgr, mgr.load("file", model_path=MNIST, device="cpu") as m:
+            with self.assertRaises(ttsm.TTSEngineError):
+                m.voices()
+
+
+class Fallbacks(unittest.TestCase):
+    """Model.attempts and Model.fallback: what a load tried, and whether it
+    returned another model than the one asked for (docs/python.md)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ttsm-fb-")
+        self.models = os.path.join(self.tmp, "models")
+        shutil.copytree(os.path.join(SRC, "examples", "models"), self.models)
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_report_struct_matches_the_library(self):
+        from ttsm import _lib
+        r = _lib.LoadReport()
+        _lib.lib.ttsm_load_report_init(ctypes.byref(r))
+        self.assertEqual(r.struct_size, ctypes.sizeof(_lib.LoadReport))
+
+    def test_attempts_and_fallback(self):
+        os.remove(os.path.join(self.models, "TTS", "chatterbox", "French", "t3_cfg.safetensors"))
+        with ttsm.Manager(models_dir=self.models, hf_cache=os.path.join(self.tmp, "hub")) as mgr:
+            with mgr.load("chatterbox", language="fr", device="cpu") as m:
+                self.assertEqual(m.name, "English")
+                self.assertEqual(m.fallback.asked, "French")
+                self.assertEqual(m.fallback.loaded, "English")
+                self.assertEqual(m.fallback.loaded_device, "cpu")
+                self.assertIn("file not found: t3_cfg.safetensors", m.fallback.why)
+                self.assertEqual([(a.model, a.code) for a in m.attempts],
+                                 [("French", ttsm.Status.ERR_NOT_FOUND),
+                                  ("English", ttsm.Status.OK)])
+                self.assertEqual(m.attempts[1].message, "")
+            # English asked for: the same entry, and no fallback.
+            with mgr.load("chatterbox", device="cpu") as e:
+                self.assertIsNone(e.fallback)
+                self.assertEqual([a.code for a in e.attempts], [ttsm.Status.OK])
+
+    def test_comfyui_folder(self):
+        comfy = os.path.join(self.tmp, "ComfyUI")
+        os.makedirs(os.path.join(comfy, "voices"))
+        os.rename(os.path.join(self.models, "TTS"), os.path.join(comfy, "voices", "TTS"))
+        with open(os.path.join(comfy, "extra_model_paths.yaml"), "w") as f:
+            f.write("mine:\n  base_path: voices\n  TTS: TTS\n")
+        with ttsm.Manager(comfyui=[comfy], hf_cache=os.path.join(self.tmp, "hub")) as mgr:
+            with mgr.load("chatterbox", device="cpu") as m:
+                self.assertIsNone(m.fallback)
+                self.assertTrue(m.component_info("t3_cfg").path.startswith(
+                    os.path.realpath(os.path.join(comfy, "voices", "TTS"))))
 
 
 class CacheKeys(unittest.TestCase):

@@ -586,14 +586,18 @@ static size_t files_in(const char *dir)
 static ttsm_status convert_op(void *p, ttsm_error *err)
 {
     conv_ctx *c = p;
-    char *argv[] = {"convert", (char *)c->in, c->out, NULL};
+    cli_args args;
+    memset(&args, 0, sizeof args);
+    args.pos[0] = c->in;
+    args.pos[1] = c->out;
+    args.n_pos = 2;
     convert_status = TTSM_OK;
     convert_message[0] = '\0';
     /* Its messages go to stderr: keep the test log readable. */
     fflush(stderr);
     int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 2);
-    int rc = cli_cmd_convert.run(3, argv);
+    int rc = cli_cmd_convert.run(&args);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
