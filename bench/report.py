@@ -298,24 +298,39 @@ class Report:
                          t(r["hit2_median_ns"]), t(r["hit2_p99_ns"]), t(r["key_median_ns"]),
                          ratio(r["hit1_median_ns"], r["key_median_ns"])])
         py = by["py_cache"][0] if by["py_cache"] else None
+        pyn = by["py_cache_named"][0] if by.get("py_cache_named") else None
         if py:
             rows.append(["file engine, model_path (Python)", t(py["hit1_median_ns"]),
                          t(py["hit1_p99_ns"]), t(py["hit2_median_ns"]), t(py["hit2_p99_ns"]),
                          t(py["key_median_ns"]), ratio(py["hit1_median_ns"],
                                                        py["key_median_ns"])])
+        if pyn:
+            rows.append(["manifest engine by name (Python)", t(pyn["hit1_median_ns"]),
+                         t(pyn["hit1_p99_ns"]), t(pyn["hit2_median_ns"]), t(pyn["hit2_p99_ns"]),
+                         t(pyn["key_median_ns"]), ratio(pyn["hit1_median_ns"],
+                                                        pyn["key_median_ns"])])
         self.table(["config", "median", "p99", "2 threads median", "2 threads p99",
                     "baseline: cache key", "hit / key"], rows)
         if py:
             self.w("Python floors: a bare ctypes call (`ttsm_version`) %s median; the "
                    "timer itself %s." % (t(py["ctypes_median_ns"]), t(py["timer_median_ns"])),
                    "")
+        if pyn:
+            self.w("The manifest engine by name from Python: `Manager.load()` %s median "
+                   "against the same C hit made through a bare ctypes call in that process, %s "
+                   "(the C hit alone, without Python: the row above)." %
+                   (t(pyn["hit1_median_ns"]), t(pyn["ctypes_hit_median_ns"])), "")
         for r in by["cache_hit"]:
             self.target("Cache hit median ≤ 200 ns in C (%s)" % r["label"].replace(" (C)", ""),
                         t(r["hit1_median_ns"]) + " (the key alone: %s)" % t(r["key_median_ns"]),
                         r["hit1_median_ns"] <= 200)
+        if pyn:
+            self.target("Cache hit median ≤ 5 µs through Python (manifest engine by name)",
+                        t(pyn["hit1_median_ns"]) + " (the C hit through ctypes: %s)" %
+                        t(pyn["ctypes_hit_median_ns"]), pyn["hit1_median_ns"] <= 5000)
         if py:
-            self.target("Cache hit median ≤ 5 µs through Python", t(py["hit1_median_ns"]),
-                        py["hit1_median_ns"] <= 5000)
+            self.target("Cache hit median ≤ 5 µs through Python (file engine, model_path)",
+                        t(py["hit1_median_ns"]), py["hit1_median_ns"] <= 5000)
         else:
             why = next((v for k, v in self.unavailable.items() if "cache" in k), "no result")
             self.target("Cache hit median ≤ 5 µs through Python", "not measured: " + why, False)

@@ -416,6 +416,20 @@ typedef struct ttsm_audio {
     uint32_t sample_rate;
 } ttsm_audio;
 
+/** An engine's build hook (ttsm_engine_caps.build): called once per load,
+ *  after the model's tensors are on their device and before the entry is
+ *  ready (other loads of the key wait for it), with no manager lock held.
+ *  It builds the object the engine runs (a network bound to the weights)
+ *  and attaches it with ttsm_model_set_engine_data(): the cache holds that
+ *  object, hands it to every holder of the entry and destroys it when the
+ *  entry leaves the cache. It reports device bytes the object holds beyond
+ *  the weights with ttsm_factory_ctx_charge(). Exports it takes with
+ *  TTSM_DLPACK_INNER (or references with ttsm_model_retain_inner) belong
+ *  to the object: they keep the entry's memory, never its place in the
+ *  cache. A failure fails the load like a factory failure. */
+typedef ttsm_status (*ttsm_build_fn)(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
+                                     ttsm_model *model, ttsm_error *err);
+
 /** An engine's synthesis hook (set in ttsm_engine_caps.synthesize). */
 typedef ttsm_status (*ttsm_synthesize_fn)(ttsm_model *model, const char *text,
                                           const ttsm_synth_options *options, ttsm_audio *out,
@@ -433,6 +447,15 @@ typedef struct ttsm_engine_caps {
     /** Synthesises speech with a loaded model (NULL: the engine's weights are
      *  for another runtime, and ttsm_synthesize() says so). */
     ttsm_synthesize_fn synthesize;
+    /** Builds what the engine runs from its loaded weights (may be NULL; see
+     *  ttsm_build_fn). */
+    ttsm_build_fn build;
+    /* What admission reserves for `build` before it runs, beyond the weights:
+     * extra_bytes + extra_ratio x the weights' bytes (0, 0: the manifest's
+     * "engine_memory", else nothing). The entry is then charged what the
+     * build reports (ttsm_factory_ctx_charge). */
+    uint64_t extra_bytes;
+    double extra_ratio;
 } ttsm_engine_caps;
 
 /** @return caps with struct_size set and everything else 0/NULL. */
@@ -442,6 +465,10 @@ TTSM_API ttsm_engine_caps ttsm_engine_caps_default(void);
  *  keys and the CLI). `name` and `caps->devices` are copied; caps may be
  *  NULL. The name "file" is the built-in engine that loads the checkpoint at
  *  model_path (a file, or every checkpoint in a folder; docs/manager.md).
+ *  With `factory` NULL, `name` must be an engine from a manifest: its files
+ *  are still resolved and loaded by the manifest, and caps' build, recover,
+ *  user, extra_bytes and extra_ratio are attached to it (its capabilities
+ *  and devices stay the manifest's); once per engine.
  *  @return TTSM_OK or TTSM_ERR_INVALID_ARGUMENT (bad or taken name). */
 TTSM_API ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
                                           const ttsm_engine_caps *caps, ttsm_error *err);
@@ -472,6 +499,13 @@ TTSM_API const char *ttsm_factory_ctx_device(const ttsm_factory_ctx *ctx);
 TTSM_API void *ttsm_factory_ctx_user(const ttsm_factory_ctx *ctx);
 /** @return 1 when this load rebuilds an invalidated entry (recovery ran). */
 TTSM_API int ttsm_factory_ctx_recovering(const ttsm_factory_ctx *ctx);
+/** In a build hook: the entry holds `bytes` more on its device than its
+ *  weights (added up over calls). @return TTSM_OK, or
+ *  TTSM_ERR_INVALID_ARGUMENT outside a build hook or on overflow. */
+TTSM_API ttsm_status ttsm_factory_ctx_charge(const ttsm_factory_ctx *ctx, uint64_t bytes,
+                                             ttsm_error *err);
+/** In a build hook: the bytes admission reserved for it beyond the weights. */
+TTSM_API uint64_t ttsm_factory_ctx_estimate(const ttsm_factory_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* The manager: the one cache (DESIGN §9; docs/manager.md). Thread-safe.     */
@@ -485,6 +519,12 @@ typedef struct ttsm_device_budget {
 enum { TTSM_LOG_DEBUG = 0, TTSM_LOG_INFO = 1, TTSM_LOG_WARN = 2, TTSM_LOG_ERROR = 3 };
 
 typedef void (*ttsm_log_fn)(void *user, int level, const char *message);
+struct ttsm_entry_info;
+/** Told when an entry has left the cache (`reason`: "budget", "keep-alive",
+ *  "free", "single-instance", "unload" or "invalidate"), after the manager
+ *  lock is released, on the thread that evicted it. Must not destroy the
+ *  manager. */
+typedef void (*ttsm_evict_fn)(void *user, const struct ttsm_entry_info *entry, const char *reason);
 /** Called while a load materialises its tensors; nonzero cancels the load
  *  (TTSM_ERR_CANCELLED, nothing left behind). */
 typedef int (*ttsm_progress_fn)(void *user, const char *key, uint64_t done, uint64_t total);
@@ -526,13 +566,20 @@ typedef struct ttsm_manager_options {
      * header without this field (a smaller struct_size) are accepted, and
      * the field is NULL for them. */
     const char *comfyui_dirs;
+    /* 1: a thread of the manager evicts idle entries when their keep-alive
+     * ends (otherwise the next call does); stopped by ttsm_manager_destroy.
+     * This field and the two after it were added later in 0.1 too: a
+     * struct_size that ends before them leaves them 0. */
+    int keep_alive_timer;
+    ttsm_evict_fn on_evict; /* may be NULL */
+    void *on_evict_user;
     /* A loaded file is known by its device, inode, size and modification
      * time (docs/manager.md, "Which file is which"): a same-size rewrite in
      * place with the time put back (cp -p, os.utime) goes unseen. Nonzero:
      * each cache miss also hashes every header and the first and last
      * 64 KiB of each file, and a file whose hash changed is opened again.
      * Costs those reads on every miss. Default 0. Added in 0.1 like
-     * comfyui_dirs: 0 for options from a header without it. */
+     * the fields above: 0 for options from a header without it. */
     int verify_on_load;
 } ttsm_manager_options;
 
@@ -600,6 +647,12 @@ TTSM_API ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_co
 
 /** Adds a reference (thread-safe). */
 TTSM_API void ttsm_model_retain(ttsm_model *model);
+/** References for the entry's own engine data (see ttsm_build_fn): they keep
+ *  the entry's memory valid but not the entry in the cache, so an engine
+ *  object that holds its own weights never pins them. Take one only while
+ *  holding a reference; the entry is freed when both kinds reach zero. */
+TTSM_API void ttsm_model_retain_inner(ttsm_model *model);
+TTSM_API void ttsm_model_release_inner(ttsm_model *model);
 /** Drops a reference. An entry stays cached at zero references (until
  *  evicted); an invalidated or orphaned one is freed. NULL is ignored. */
 TTSM_API void ttsm_model_release(ttsm_model *model);
@@ -619,6 +672,15 @@ TTSM_API ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_er
 /** Evicts unreferenced, unpinned entries idle longer than keep_alive (loads
  *  do this too). @return how many were evicted. */
 TTSM_API size_t ttsm_manager_sweep(ttsm_manager *mgr);
+/** Evicts unreferenced, unpinned entries of `device`, least recently used
+ *  first, until `nbytes` fit under the limit admission uses there (its
+ *  budget; on devices with their own memory also the driver's free memory
+ *  minus the reserve), and waits until their memory is gone. `*available`
+ *  (may be NULL) gets what fits now (UINT64_MAX: no limit). @return TTSM_OK
+ *  even when less could be freed (compare *available); TTSM_ERR_DEVICE for
+ *  an unknown device. */
+TTSM_API ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nbytes,
+                                       uint64_t *available, ttsm_error *err);
 
 typedef struct ttsm_entry_info {
     char key[TTSM_KEY_HEX_SIZE];
@@ -678,6 +740,9 @@ TTSM_API const char *ttsm_model_device(const ttsm_model *model);
 TTSM_API const char *ttsm_model_name(const ttsm_model *model);
 TTSM_API uint64_t ttsm_model_bytes(const ttsm_model *model);
 TTSM_API void *ttsm_model_engine_data(const ttsm_model *model);
+/** The dtype floating-point tensors were converted to at load (the `dtype`
+ *  param, docs/manager.md), or TTSM_DTYPE_INVALID: as stored. */
+TTSM_API ttsm_dtype ttsm_model_dtype(const ttsm_model *model);
 TTSM_API size_t ttsm_model_component_count(const ttsm_model *model);
 /** @return NULL when out of range. */
 TTSM_API const char *ttsm_model_component_name(const ttsm_model *model, size_t component);
@@ -716,6 +781,8 @@ struct DLManagedTensorVersioned;
 #define TTSM_DLPACK_BYTES 2u    /* the tensor's bytes (nbytes, gaps of a strided view
                                    included) as a 1-D uint8 tensor: any dtype, also
                                    block-quantised and sub-byte ones */
+#define TTSM_DLPACK_INNER 8u    /* the export holds an inner reference (ttsm_model_retain_inner):
+                                   for the entry's own engine data */
 #define TTSM_DLPACK_WRITABLE 4u /* versioned only: leave DLPACK_FLAG_BITMASK_READ_ONLY
                                    clear (by default it is set: a cache entry's memory
                                    is shared by all its holders) */
@@ -806,6 +873,10 @@ TTSM_API ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err);
  *  manifests may name system folders (read as they are, like the built-in
  *  espeak-ng manifest's data folder). Never for folders others can write. */
 TTSM_API ttsm_status ttsm_engines_load_dir_trusted(const char *dir, ttsm_error *err);
+/** Registers one manifest given as JSON text (`source` names it in
+ *  messages), like one file of ttsm_engines_load_dir(). */
+TTSM_API ttsm_status ttsm_engines_add_manifest(const char *json, size_t len, const char *source,
+                                               ttsm_error *err);
 /** The outcome of reading TTSM_ENGINES_PATH (colon-separated folders) when
  *  the registry started: TTSM_OK, or the first error. */
 TTSM_API ttsm_status ttsm_engines_status(ttsm_error *err);

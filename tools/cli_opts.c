@@ -43,6 +43,14 @@ const cli_option cli_options[OPT_END] = {
     [OPT_CPU_FALLBACK] = {"cpu-fallback", 0, NULL, 0,
                           "load on cpu when the device's budget is too small"},
     [OPT_REPEAT] = {"repeat", 0, "N", 0, "load N times (1..1000), keeping each reference"},
+    [OPT_KEEP_ALIVE] = {"keep-alive", 0, "D", 0,
+                        "evict entries idle longer than D (250ms, 30s, 5m, 1h)"},
+    [OPT_KEEP_ALIVE_TIMER] = {"keep-alive-timer", 0, NULL, 0,
+                              "a thread of the manager evicts them when D is up, not the "
+                              "next call"},
+    [OPT_HOLD] = {"hold", 0, "D", 0,
+                  "release the references and wait D before reporting (what the keep-alive "
+                  "evicted meanwhile is counted)"},
     [OPT_JSON] = {"json", 0, NULL, 0, "print one JSON object on standard output"},
     [OPT_ALL] = {"all", 0, NULL, 0, "also list models that have no file at all"},
     [OPT_WHERE] = {"where", 0, NULL, 0,

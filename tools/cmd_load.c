@@ -18,6 +18,20 @@ static double secs(const struct timespec *a, const struct timespec *b)
 
 #define MAX_REPEAT 1000
 
+/* "250ms", "30s", "5m", "1h" or seconds -> milliseconds; -1 when invalid. */
+static long long duration_ms(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0)
+        return -1;
+    double mul = strcmp(end, "ms") == 0 ? 1 : (!*end || strcmp(end, "s") == 0) ? 1e3
+                 : strcmp(end, "m") == 0 ? 6e4 : strcmp(end, "h") == 0 ? 3.6e6 : -1;
+    if (mul < 0 || v * mul > 1e15)
+        return -1;
+    return (long long)(v * mul + 0.5);
+}
+
 static const char *const result[] = {"load", "hit", "shared"};
 
 /* The report's steps: each model and device tried, and how it ended. */
@@ -61,6 +75,11 @@ static int run(cli_args *a)
     long repeat = 1;
     int json = a->given[OPT_JSON], rc = CLI_EXIT_OK;
     ttsm_model *models[MAX_REPEAT];
+    char keys[MAX_REPEAT][TTSM_KEY_HEX_SIZE], devices[MAX_REPEAT][TTSM_DEVICE_NAME_MAX];
+    long long hold_ms = -1;
+    int released = 0; /* --hold gave the references back */
+    uint64_t hold_evictions = 0;
+    json_t *model = NULL;
     int got[MAX_REPEAT];
     double took[MAX_REPEAT];
     size_t n_models = 0;
@@ -72,6 +91,19 @@ static int run(cli_args *a)
                                a->value[OPT_ENGINE]);
     cli_load_config(a, &cfg);
     opt.allow_cpu_fallback = a->given[OPT_CPU_FALLBACK] > 0;
+    opt.keep_alive_timer = a->given[OPT_KEEP_ALIVE_TIMER] > 0;
+    const cli_opt durations[] = {OPT_KEEP_ALIVE, OPT_HOLD};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = a->value[durations[i]];
+        long long ms = v ? duration_ms(v) : 0;
+        if (ms < 0)
+            return cli_usage_error("load", "--%s wants a duration like 250ms, 30s or 5m, got '%s'",
+                                   cli_options[durations[i]].name, v);
+        if (v && durations[i] == OPT_KEEP_ALIVE)
+            opt.keep_alive_ms = (uint64_t)ms;
+        else if (v)
+            hold_ms = ms;
+    }
     if (a->value[OPT_REPEAT]) {
         char *end;
         repeat = strtol(a->value[OPT_REPEAT], &end, 10);
@@ -113,7 +145,41 @@ static int run(cli_args *a)
             cli_fallback_notice(&rep, ttsm_model_engine(models[n_models]));
         got[n_models] = rep.hit ? 1 : rep.shared ? 2 : 0;
         took[n_models] = secs(&t0, &t1);
+        snprintf(keys[n_models], sizeof keys[0], "%s", ttsm_model_key(models[n_models]));
+        snprintf(devices[n_models], sizeof devices[0], "%s", ttsm_model_device(models[n_models]));
         n_models++;
+    }
+    if (json) { /* described now: --hold may let the model go */
+        json_t *comps = json_array();
+        ttsm_model *m0 = models[0];
+        model = json_object();
+        for (size_t c = 0; c < ttsm_model_component_count(m0); c++)
+            json_array_append_new(
+                comps, json_pack("{s:s,s:s,s:s,s:I}", "name", ttsm_model_component_name(m0, c),
+                                 "kind", ttsm_model_component_kind(m0, c), "path",
+                                 ttsm_model_component_path(m0, c), "tensors",
+                                 (json_int_t)ttsm_model_tensor_count(m0, c)));
+        json_object_set_new(model, "key", json_string(ttsm_model_key(m0)));
+        json_object_set_new(model, "engine", json_string(ttsm_model_engine(m0)));
+        json_object_set_new(model, "device", json_string(ttsm_model_device(m0)));
+        json_object_set_new(model, "bytes", json_integer((json_int_t)ttsm_model_bytes(m0)));
+        json_object_set_new(model, "components", comps);
+        json_object_set_new(model, "name", json_string(ttsm_model_name(m0)));
+    }
+    if (hold_ms >= 0) {
+        /* Without references the entries are idle: the keep-alive (and its
+         * timer) may evict them while this waits. Counted before the
+         * listing, which sweeps on its own. */
+        ttsm_manager_stats before, after;
+        ttsm_manager_get_stats(mgr, &before);
+        for (size_t i = 0; i < n_models; i++)
+            ttsm_model_release(models[i]);
+        released = 1;
+        struct timespec ts = {(time_t)(hold_ms / 1000), (long)(hold_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0)
+            ;
+        ttsm_manager_get_stats(mgr, &after);
+        hold_evictions = after.evictions - before.evictions;
     }
     ttsm_entry_info *ents;
     size_t n_ents;
@@ -127,9 +193,8 @@ static int run(cli_args *a)
         json_t *o = json_object(), *loads = json_array(), *en = json_array(), *dv = json_array();
         for (size_t i = 0; i < n_models; i++)
             json_array_append_new(loads, json_pack("{s:s,s:s,s:s,s:f}", "result", result[got[i]],
-                                                   "key", ttsm_model_key(models[i]), "device",
-                                                   ttsm_model_device(models[i]), "seconds",
-                                                   took[i]));
+                                                   "key", keys[i], "device", devices[i],
+                                                   "seconds", took[i]));
         for (size_t i = 0; i < n_ents; i++)
             json_array_append_new(
                 en, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:b,s:f}", "key", ents[i].key, "engine",
@@ -145,21 +210,11 @@ static int run(cli_args *a)
                                                 "peak", (json_int_t)d->peak, "entries",
                                                 (json_int_t)d->entries));
         }
-        json_t *model = json_object(), *comps = json_array();
-        ttsm_model *m0 = models[0];
-        for (size_t c = 0; c < ttsm_model_component_count(m0); c++)
-            json_array_append_new(
-                comps, json_pack("{s:s,s:s,s:s,s:I}", "name", ttsm_model_component_name(m0, c),
-                                 "kind", ttsm_model_component_kind(m0, c), "path",
-                                 ttsm_model_component_path(m0, c), "tensors",
-                                 (json_int_t)ttsm_model_tensor_count(m0, c)));
-        json_object_set_new(model, "key", json_string(ttsm_model_key(m0)));
-        json_object_set_new(model, "engine", json_string(ttsm_model_engine(m0)));
-        json_object_set_new(model, "device", json_string(ttsm_model_device(m0)));
-        json_object_set_new(model, "bytes", json_integer((json_int_t)ttsm_model_bytes(m0)));
-        json_object_set_new(model, "components", comps);
-        json_object_set_new(model, "name", json_string(ttsm_model_name(m0)));
         json_object_set_new(o, "model", model);
+        model = NULL;
+        if (hold_ms >= 0)
+            json_object_set_new(o, "hold", json_pack("{s:f,s:I}", "seconds", (double)hold_ms / 1e3,
+                                                     "evictions", (json_int_t)hold_evictions));
         json_object_set_new(o, "attempts", attempts_json(&first));
         json_object_set_new(o, "fallback", fallback_json(&first));
         json_object_set_new(o, "loads", loads);
@@ -175,8 +230,10 @@ static int run(cli_args *a)
         json_decref(o);
     } else {
         for (size_t i = 0; i < n_models; i++)
-            printf("%-6s %s on %s in %.3f s\n", result[got[i]], ttsm_model_key(models[i]),
-                   ttsm_model_device(models[i]), took[i]);
+            printf("%-6s %s on %s in %.3f s\n", result[got[i]], keys[i], devices[i], took[i]);
+        if (hold_ms >= 0)
+            printf("held %.3f s without references: %llu evicted meanwhile\n",
+                   (double)hold_ms / 1e3, (unsigned long long)hold_evictions);
         /* Columns as wide as their longest value: long engine names stay aligned. */
         int we = 6, wd = 6;
         for (size_t i = 0; i < n_ents; i++) {
@@ -199,7 +256,8 @@ static int run(cli_args *a)
     }
     ttsm_free(ents);
 out:
-    for (size_t i = 0; i < n_models; i++)
+    json_decref(model);
+    for (size_t i = 0; i < n_models && !released; i++)
         ttsm_model_release(models[i]);
     ttsm_manager_destroy(mgr);
     return rc;
@@ -207,7 +265,8 @@ out:
 
 static const cli_opt options[] = {OPT_ENGINE,     OPT_MODEL,        OPT_LANGUAGE, OPT_TYPE,
                                   OPT_DEVICE,     OPT_MODEL_PATH,   OPT_REPO_ID,  OPT_PARAM,
-                                  OPT_REPEAT,     OPT_CPU_FALLBACK, OPT_JSON,     OPT_END};
+                                  OPT_REPEAT,     OPT_CPU_FALLBACK, OPT_KEEP_ALIVE,
+                                  OPT_KEEP_ALIVE_TIMER, OPT_HOLD,   OPT_JSON,     OPT_END};
 
 const cli_command cli_cmd_load = {
     "load",
@@ -223,7 +282,8 @@ const cli_command cli_cmd_load = {
     "with a manifest (ttsm engines) find their files in the models roots and the\n"
     "HuggingFace cache. When the model loaded is not the one asked for (a\n"
     "fallback), a one-line note on standard error says what was asked, what was\n"
-    "loaded and why.",
+    "loaded and why. With --hold the references are released and the command\n"
+    "waits before it reports, so --keep-alive (and its timer) can be seen at work.",
     "{\"model\": {\"key\", \"engine\", \"name\", \"device\", \"bytes\", \"components\": "
     "[{\"name\", \"kind\", \"path\", \"tensors\"}]}, \"attempts\": [{\"model\", \"device\", "
     "\"status\", \"message\"}], \"fallback\": null | {\"asked\", \"asked_device\", "
@@ -231,11 +291,13 @@ const cli_command cli_cmd_load = {
     "\"shared\", \"key\", \"device\", \"seconds\"}], \"entries\": [{\"key\", \"engine\", "
     "\"model\", \"device\", \"bytes\", \"refs\", \"pinned\", \"idle_seconds\"}], \"stats\": "
     "{\"hits\", \"misses\", \"loads\", \"evictions\", \"failures\", \"checkpoint_opens\", "
-    "\"devices\": [{\"device\", \"budget\", \"in_use\", \"peak\", \"entries\"}]}}; on a "
+    "\"devices\": [{\"device\", \"budget\", \"in_use\", \"peak\", \"entries\"}]}, "
+    "\"hold\" (with --hold): {\"seconds\", \"evictions\"}}; on a "
     "failure, {\"error\": {\"status\", \"message\", \"hint\"}, \"attempts\", \"fallback\"}",
     "ttsm load --model-path model.safetensors --device cpu --repeat 3 --json\n"
     "ttsm load chatterbox -l fr --models-dir ~/ComfyUI/models\n"
     "ttsm load chatterbox --comfyui ~/ComfyUI --json | jq .fallback\n"
-    "ttsm load --model-path models/kokoro --device cuda --budget cuda:0=4G",
+    "ttsm load --model-path models/kokoro --device cuda --budget cuda:0=4G\n"
+    "ttsm load --model-path m.safetensors --keep-alive 100ms --keep-alive-timer --hold 1s",
     NULL,
     run};

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/convert.h"
 #include "base/error.h"
 #include "base/strbuf.h"
 #include "engines/registry.h"
@@ -61,11 +62,26 @@ static int cmp_param(const void *a, const void *b)
     return strcmp(((const ttsm_param *)a)->key, ((const ttsm_param *)b)->key);
 }
 
+/* The `dtype` param every engine takes (docs/manager.md): its value, checked. */
+static ttsm_status explicit_dtype(const ttsm_load_config *in, ttsm_dtype *out, ttsm_error *err)
+{
+    *out = TTSM_DTYPE_INVALID;
+    for (size_t i = 0; i < in->n_params; i++) {
+        if (strcmp(in->params[i].key, "dtype") != 0)
+            continue;
+        if (!(*out = ttsm__load_dtype(in->params[i].value)))
+            return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, in->engine, "invalid param",
+                             "dtype=%.200s is not an allowed value (float16, bfloat16, float32)",
+                             in->params[i].value);
+    }
+    return TTSM_OK;
+}
+
 ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, ttsm_error *err)
 {
     memset(out, 0, sizeof *out);
     ttsm_status st = ttsm_load_config_validate(in, err);
-    if (st != TTSM_OK)
+    if (st != TTSM_OK || (st = explicit_dtype(in, &out->dtype, err)) != TTSM_OK)
         return st;
     out->cfg = *in;
     if (in->language) {
@@ -172,6 +188,8 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
     /* Params: declared ones only, values checked; identity params keep (or
      * get) a value, the others reach the factory but not the key. */
     for (size_t i = 0; i < in->n_params; i++) {
+        if (strcmp(in->params[i].key, "dtype") == 0)
+            continue; /* every engine's, checked above */
         const ttsm__param_spec *ps = ttsm__manifest_param(m, in->params[i].key);
         if (!ps) {
             ttsm__sb b = {0};
@@ -194,6 +212,25 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
                               ps->values, ps->n_values);
         }
     }
+    /* A param the manifest maps to a load dtype (IndexTTS's use_fp16=true:
+     * float16), with its value or its default; the dtype param must agree. */
+    for (size_t i = 0; i < m->n_params; i++) {
+        const ttsm__param_spec *ps = &m->params[i];
+        const char *v = ps->def;
+        for (size_t j = 0; j < in->n_params; j++)
+            if (strcmp(in->params[j].key, ps->name) == 0)
+                v = in->params[j].value;
+        for (size_t k = 0; k < ps->n_dtypes; k++) {
+            if (strcmp(ps->dtype_values[k], v) != 0)
+                continue;
+            if (out->dtype && out->dtype != ps->dtypes[k])
+                return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, m->name, "invalid param",
+                                 "dtype=%s contradicts %s=%s, which means dtype=%s",
+                                 ttsm__load_dtype_name(out->dtype), ps->name, v,
+                                 ttsm__load_dtype_name(ps->dtypes[k]));
+            out->dtype = ps->dtypes[k];
+        }
+    }
     size_t n = 0;
     for (size_t i = 0; i < m->n_params && n < TTSM_CONFIG_PARAMS_MAX; i++) {
         const ttsm__param_spec *ps = &m->params[i];
@@ -205,6 +242,11 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
                 v = in->params[j].value;
         out->params[n].key = ps->name;
         out->params[n++].value = v;
+    }
+    /* The load dtype changes the bytes of the entry, so it is identity. */
+    if (out->dtype && n < TTSM_CONFIG_PARAMS_MAX) {
+        out->params[n].key = "dtype";
+        out->params[n++].value = ttsm__load_dtype_name(out->dtype);
     }
     qsort(out->params, n, sizeof out->params[0], cmp_param);
     out->cfg.params = out->params;

@@ -17,6 +17,8 @@ typedef struct ttsm__canon {
     ttsm_param params[TTSM_CONFIG_PARAMS_MAX]; /* identity params, sorted */
     const ttsm_param *factory_params; /* every param as given */
     size_t n_factory_params;
+    ttsm_dtype dtype; /* the load dtype (the `dtype` param, or a param the
+                         manifest maps to one); TTSM_DTYPE_INVALID: as stored */
 } ttsm__canon;
 
 /* Validates `in` and fills `out` (which borrows `in`'s strings: keep `in`

@@ -1,7 +1,9 @@
 /* manager.c - the one cache (DESIGN §9): keys to entries, single-flight
  * loads, references, per-device budgets with admission and LRU eviction,
- * pin, unload, invalidate, keep-alive, stats and the listing. One mutex
- * guards the cache and the budgets; factories and uploads run outside it. */
+ * pin, unload, invalidate, keep-alive (and its timer), stats and the
+ * listing. One mutex guards the cache and the budgets; factories, build
+ * hooks, uploads, engine data destroys and on_evict run outside it. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,9 @@ static uint64_t now_ns(ttsm_manager *mgr)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void *sweeper_main(void *arg);
+static void manager_free(ttsm_manager *mgr);
+
 /* @return the slot of `device`, adding it; -1 when the table is full. */
 static int slot_of(ttsm_manager *mgr, const char *device)
 {
@@ -62,13 +67,15 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "out is NULL");
     /* Check the size before copying: a struct from an older header is
-     * smaller. The ones before comfyui_dirs and before verify_on_load are
-     * accepted (their fields are a prefix of this one); the rest keep their
-     * defaults. */
+     * smaller. The ones before comfyui_dirs, before keep_alive_timer and
+     * before verify_on_load are accepted (their fields are a prefix of this
+     * one); the rest keep their defaults. */
     const size_t before_comfyui = offsetof(ttsm_manager_options, comfyui_dirs);
+    const size_t before_timer = offsetof(ttsm_manager_options, keep_alive_timer);
     const size_t before_verify = offsetof(ttsm_manager_options, verify_on_load);
     if (options && options->struct_size != sizeof *options &&
-        options->struct_size != before_comfyui && options->struct_size != before_verify)
+        options->struct_size != before_comfyui && options->struct_size != before_timer &&
+        options->struct_size != before_verify)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "options.struct_size is %zu, expected %zu: use "
                          "ttsm_manager_options_default()", options->struct_size, sizeof *options);
@@ -122,6 +129,20 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
     ttsm__pool_init(&mgr->pool, o.io_mode, o.verify_on_load != 0, mgr->log);
     pthread_mutex_init(&mgr->lock, NULL);
     pthread_cond_init(&mgr->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&mgr->sweep_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (o.keep_alive_timer && o.keep_alive_ms) {
+        int rc = pthread_create(&mgr->sweeper, NULL, sweeper_main, mgr);
+        if (rc != 0) {
+            manager_free(mgr);
+            return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "manager", "cannot start the keep-alive "
+                             "timer", "pthread_create: %s", strerror(rc));
+        }
+        mgr->sweeper_running = 1;
+    }
     *out = mgr;
     return TTSM_OK;
 }
@@ -140,6 +161,7 @@ static void manager_free(ttsm_manager *mgr)
     pthread_mutex_destroy(&mgr->lock);
     ttsm__pool_destroy(&mgr->pool);
     pthread_cond_destroy(&mgr->cond);
+    pthread_cond_destroy(&mgr->sweep_cond);
     ttsm__free(mgr);
 }
 
@@ -309,14 +331,23 @@ static ttsm__entry *find(ttsm_manager *mgr, const char *key)
     return mgr->n_aliases ? alias_find(mgr, key) : NULL;
 }
 
+/* The manager is closed and nothing of it is left: free it (after the lock). */
+static int manager_done(const ttsm_manager *mgr)
+{
+    return mgr->closing && mgr->n_alive == 0 && mgr->reapers == 0;
+}
+
 /* Frees an entry that no one can reach any more, returning its bytes. Under
- * the lock, so the bytes leave the books only once the memory is gone.
+ * the lock, so the bytes leave the books only once the memory is gone. An
+ * engine data destroy left here has no reaper to run it (plain C data, the
+ * manager's own failure paths): it runs here, under the lock, as it always
+ * may for data without a destroy that reenters the library.
  * @return 1 when the manager is closing and this was its last object. */
 static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
 {
     ttsm__model_dematerialise(&e->m);
     ttsm__model_free_parts(&e->m);
-    if (e->state == TTSM__READY || e->state == TTSM__ORPHAN) {
+    if (e->counted) {
         ttsm__devslot *d = &mgr->devs[e->slot];
         d->in_use -= e->m.bytes;
         d->entries--;
@@ -326,7 +357,140 @@ static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
         mgr->n_orphans--;
     ttsm__free(e);
     mgr->n_alive--;
-    return mgr->closing && mgr->n_alive == 0;
+    return manager_done(mgr);
+}
+
+/* Queues work for after the lock; the queue holds `e` (it is not freed
+ * while queued or reaped). */
+static void owe(ttsm_manager *mgr, ttsm__entry *e, unsigned work, const char *why)
+{
+    if (!work)
+        return;
+    if (!e->reap) {
+        e->reap_next = mgr->reap_head;
+        mgr->reap_head = e;
+    }
+    e->reap |= work;
+    if (why)
+        e->reap_why = why;
+}
+
+/* An entry out of the cache (orphan, failed or merged) that no caller holds any
+ * more: its engine data is dropped (after the lock: it may hold inner
+ * references, and be Python), then, once nothing holds it - no inner
+ * reference, no work owed - it is freed. @return entry_free's. */
+static int settle(ttsm_manager *mgr, ttsm__entry *e)
+{
+    if ((e->state != TTSM__ORPHAN && e->state != TTSM__FAILED && e->state != TTSM__MERGED) ||
+        atomic_load(&e->refs) || e->waiters)
+        return 0;
+    if (e->m.engine_destroy) {
+        owe(mgr, e, TTSM__REAP_DROP, NULL);
+        return 0;
+    }
+    if (atomic_load(&e->inner) || e->reap || e->reaping)
+        return 0;
+    return entry_free(mgr, e);
+}
+
+/* An entry leaves the cache (eviction, unload, invalidate, destroy): it
+ * becomes an orphan, its bytes still counted, and is freed now unless
+ * something is owed first: telling the host (on_evict), dropping its
+ * engine data (which may hold inner references, and may be Python: never
+ * under this lock), or the inner references themselves. Engine data is
+ * dropped once no caller holds the entry. @return settle()'s. */
+static int retire(ttsm_manager *mgr, ttsm__entry *e, const char *why, int notify)
+{
+    list_remove(mgr, e);
+    e->state = TTSM__ORPHAN;
+    mgr->n_orphans++;
+    owe(mgr, e, notify && mgr->opt.on_evict ? TTSM__REAP_NOTIFY : 0, why);
+    return settle(mgr, e);
+}
+
+static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
+                          uint64_t last_used);
+
+/* Callbacks this thread is running from reap() (nested ones included). */
+static _Thread_local int reaping_here;
+
+/* Does the queued work, outside the lock, until the queue is empty: the
+ * caller has counted itself in mgr->reapers (unlock_reap does). Frees what
+ * nothing holds afterwards, and the manager when it is done with.
+ * @return how many entries it worked on (0: none it could take). */
+static size_t reap(ttsm_manager *mgr)
+{
+    size_t done = 0;
+    for (;;) {
+        pthread_mutex_lock(&mgr->lock);
+        /* Take what is queued, but not an entry another reaper is still
+         * working on (owed more meanwhile): that reaper takes it next. */
+        ttsm__entry *list = NULL, *rest = NULL;
+        for (ttsm__entry *e = mgr->reap_head, *next; e; e = next) {
+            next = e->reap_next;
+            if (e->reaping) {
+                e->reap_next = rest;
+                rest = e;
+                continue;
+            }
+            e->reaping = e->reap;
+            e->reap = 0;
+            e->reap_last_used = e->last_used; /* a release may change it meanwhile */
+            if (e->reaping & TTSM__REAP_DROP) { /* taken under the lock: settle() reads it */
+                e->dying_data = e->m.engine_data;
+                e->dying_destroy = e->m.engine_destroy;
+                e->m.engine_data = NULL;
+                e->m.engine_destroy = NULL;
+            }
+            e->work_next = list;
+            list = e;
+        }
+        mgr->reap_head = rest;
+        if (!list) {
+            mgr->reapers--;
+            int last = manager_done(mgr);
+            pthread_cond_broadcast(&mgr->cond);
+            pthread_mutex_unlock(&mgr->lock);
+            if (last)
+                manager_free(mgr);
+            return done;
+        }
+        uint64_t now = now_ns(mgr);
+        pthread_mutex_unlock(&mgr->lock);
+        /* Entries being reaped are out of the cache and not freed before
+         * this reaper is done (e->reaping): what it reads stays valid. Their
+         * reap_next may be reused meanwhile (more owed); work_next is ours. */
+        reaping_here++;
+        for (ttsm__entry *e = list; e; e = e->work_next) {
+            if (e->reaping & TTSM__REAP_NOTIFY) {
+                ttsm_entry_info info;
+                entry_info_of(e, &info, now, e->reap_last_used);
+                mgr->opt.on_evict(mgr->opt.on_evict_user, &info, e->reap_why);
+            }
+            if (e->reaping & TTSM__REAP_DROP)
+                e->dying_destroy(e->dying_data);
+            done++;
+        }
+        reaping_here--;
+        pthread_mutex_lock(&mgr->lock);
+        for (ttsm__entry *e = list, *next; e; e = next) {
+            next = e->work_next;
+            e->reaping = 0;
+            settle(mgr, e); /* never the last object: this reaper is counted */
+        }
+        pthread_mutex_unlock(&mgr->lock);
+    }
+}
+
+/* Releases the lock and does what it left owed. */
+static void unlock_reap(ttsm_manager *mgr)
+{
+    int work = mgr->reap_head != NULL;
+    if (work)
+        mgr->reapers++;
+    pthread_mutex_unlock(&mgr->lock);
+    if (work)
+        reap(mgr);
 }
 
 static int evictable(const ttsm__entry *e)
@@ -335,13 +499,13 @@ static int evictable(const ttsm__entry *e)
            !e->pinned;
 }
 
+/* `why` is what on_evict is told: "budget", "keep-alive", "free", "single-instance". */
 static void evict(ttsm_manager *mgr, ttsm__entry *e, const char *why)
 {
     ttsm__logf(&mgr->log, TTSM_LOG_INFO, "evict %s (%s/%s on %s, %llu bytes): %s", e->m.key, e->m.engine,
               e->m.label, e->m.device, (unsigned long long)e->m.bytes, why);
-    list_remove(mgr, e);
     mgr->stats.evictions++;
-    entry_free(mgr, e);
+    retire(mgr, e, why, 1);
 }
 
 static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
@@ -357,7 +521,7 @@ static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
         if (now - e->last_used < ka * 1000000ull && e->state == TTSM__READY)
             break;
         if (evictable(e) && now - e->last_used >= ka * 1000000ull) {
-            evict(mgr, e, "idle longer than keep-alive");
+            evict(mgr, e, "keep-alive");
             n++;
         }
     }
@@ -371,7 +535,7 @@ size_t ttsm_manager_sweep(ttsm_manager *mgr)
     uint64_t now = now_ns(mgr);
     pthread_mutex_lock(&mgr->lock);
     size_t n = sweep_locked(mgr, now);
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return n;
 }
 
@@ -393,8 +557,9 @@ static uint64_t device_limit(ttsm_manager *mgr, const ttsm__entry *e, uint64_t f
     return limit;
 }
 
-static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t limit,
-                               ttsm_error *err)
+/* `what`: "needs N bytes", or what a build holds beyond its estimate. */
+static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, const char *what,
+                               uint64_t limit, ttsm_error *err)
 {
     const ttsm__devslot *d = &mgr->devs[e->slot];
     char held[TTSM_ERROR_MESSAGE_MAX];
@@ -411,12 +576,14 @@ static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t
                                  o->pinned ? " pinned" : "");
     }
     if (mgr->n_orphans && used < sizeof held)
-        snprintf(held + used, sizeof held - used, "%sinvalidated entries still referenced",
+        snprintf(held + used, sizeof held - used,
+                 "%sentries out of the cache still referenced (invalidated, or evicted while "
+                 "their engine object lives)",
                  used ? "; " : "");
     ttsm_status st = ttsm__err(
         err, TTSM_ERR_OUT_OF_MEMORY, e->m.device, "over budget",
-        "%s/%s needs %llu bytes; budget %llu, in use %llu, reserved %llu; held by: %s",
-        e->m.engine, e->m.label, (unsigned long long)e->m.bytes, (unsigned long long)limit,
+        "%s/%s %s; budget %llu, in use %llu, reserved %llu; held by: %s",
+        e->m.engine, e->m.label, what, (unsigned long long)limit,
         (unsigned long long)d->in_use, (unsigned long long)d->reserved,
         held[0] ? held : "nothing");
     ttsm__err_hint(err, "release or unpin models on %s, or raise its budget%s", e->m.device,
@@ -426,26 +593,79 @@ static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t
     return st;
 }
 
-/* Evicts LRU entries of the device until `e` fits, then reserves its bytes. */
-static ttsm_status admit(ttsm_manager *mgr, ttsm__entry *e, uint64_t free_b, int known,
-                         ttsm_error *err)
+/* 1 when evicting every evictable entry of `slot` could make `need` fit:
+ * admission evicts nothing it cannot use. Memory already on its way out
+ * (work owed after the lock) may free more: then it is not ruled out. */
+static int could_fit(const ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit)
 {
-    ttsm__devslot *d = &mgr->devs[e->slot];
-    uint64_t limit = device_limit(mgr, e, free_b, known);
+    if (mgr->reap_head || mgr->reapers)
+        return 1;
+    const ttsm__devslot *d = &mgr->devs[slot];
+    uint64_t idle = 0;
+    for (const ttsm__entry *o = mgr->head; o; o = o->next)
+        if (o->slot == slot && evictable(o))
+            idle += o->m.bytes;
+    uint64_t want;
+    return !__builtin_add_overflow(d->in_use - idle, d->reserved, &want) &&
+           !__builtin_add_overflow(want, need, &want) && want <= limit;
+}
+
+/* Evicts LRU entries of slot `slot` until `need` more bytes fit under
+ * `limit` (with `all_or_nothing`, none when they could not). Evicted
+ * entries whose memory waits for work after the lock (engine data to
+ * drop) are reaped here, the lock released meanwhile, and memory other
+ * threads are reaping is waited for: the bytes are only counted free once
+ * they are. @return 1 when they fit, 0 when nothing more can be evicted.
+ * Under the lock. */
+static int make_room(ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit, const char *why,
+                     int all_or_nothing)
+{
+    ttsm__devslot *d = &mgr->devs[slot];
     for (;;) {
         uint64_t want;
         if (!__builtin_add_overflow(d->in_use, d->reserved, &want) &&
-            !__builtin_add_overflow(want, e->m.bytes, &want) && want <= limit)
-            break;
+            !__builtin_add_overflow(want, need, &want) && want <= limit)
+            return 1;
+        if (all_or_nothing && !could_fit(mgr, slot, need, limit))
+            return 0;
+        /* Memory on its way out first, so no more is evicted than needed. */
+        if (mgr->reap_head) {
+            mgr->reapers++;
+            pthread_mutex_unlock(&mgr->lock);
+            size_t done = reap(mgr); /* never frees the manager: this call holds it */
+            pthread_mutex_lock(&mgr->lock);
+            if (done)
+                continue;
+        }
+        /* What is left is another thread's to reap: wait for it (unless this
+         * thread is a reaper itself, called back from engine data or
+         * on_evict: it would wait on itself). */
+        if (mgr->reapers && !reaping_here) {
+            pthread_cond_wait(&mgr->cond, &mgr->lock);
+            continue;
+        }
         ttsm__entry *victim = NULL;
         for (ttsm__entry *o = mgr->head; o && !victim; o = o->next)
-            if (o->slot == e->slot && evictable(o))
+            if (o->slot == slot && evictable(o))
                 victim = o;
         if (!victim)
-            return over_budget(mgr, e, limit, err);
-        evict(mgr, victim, "making room");
+            return 0;
+        evict(mgr, victim, why);
     }
-    d->reserved += e->m.bytes;
+}
+
+/* Makes room for `need` bytes of `e`, then reserves them. */
+static ttsm_status admit(ttsm_manager *mgr, ttsm__entry *e, uint64_t need, uint64_t free_b,
+                         int known, ttsm_error *err)
+{
+    ttsm__devslot *d = &mgr->devs[e->slot];
+    uint64_t limit = device_limit(mgr, e, free_b, known);
+    if (!make_room(mgr, e->slot, need, limit, "budget", 1)) {
+        char what[64];
+        snprintf(what, sizeof what, "needs %llu bytes", (unsigned long long)need);
+        return over_budget(mgr, e, what, limit, err);
+    }
+    d->reserved += need;
     if (d->in_use + d->reserved > d->peak)
         d->peak = d->in_use + d->reserved;
     return TTSM_OK;
@@ -472,7 +692,8 @@ static const char *label_of(const ttsm_load_config *cfg)
                            : "default";
 }
 
-/* A failure of a load in flight: it reaches every waiter, leaves no entry. */
+/* A failure of a load in flight: it reaches every waiter, leaves no entry
+ * (its memory goes once the last inner reference of a failed build does). */
 static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const ttsm_error *err)
 {
     list_remove(mgr, e);
@@ -489,7 +710,23 @@ static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const t
         }
     }
     pthread_cond_broadcast(&mgr->cond);
-    return e->waiters == 0 ? entry_free(mgr, e) : 0;
+    return settle(mgr, e);
+}
+
+/* What admission reserves for an engine's build beyond the weights: the
+ * caps' figures when set, else the manifest's engine_memory. Saturates. */
+static uint64_t build_estimate(const ttsm__engine *eng, uint64_t weights)
+{
+    uint64_t extra = eng->caps.extra_bytes;
+    double ratio = eng->caps.extra_ratio;
+    if (!extra && ratio == 0 && eng->manifest) {
+        extra = eng->manifest->extra_bytes;
+        ratio = eng->manifest->extra_ratio;
+    }
+    double r = ratio * (double)weights;
+    uint64_t by_ratio = r >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)r;
+    uint64_t sum;
+    return __builtin_add_overflow(extra, by_ratio, &sum) ? UINT64_MAX : sum;
 }
 
 /* A READY entry on e's device whose files are e's (content.h), or NULL. */
@@ -532,7 +769,8 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
 {
     ttsm_status st = TTSM_OK;
     ttsm_factory_ctx ctx = {&e->m, eng->manifest, mgr->opt.models_dirs, mgr->opt.hf_cache,
-                            mgr->opt.comfyui_dirs, e->m.device, eng->caps.user, recovering, 0};
+                            mgr->opt.comfyui_dirs, e->m.device, eng->caps.user, recovering, 0,
+                            0, 0, 0};
     *twin = NULL;
     if (recovering && eng->caps.recover) {
         ttsm__logf(&mgr->log, TTSM_LOG_INFO, "recover %s (%s) before rebuilding it", e->m.key, e->m.engine);
@@ -554,12 +792,19 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     if (st == TTSM_OK && made != &e->m)
         st = ttsm__err(err, TTSM_ERR_ENGINE, e->m.engine, "factory broke its contract",
                        "it returned success without the model from ttsm_model_create()");
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, est = 0, admitted = 0;
     if (st == TTSM_OK)
         st = ttsm__model_bytes(&e->m, &bytes, err);
+    if (st == TTSM_OK && eng->caps.build)
+        est = build_estimate(eng, bytes);
+    if (st == TTSM_OK && __builtin_add_overflow(bytes, est, &admitted))
+        st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, e->m.engine, "too large",
+                       "model size and engine estimate overflow 64 bits");
     /* Only a model made of files alone can share an entry (content.h);
-     * the others skip the cost of the identity. */
-    if (st == TTSM_OK && e->m.n_comps && !e->m.engine_data &&
+     * the others skip the cost of the identity. An engine that builds an
+     * object per load does not share either: its object is built for its
+     * config, params that do not change the files included. */
+    if (st == TTSM_OK && e->m.n_comps && !e->m.engine_data && !eng->caps.build &&
         ttsm__content_base(canonical, e->base, NULL) == TTSM_OK)
         e->content = ttsm__content_of(e->base, &e->m);
     uint64_t free_b = 0, total = 0;
@@ -574,28 +819,81 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
         *twin = o;
         return TTSM_OK;
     }
-    e->m.bytes = bytes;
+    e->m.bytes = admitted;
     if (st == TTSM_OK)
-        st = admit(mgr, e, free_b, known, err);
+        st = admit(mgr, e, admitted, free_b, known, err);
     if (st != TTSM_OK)
         e->m.bytes = 0; /* never admitted: the listing shows it holds nothing */
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     if (st != TTSM_OK)
         return st;
 
     st = ttsm__model_materialise(&e->m, bytes, mgr->opt.progress, mgr->opt.progress_user, err);
+    int materialised = st == TTSM_OK;
+    if (st == TTSM_OK && eng->caps.build) {
+        /* The engine object is built while the entry is still loading, so
+         * every other load of the key waits for it, and with no lock held. */
+        ctx.in_build = 1;
+        ctx.estimate = est;
+        st = eng->caps.build(cfg, &ctx, &e->m, err);
+        ctx.in_build = 0;
+        if (st != TTSM_OK && err && err->code != st) {
+            if (err->message[0])
+                err->code = st;
+            else
+                ttsm__err(err, st, e->m.engine, "engine build failed",
+                          "it returned %s without a message", ttsm_status_name(st));
+        }
+    }
+    uint64_t held = bytes;
+    if (st == TTSM_OK && __builtin_add_overflow(bytes, ctx.charged, &held))
+        st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, e->m.engine, "too large",
+                       "charged bytes overflow 64 bits");
 
     pthread_mutex_lock(&mgr->lock);
     ttsm__devslot *d = &mgr->devs[e->slot];
-    d->reserved -= bytes;
-    /* A failed load stays listed until fail_entry() takes it out: with its
-     * reservation returned it holds nothing (the soak test saw listings sum
-     * past the budget). */
-    if (st != TTSM_OK)
-        e->m.bytes = 0;
-    if (st == TTSM_OK) {
-        d->in_use += bytes;
+    if (st == TTSM_OK && held > admitted) {
+        /* The object holds more than was reserved for it: the rest must fit
+         * as well (its memory exists already; the budget's limit is what
+         * counts here, the driver's free memory includes it). */
+        uint64_t limit = device_limit(mgr, e, 0, 0);
+        if (make_room(mgr, e->slot, held - admitted, limit, "budget", 1)) {
+            d->reserved += held - admitted;
+            admitted = held;
+            if (d->in_use + d->reserved > d->peak)
+                d->peak = d->in_use + d->reserved;
+        } else {
+            char what[160];
+            snprintf(what, sizeof what,
+                     "holds %llu bytes beyond its weights, %llu more than the %llu reserved "
+                     "for its engine object",
+                     (unsigned long long)ctx.charged, (unsigned long long)(held - admitted),
+                     (unsigned long long)est);
+            st = over_budget(mgr, e, what, limit, err);
+            ttsm__err_hint(err, "declare what the engine builds (manifest \"engine_memory\", "
+                                "or extra_bytes when registering it) so admission reserves it "
+                                "first, or raise the budget of %s", e->m.device);
+        }
+    }
+    d->reserved -= admitted;
+    if (st == TTSM_OK || (materialised && (e->m.engine_destroy || atomic_load(&e->inner)))) {
+        /* Ready; or failed after its build made something that holds its
+         * memory: that stays counted until it is gone (what was admitted
+         * for it: more than that is what the failure is about, and goes
+         * with the object, which is dropped next). */
+        if (st != TTSM_OK && held > admitted)
+            held = admitted;
+        e->m.bytes = held;
+        d->in_use += held;
         d->entries++;
+        e->counted = 1;
+    } else {
+        /* A failed load stays listed until fail_entry() takes it out: with
+         * its reservation returned it holds nothing (the soak test saw
+         * listings sum past the budget). */
+        e->m.bytes = 0;
+    }
+    if (st == TTSM_OK) {
         e->state = TTSM__READY;
         atomic_store(&e->refs, 1);
         e->last_used = now_ns(mgr);
@@ -603,10 +901,10 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
         mgr->stats.loads++;
         pthread_cond_broadcast(&mgr->cond);
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     if (st == TTSM_OK)
         ttsm__logf(&mgr->log, TTSM_LOG_INFO, "loaded %s (%s/%s) on %s: %llu bytes", e->m.key, e->m.engine,
-                  e->m.label, e->m.device, (unsigned long long)bytes);
+                  e->m.label, e->m.device, (unsigned long long)held);
     return st;
 }
 
@@ -646,6 +944,15 @@ static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_m
     ttsm__entry *e;
 again:
     e = find(mgr, key);
+    if (e && e->state == TTSM__LOADING && pthread_equal(e->loader, pthread_self())) {
+        /* A factory or build hook loading the model it is building would
+         * wait for itself forever. */
+        st = ttsm__err(err, TTSM_ERR_ENGINE, cfg->engine, "load of itself",
+                       "%s (%s) is loaded again from inside its own factory or build hook",
+                       key, e->m.label);
+        pthread_mutex_unlock(&mgr->lock);
+        return st;
+    }
     if (e && e->state == TTSM__LOADING) {
         e->waiters++;
         while (e->state == TTSM__LOADING)
@@ -657,15 +964,12 @@ again:
                 *err = *e->fail_err;
             else
                 ttsm__err(err, st, cfg->engine, "load failed", "a concurrent load failed");
-            int last = e->waiters == 0 ? entry_free(mgr, e) : 0;
-            pthread_mutex_unlock(&mgr->lock);
-            if (last)
-                manager_free(mgr);
+            settle(mgr, e); /* the caller holds the manager: never the last */
+            unlock_reap(mgr);
             return st;
         }
-        if (e->state != TTSM__READY) { /* invalidated before we woke */
-            int last = e->waiters == 0 && atomic_load(&e->refs) == 0 ? entry_free(mgr, e) : 0;
-            (void)last; /* the caller still holds the manager: never the last */
+        if (e->state != TTSM__READY) { /* left the cache before we woke */
+            settle(mgr, e);
             goto again;
         }
     }
@@ -674,7 +978,7 @@ again:
         mgr->stats.hits++;
         e->last_used = now;
         list_touch(mgr, e);
-        pthread_mutex_unlock(&mgr->lock);
+        unlock_reap(mgr);
         ttsm__logf(&mgr->log, TTSM_LOG_DEBUG, "hit %s (%s/%s on %s)", e->m.key, e->m.engine,
                    e->m.label, e->m.device);
         *out = &e->m;
@@ -690,10 +994,10 @@ again:
                 st = ttsm__err(err, TTSM_ERR_ENGINE, cfg->engine, "single instance",
                                "the engine allows one loaded model and %s (%s on %s) is in use",
                                o->m.key, o->m.label, o->m.device);
-                pthread_mutex_unlock(&mgr->lock);
+                unlock_reap(mgr);
                 return st;
             }
-            evict(mgr, o, "single-instance engine loads another model");
+            evict(mgr, o, "single-instance");
         }
     }
     int slot = slot_of(mgr, device);
@@ -702,7 +1006,7 @@ again:
         if (e)
             ttsm__free(e->m.engine);
         ttsm__free(e);
-        pthread_mutex_unlock(&mgr->lock);
+        unlock_reap(mgr);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, cfg->engine, "out of memory",
                          slot < 0 ? "more than %d devices in one manager" : "entry (%d)",
                          TTSM_MANAGER_MAX_DEVICES);
@@ -714,12 +1018,14 @@ again:
     memcpy(e->m.device, device, sizeof device);
     e->m.backend = be;
     e->m.dev_index = dev_index;
+    e->m.convert = canon->dtype;
     e->slot = slot;
+    e->loader = pthread_self();
     list_append(mgr, e);
     mgr->n_alive++;
     mgr->stats.misses++;
     int recovering = take_invalid(mgr, key);
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
 
     ttsm__entry *twin;
     st = load_miss(mgr, e, &eng, cfg, &canon->cfg, recovering, &twin, err);
@@ -737,7 +1043,7 @@ again:
             mgr->invalid[mgr->n_invalid++] = copy;
     }
     fail_entry(mgr, e, st, err);
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return st;
 }
 
@@ -865,7 +1171,7 @@ static int memo_hit(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
             hit = 1;
         }
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return hit;
 }
 
@@ -1013,12 +1319,37 @@ void ttsm_model_release(ttsm_model *model)
          * recently used and the keep-alive sweep can stop early. */
         if (m->state == TTSM__READY)
             list_touch(mgr, m);
-        if (m->state == TTSM__ORPHAN && m->waiters == 0)
-            last = entry_free(mgr, m);
+        if (m->state == TTSM__ORPHAN)
+            last = settle(mgr, m);
     }
-    pthread_mutex_unlock(&mgr->lock);
-    if (last)
+    if (last) {
+        pthread_mutex_unlock(&mgr->lock);
         manager_free(mgr);
+        return;
+    }
+    unlock_reap(mgr);
+}
+
+void ttsm_model_retain_inner(ttsm_model *model)
+{
+    if (model)
+        atomic_fetch_add(&ttsm__entry_of(model)->inner, 1);
+}
+
+void ttsm_model_release_inner(ttsm_model *model)
+{
+    if (!model)
+        return;
+    ttsm__entry *m = ttsm__entry_of(model);
+    ttsm_manager *mgr = m->mgr;
+    pthread_mutex_lock(&mgr->lock);
+    atomic_fetch_sub(&m->inner, 1);
+    if (settle(mgr, m)) {
+        pthread_mutex_unlock(&mgr->lock);
+        manager_free(mgr);
+        return;
+    }
+    unlock_reap(mgr);
 }
 
 static ttsm_status with_entry(ttsm_manager *mgr, const char *key, ttsm__entry **out,
@@ -1072,12 +1403,11 @@ ttsm_status ttsm_unload(ttsm_manager *mgr, const char *key, ttsm_error *err)
         } else {
             ttsm__logf(&mgr->log, TTSM_LOG_INFO, "unload %s (%s/%s on %s)", e->m.key, e->m.engine,
                       e->m.label, e->m.device);
-            list_remove(mgr, e);
             mgr->stats.unloads++;
-            entry_free(mgr, e);
+            retire(mgr, e, "unload", 1);
         }
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return st;
 }
 
@@ -1120,15 +1450,11 @@ ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_error *err)
             }
             ttsm__logf(&mgr->log, TTSM_LOG_INFO, "invalidate %s (%s/%s on %s)", e->m.key, e->m.engine,
                       e->m.label, e->m.device);
-            list_remove(mgr, e);
             mgr->stats.invalidations++;
-            e->state = TTSM__ORPHAN;
-            mgr->n_orphans++;
-            if (atomic_load(&e->refs) == 0 && e->waiters == 0)
-                entry_free(mgr, e);
+            retire(mgr, e, "invalidate", 1);
         }
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return st;
 }
 
@@ -1137,24 +1463,122 @@ void ttsm_manager_destroy(ttsm_manager *mgr)
     if (!mgr)
         return;
     pthread_mutex_lock(&mgr->lock);
-    mgr->closing = 1;
-    while (mgr->head) {
-        ttsm__entry *e = mgr->head;
-        list_remove(mgr, e);
-        if (atomic_load(&e->refs) == 0 && e->waiters == 0) {
-            entry_free(mgr, e);
-        } else {
-            e->state = TTSM__ORPHAN;
-            mgr->n_orphans++;
-        }
-    }
-    int last = mgr->n_alive == 0;
+    int timer = mgr->sweeper_running;
+    mgr->sweeper_stop = 1;
+    pthread_cond_signal(&mgr->sweep_cond);
     pthread_mutex_unlock(&mgr->lock);
-    if (last)
-        manager_free(mgr);
+    if (timer)
+        pthread_join(mgr->sweeper, NULL);
+    pthread_mutex_lock(&mgr->lock);
+    mgr->sweeper_running = 0;
+    mgr->closing = 1;
+    /* Counted as a reaper until the end, so nothing frees the manager under
+     * this call: the last of its objects (here or later) does. */
+    mgr->reapers++;
+    while (mgr->head)
+        retire(mgr, mgr->head, NULL, 0);
+    pthread_mutex_unlock(&mgr->lock);
+    reap(mgr);
+}
+
+/* ---- the keep-alive timer and free() ------------------------------------ */
+
+/* Sleeps until the least recently used idle entry's keep-alive ends (or a
+ * keep-alive from now, when none is idle), sweeps, repeats; wakes at once
+ * to stop. Deadlines are in the manager's clock, the sleep in real time. */
+static void *sweeper_main(void *arg)
+{
+    ttsm_manager *mgr = arg;
+    uint64_t ka = mgr->opt.keep_alive_ms * 1000000ull;
+    pthread_mutex_lock(&mgr->lock);
+    while (!mgr->sweeper_stop) {
+        uint64_t now = now_ns(mgr);
+        sweep_locked(mgr, now);
+        if (mgr->reap_head) {
+            unlock_reap(mgr);
+            pthread_mutex_lock(&mgr->lock);
+            continue;
+        }
+        uint64_t wait = ka;
+        for (ttsm__entry *e = mgr->head; e; e = e->next)
+            if (evictable(e)) {
+                uint64_t end = e->last_used + ka;
+                wait = end > now ? end - now : 0;
+                break;
+            }
+        if (wait < 1000000)
+            wait = 1000000; /* 1 ms: the clock may lag what the entry was stamped with */
+        if (wait > 3600000000000ull)
+            wait = 3600000000000ull; /* an hour, then look again */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + wait % 1000000000ull;
+        ts.tv_sec += (time_t)(wait / 1000000000ull + ns / 1000000000ull);
+        ts.tv_nsec = (long)(ns % 1000000000ull);
+        int rc = pthread_cond_timedwait(&mgr->sweep_cond, &mgr->lock, &ts);
+        (void)rc; /* ETIMEDOUT or a signal: either way, look again */
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return NULL;
+}
+
+ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nbytes,
+                              uint64_t *available, ttsm_error *err)
+{
+    if (!mgr)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "free", "invalid argument", "manager");
+    char dev[TTSM_DEVICE_NAME_MAX];
+    ttsm_status st = ttsm_device_resolve(device, dev, sizeof dev, err);
+    if (st != TTSM_OK)
+        return st;
+    ttsm_backend be;
+    int dev_index;
+    if (ttsm__backend_lookup(dev, &be, &dev_index) != 0)
+        return ttsm__err(err, TTSM_ERR_DEVICE, dev, "no backend", "device has no backend");
+    uint64_t free_b = 0, total = 0;
+    int known = !be.host_visible && be.memory &&
+                be.memory(be.user, dev_index, &free_b, &total, NULL) == TTSM_OK;
+    pthread_mutex_lock(&mgr->lock);
+    int slot = slot_of(mgr, dev);
+    uint64_t fits = UINT64_MAX;
+    if (slot >= 0) {
+        ttsm__entry probe; /* device_limit reads the slot and the backend */
+        memset(&probe, 0, sizeof probe);
+        probe.slot = slot;
+        probe.m.backend = be;
+        uint64_t limit = device_limit(mgr, &probe, free_b, known);
+        ttsm__devslot *d = &mgr->devs[slot];
+        if (limit != UINT64_MAX)
+            make_room(mgr, slot, nbytes, limit, "free", 0);
+        uint64_t used = d->in_use + d->reserved;
+        fits = limit == UINT64_MAX ? UINT64_MAX : limit > used ? limit - used : 0;
+    }
+    unlock_reap(mgr);
+    if (available)
+        *available = fits;
+    return TTSM_OK;
 }
 
 /* ---- listing and stats -------------------------------------------------- */
+
+/* `last_used`: e->last_used read under the lock (the rest does not change
+ * once the entry is ready, or is atomic). */
+static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
+                          uint64_t last_used)
+{
+    memset(v, 0, sizeof *v);
+    memcpy(v->key, e->m.key, sizeof v->key);
+    ttsm__format_trunc(v->engine, sizeof v->engine, "%s", e->m.engine);
+    ttsm__format_trunc(v->model, sizeof v->model, "%s", e->m.label);
+    memcpy(v->device, e->m.device, sizeof v->device);
+    v->bytes = e->m.bytes;
+    v->refs = atomic_load(&e->refs);
+    v->pinned = e->pinned;
+    v->loading = e->state == TTSM__LOADING;
+    v->idle_seconds = v->refs || v->loading || now < last_used
+                          ? 0.0
+                          : (double)(now - last_used) / 1e9;
+}
 
 ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *n,
                               ttsm_error *err)
@@ -1168,24 +1592,13 @@ ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *
     size_t count = mgr->n_cached;
     ttsm_entry_info *v = ttsm__calloc(count ? count : 1, sizeof *v);
     if (!v) {
-        pthread_mutex_unlock(&mgr->lock);
+        unlock_reap(mgr);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "list", "out of memory", "listing");
     }
     size_t i = 0;
-    for (ttsm__entry *e = mgr->head; e; e = e->next, i++) {
-        memcpy(v[i].key, e->m.key, sizeof v[i].key);
-        ttsm__format_trunc(v[i].engine, sizeof v[i].engine, "%s", e->m.engine);
-        ttsm__format_trunc(v[i].model, sizeof v[i].model, "%s", e->m.label);
-        memcpy(v[i].device, e->m.device, sizeof v[i].device);
-        v[i].bytes = e->m.bytes;
-        v[i].refs = atomic_load(&e->refs);
-        v[i].pinned = e->pinned;
-        v[i].loading = e->state == TTSM__LOADING;
-        v[i].idle_seconds = v[i].refs || v[i].loading || now < e->last_used
-                                ? 0.0
-                                : (double)(now - e->last_used) / 1e9;
-    }
-    pthread_mutex_unlock(&mgr->lock);
+    for (ttsm__entry *e = mgr->head; e; e = e->next, i++)
+        entry_info_of(e, &v[i], now, e->last_used);
+    unlock_reap(mgr);
     *out = v;
     *n = count;
     return TTSM_OK;

@@ -27,19 +27,35 @@ typedef struct ttsm__alias {
 } ttsm__alias;
 #define TTSM__ALIAS_BUCKETS 64
 
+/* Work an entry owes the host after the lock (manager.c, reap()). */
+enum { TTSM__REAP_NOTIFY = 1, TTSM__REAP_DROP = 2 };
+
 typedef struct ttsm__entry {
     ttsm_model m; /* first: the ttsm_model handle a caller holds is its entry */
     ttsm_manager *mgr;
     int state;
     int slot; /* in mgr->devs */
     _Atomic size_t refs;
+    /* References of the entry's own engine data (TTSM_DLPACK_INNER exports,
+     * ttsm_model_retain_inner) and of the reaper: they keep the memory, not
+     * the place in the cache. */
+    _Atomic size_t inner;
     size_t waiters; /* threads waiting for this load (under the lock) */
     int pinned;
+    int counted;    /* its bytes are in its device's in_use */
     uint64_t last_used;
+    pthread_t loader; /* the thread running its load (while loading) */
     ttsm_status fail_st;
     ttsm_error *fail_err;            /* for waiters of a failed load */
     struct ttsm__entry *prev, *next; /* cache list, least recently used first */
     struct ttsm__entry *hnext;       /* the next entry in its key-index bucket */
+    unsigned reap, reaping;          /* TTSM__REAP_* queued / being done */
+    const char *reap_why;            /* the on_evict reason (static text) */
+    uint64_t reap_last_used;         /* last_used when its reaper took it */
+    struct ttsm__entry *reap_next;   /* mgr->reap_head list */
+    struct ttsm__entry *work_next;   /* the list its reaper works through */
+    void *dying_data;                /* engine data taken by the reaper to destroy */
+    void (*dying_destroy)(void *);
     char base[TTSM_KEY_HEX_SIZE];    /* key of the config without its source, or "" */
     ttsm__content content;           /* what its files are (content.h) */
     ttsm__alias *aliases;            /* other keys that name this entry */
@@ -91,6 +107,15 @@ struct ttsm_manager {
     /* The opened checkpoints. The pool has its own lock, taken after `lock`
      * (never before): opening headers must not stall hits on other keys. */
     ttsm__pool pool;
+    /* Entries that left the cache and owe the host work outside the lock
+     * (on_evict, engine data destroy); reapers: threads doing or about to
+     * do it (the manager is freed only when none is left). */
+    ttsm__entry *reap_head;
+    size_t reapers;
+    /* The keep-alive timer (options.keep_alive_timer). */
+    pthread_t sweeper;
+    int sweeper_running, sweeper_stop;
+    pthread_cond_t sweep_cond; /* CLOCK_MONOTONIC */
 };
 
 #endif

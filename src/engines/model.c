@@ -157,6 +157,21 @@ int ttsm_factory_ctx_recovering(const ttsm_factory_ctx *ctx)
 {
     return ctx ? ctx->recovering : 0;
 }
+ttsm_status ttsm_factory_ctx_charge(const ttsm_factory_ctx *ctx, uint64_t bytes, ttsm_error *err)
+{
+    if (!ctx || !ctx->in_build)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_factory_ctx_charge",
+                         "invalid argument", "only a build hook can charge bytes");
+    ttsm_factory_ctx *c = (ttsm_factory_ctx *)ctx;
+    if (__builtin_add_overflow(c->charged, bytes, &c->charged))
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, ctx->model->engine, "invalid argument",
+                         "charged bytes overflow 64 bits");
+    return TTSM_OK;
+}
+uint64_t ttsm_factory_ctx_estimate(const ttsm_factory_ctx *ctx)
+{
+    return ctx ? ctx->estimate : 0;
+}
 
 void ttsm__model_free_parts(ttsm_model *m)
 {
@@ -204,6 +219,10 @@ uint64_t ttsm_model_bytes(const ttsm_model *m)
 void *ttsm_model_engine_data(const ttsm_model *m)
 {
     return m ? m->engine_data : NULL;
+}
+ttsm_dtype ttsm_model_dtype(const ttsm_model *m)
+{
+    return m ? m->convert : TTSM_DTYPE_INVALID;
 }
 size_t ttsm_model_component_count(const ttsm_model *m)
 {

@@ -21,6 +21,8 @@ typedef struct ttsm__component {
     ttsm_model_tensor *tensors; /* one per checkpoint tensor, same order, once materialised */
     void *block;                /* device allocation (non-host-visible devices) */
     uint64_t block_bytes;
+    void **converted;           /* host-visible devices: one owned buffer per storage
+                                   converted to the model's dtype (else NULL) */
 } ttsm__component;
 
 struct ttsm_model {
@@ -42,6 +44,9 @@ struct ttsm_model {
     ttsm_status (*voices)(ttsm_model *model, char **json, ttsm_error *err);
     /* Set by the manager once the model is admitted. */
     uint64_t bytes;
+    /* Floating-point tensors become this dtype at materialisation
+     * (TTSM_DTYPE_INVALID: as stored); set by the manager before the factory. */
+    ttsm_dtype convert;
 };
 
 /* What a factory is handed (ttsm_factory_ctx_* read it). */
@@ -54,6 +59,9 @@ struct ttsm_factory_ctx {
     void *user;
     int recovering;
     int created;
+    int in_build;      /* 1 while the engine's build hook runs: it may charge */
+    uint64_t estimate; /* bytes admitted for the build beyond the weights */
+    uint64_t charged;  /* what the build reported (ttsm_factory_ctx_charge) */
 };
 
 /* Releases the components' checkpoints and files, destroys the engine data

@@ -279,6 +279,33 @@ ttsm_status ttsm_engines_load_dir_trusted(const char *dir, ttsm_error *err)
     return load_dir(dir, 1, err);
 }
 
+ttsm_status ttsm_engines_add_manifest(const char *json, size_t len, const char *source,
+                                      ttsm_error *err)
+{
+    if (!json || !source || !*source)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "engines", "invalid argument",
+                         "the manifest text and a source name must be given");
+    if (len > MAX_MANIFEST_BYTES)
+        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest",
+                         "larger than %u bytes", MAX_MANIFEST_BYTES);
+    ttsm__registry_init();
+    ttsm__manifest *m;
+    ttsm_status st = ttsm__manifest_parse(json, len, source, &m, err);
+    if (st != TTSM_OK)
+        return st;
+    if ((st = check_system_dirs(m, err)) != TTSM_OK) { /* as a folder's manifest */
+        ttsm__manifest_free(m);
+        return st;
+    }
+    /* Kept before it is registered: once the table points at it, it must
+     * never be freed (a refused one stays kept, unused). */
+    if (keep(m) != 0) {
+        ttsm__manifest_free(m);
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "registry");
+    }
+    return register_manifest(m, err);
+}
+
 ttsm_status ttsm_engines_status(ttsm_error *err)
 {
     ttsm__registry_init();

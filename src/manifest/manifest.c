@@ -10,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/config.h"
+#include "base/convert.h"
 #include "base/error.h"
 #include "base/json.h"
 #include "manifest/manifest.h"
@@ -786,6 +787,8 @@ void ttsm__manifest_free(ttsm__manifest *m)
         ttsm__free(m->params[i].name);
         ttsm__free(m->params[i].def);
         free_strs(m->params[i].values, m->params[i].n_values);
+        free_strs(m->params[i].dtype_values, m->params[i].n_dtypes);
+        ttsm__free(m->params[i].dtypes);
     }
     ttsm__free(m->params);
     ttsm__free(m->folder);
@@ -800,6 +803,69 @@ void ttsm__manifest_free(ttsm__manifest *m)
         free_model(&m->shared[i]);
     ttsm__free(m->shared);
     ttsm__free(m);
+}
+
+/* A param's "dtype": {value: "float16" | "bfloat16" | "float32"}: the
+ * values of the param that load the weights in that dtype. */
+static int parse_param_dtype(parser *p, ttsm__param_spec *ps, json_t *v)
+{
+    size_t at = push(p, ".dtype");
+    int rc = -1;
+    if (!json_is_object(v) || json_object_size(v) == 0) {
+        fail(p, "must be an object {\"<param value>\": \"float16\" | \"bfloat16\" | "
+                "\"float32\"}");
+        goto out;
+    }
+    size_t n = json_object_size(v);
+    if (!(ps->dtype_values = ttsm__calloc(n + 1, sizeof *ps->dtype_values)) ||
+        !(ps->dtypes = ttsm__calloc(n, sizeof *ps->dtypes))) {
+        oom(p);
+        goto out;
+    }
+    const char *k;
+    json_t *d;
+    json_object_foreach(v, k, d) {
+        int ok = ps->n_values == 0;
+        for (size_t i = 0; i < ps->n_values && !ok; i++)
+            ok = strcmp(ps->values[i], k) == 0;
+        if (!ok) {
+            fail(p, "\"%s\" is not one of the param's values", k);
+            goto out;
+        }
+        ttsm_dtype dt = json_is_string(d) ? ttsm__load_dtype(json_string_value(d))
+                                          : TTSM_DTYPE_INVALID;
+        if (!dt) {
+            fail(p, "%s: must be \"float16\", \"bfloat16\" or \"float32\"", k);
+            goto out;
+        }
+        if (!(ps->dtype_values[ps->n_dtypes] = dup(p, k)))
+            goto out;
+        ps->dtypes[ps->n_dtypes++] = dt;
+    }
+    rc = 0;
+out:
+    pop(p, at);
+    return rc;
+}
+
+/* "engine_memory": {"extra_bytes": N, "ratio": R} (either may be left out). */
+static int parse_engine_memory(parser *p, ttsm__manifest *m, json_t *v)
+{
+    static const char *const keys[] = {"extra_bytes", "ratio", NULL};
+    strcpy(p->path, "engine_memory");
+    if (!json_is_object(v) || json_object_size(v) == 0)
+        return fail(p, "must be an object {\"extra_bytes\": bytes, \"ratio\": number}");
+    if (check_keys(p, v, keys) != 0)
+        return -1;
+    json_t *b = json_object_get(v, "extra_bytes"), *r = json_object_get(v, "ratio");
+    if (b && (!json_is_integer(b) || json_integer_value(b) < 0))
+        return fail(p, "extra_bytes must be an integer >= 0");
+    if (r && (!json_is_number(r) || json_number_value(r) < 0 || json_number_value(r) > 1e6))
+        return fail(p, "ratio must be a number from 0 to 1e6");
+    m->extra_bytes = b ? (uint64_t)json_integer_value(b) : 0;
+    m->extra_ratio = r ? json_number_value(r) : 0;
+    p->path[0] = '\0';
+    return 0;
 }
 
 static int parse_params(parser *p, ttsm__manifest *m, json_t *root)
@@ -823,11 +889,16 @@ static int parse_params(parser *p, ttsm__manifest *m, json_t *root)
         const char *k;
         json_t *v;
         json_object_foreach(params, k, v) {
-            static const char *const keys[] = {"default", "values", NULL};
+            static const char *const keys[] = {"default", "values", "dtype", NULL};
             ttsm__param_spec *ps = &m->params[m->n_params++];
             size_t at2 = push(p, ".%s", k);
             if (check_ident(p, k) != 0 || !(ps->name = dup(p, k)))
                 goto out;
+            if (strcmp(k, "dtype") == 0) {
+                fail(p, "\"dtype\" is every engine's load dtype param and cannot be declared "
+                        "(map a param onto it with \"dtype\": {value: dtype})");
+                goto out;
+            }
             if (!json_is_object(v)) {
                 fail(p, "must be an object");
                 goto out;
@@ -842,6 +913,9 @@ static int parse_params(parser *p, ttsm__manifest *m, json_t *root)
                 fail(p, "default \"%s\" is not one of its values", ps->def);
                 goto out;
             }
+            if (json_object_get(v, "dtype") &&
+                parse_param_dtype(p, ps, json_object_get(v, "dtype")) != 0)
+                goto out;
             pop(p, at2);
         }
     }
@@ -1016,7 +1090,7 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
         "default_device",  "languages",     "params",         "identity_params",
         "folder",          "legacy_folders", "default_model", "language_fallback",
         "component_sets",  "shared",        "models",         "sample_rate",
-        "factory",         NULL};
+        "factory",         "engine_memory", NULL};
     json_t *caps, *sets, *shared, *models, *schema;
     if (!json_is_object(root)) {
         fail(&p, "a manifest is a JSON object");
@@ -1085,6 +1159,9 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
         goto done;
     }
 
+    if (json_object_get(root, "engine_memory") &&
+        parse_engine_memory(&p, m, json_object_get(root, "engine_memory")) != 0)
+        goto done;
     caps = json_object_get(root, "capabilities");
     strcpy(p.path, "capabilities");
     if (!json_is_object(caps)) {

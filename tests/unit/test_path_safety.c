@@ -343,8 +343,14 @@ static void test_system_dirs_confined(void **state)
             mkdir(d, 0755);
             free(tu_write_file(d, "e.json", text, strlen(text)));
             ttsm_error err;
-            ttsm_status st = trusted ? ttsm_engines_load_dir_trusted(d, &err)
-                                     : ttsm_engines_load_dir(d, &err);
+            ttsm_status st;
+            if (!trusted) { /* a manifest given as text is held to the same rule */
+                st = ttsm_engines_add_manifest(text, strlen(text), "given.json", &err);
+                tu_assert_error(st, &err, TTSM_ERR_FORMAT, "given.json: invalid manifest",
+                                "system_dirs: \"/etc\" is a system folder");
+                assert_null(ttsm_engine_find(name));
+            }
+            st = trusted ? ttsm_engines_load_dir_trusted(d, &err) : ttsm_engines_load_dir(d, &err);
             if (!trusted) {
                 tu_assert_error(st, &err, TTSM_ERR_FORMAT, "e.json: invalid manifest",
                                 "models[0].system_dirs: \"/etc\" is a system folder",
