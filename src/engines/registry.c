@@ -195,12 +195,16 @@ static ttsm_status load_dir(const char *dir, int trusted, ttsm_error *err)
                                parsed[j]->source);
         ttsm__free(path);
     }
+    /* Each is kept before it is registered: once the table points at it, it
+     * must never be freed (a refused one stays kept, unused). */
     for (size_t i = 0; i < n_parsed && st == TTSM_OK; i++) {
-        st = register_manifest(parsed[i], err);
-        if (st == TTSM_OK && keep(parsed[i]) != 0)
+        if (keep(parsed[i]) != 0) {
             st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, dir, "out of memory", "registry");
-        if (st == TTSM_OK)
-            parsed[i] = NULL; /* registered: never freed */
+            break;
+        }
+        ttsm__manifest *m = parsed[i];
+        parsed[i] = NULL;
+        st = register_manifest(m, err);
     }
 out:
     for (size_t i = 0; parsed && i < n_parsed; i++)
@@ -224,9 +228,12 @@ static void init(void)
         /* Built-in manifests are validated by the tests; one that fails here
          * is a build defect, reported like a bad folder manifest. */
         ttsm_status st = ttsm__manifest_parse(b->text, b->len, source, &m, &err);
-        if (st == TTSM_OK && (st = register_manifest(m, &err)) == TTSM_OK &&
-            keep(m) != 0)
+        if (st == TTSM_OK && keep(m) != 0) {
+            ttsm__manifest_free(m);
             st = ttsm__err(&err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "registry");
+        } else if (st == TTSM_OK) {
+            st = register_manifest(m, &err); /* kept first: never freed once registered */
+        }
         if (st != TTSM_OK) {
             if (env_status == TTSM_OK) {
                 env_status = st;
