@@ -105,7 +105,8 @@ class ManagerOptions(ctypes.Structure):
                 ("clock_user", ctypes.c_void_p), ("models_dirs", ctypes.c_char_p),
                 ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p),
                 ("comfyui_dirs", ctypes.c_char_p), ("keep_alive_timer", ctypes.c_int),
-                ("on_evict", EVICT_FN), ("on_evict_user", ctypes.c_void_p)]
+                ("on_evict", EVICT_FN), ("on_evict_user", ctypes.c_void_p),
+                ("verify_on_load", ctypes.c_int)]
 
 
 class LoadStep(ctypes.Structure):
