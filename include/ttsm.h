@@ -93,6 +93,14 @@ typedef struct ttsm_error {
 /** Resets `err` to code TTSM_OK with empty texts. NULL is ignored. */
 TTSM_API void ttsm_error_clear(ttsm_error *err);
 
+/** Copies `s` into `out` (`out_size` bytes, at least 1) fit for a terminal:
+ *  control bytes (C0, DEL, the C1 range U+0080-U+009F) and bytes that are
+ *  not strict UTF-8 become '?', text that does not fit is cut with "...".
+ *  The library applies the same rule to every ttsm_error it fills; use this
+ *  for names and values read from files (tensor names, metadata) that a
+ *  program prints itself. `s` NULL gives "". @return out. */
+TTSM_API const char *ttsm_text_printable(const char *s, char *out, size_t out_size);
+
 /* ------------------------------------------------------------------------ */
 /* Load configuration and factories (DESIGN §5).                            */
 /* ------------------------------------------------------------------------ */
@@ -565,6 +573,14 @@ typedef struct ttsm_manager_options {
     int keep_alive_timer;
     ttsm_evict_fn on_evict; /* may be NULL */
     void *on_evict_user;
+    /* A loaded file is known by its device, inode, size and modification
+     * time (docs/manager.md, "Which file is which"): a same-size rewrite in
+     * place with the time put back (cp -p, os.utime) goes unseen. Nonzero:
+     * each cache miss also hashes every header and the first and last
+     * 64 KiB of each file, and a file whose hash changed is opened again.
+     * Costs those reads on every miss. Default 0. Added in 0.1 like
+     * the fields above: 0 for options from a header without it. */
+    int verify_on_load;
     /* Load on a miss (docs/hub.md): TTSM_DOWNLOAD_MISSING pulls the files a
      * manifest model lacks from the Hugging Face Hub into hf_cache, then
      * loads it; `progress` reports the bytes and cancels cleanly. Endpoint,
@@ -859,8 +875,14 @@ TTSM_API const char *ttsm_engine_model_language(const ttsm_engine_info *engine, 
 /** Reads every *.json manifest in `dir` (validated; a bad one is
  *  TTSM_ERR_FORMAT naming the file and the field, and nothing of that call
  *  is registered): new engines are added, a manifest named like an engine
- *  from another manifest replaces it for loads from now on. */
+ *  from another manifest replaces it for loads from now on. Such manifests
+ *  find files in the models roots and the hub cache only: one that names
+ *  absolute system folders ("system_dirs") is refused. */
 TTSM_API ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err);
+/** As ttsm_engines_load_dir(), for a folder the program controls: its
+ *  manifests may name system folders (read as they are, like the built-in
+ *  espeak-ng manifest's data folder). Never for folders others can write. */
+TTSM_API ttsm_status ttsm_engines_load_dir_trusted(const char *dir, ttsm_error *err);
 /** Registers one manifest given as JSON text (`source` names it in
  *  messages), like one file of ttsm_engines_load_dir(). */
 TTSM_API ttsm_status ttsm_engines_add_manifest(const char *json, size_t len, const char *source,

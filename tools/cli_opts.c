@@ -62,6 +62,9 @@ const cli_option cli_options[OPT_END] = {
     [OPT_EXPLAIN] = {"explain", 0, NULL, 0, "also print the canonical string that is hashed"},
     [OPT_TENSORS] = {"tensors", 0, NULL, 0, "also list every tensor"},
     [OPT_FORCE] = {"force", 'f', NULL, 0, "replace an existing output file"},
+    [OPT_MAX_OUTPUT] = {"max-output", 0, "BYTES", 0,
+                        "the largest output to write (suffix K, M, G or T: powers of 1024); "
+                        "default 16 times the input's tensor bytes plus 64 MiB, at most 256 GiB"},
     [OPT_OUTPUT] = {"output", 'o', "F", 0,
                     "the WAV file to write, or - for standard output (the default when it "
                     "is not a terminal)"},

@@ -40,9 +40,17 @@ static const char *blob_hash(const char *real)
 static int hash_file(const char *path, char hex[65], uint64_t *bytes, result *r, char *why,
                      size_t why_size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK and fstat: a FIFO put in the file's place after the
+     * check in check_one() is refused, not waited on. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         snprintf(why, why_size, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(why, why_size, "not a regular file");
+        close(fd);
         return -1;
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -72,6 +80,63 @@ static int hash_file(const char *path, char hex[65], uint64_t *bytes, result *r,
     return 0;
 }
 
+static const char *file_type(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a regular file";
+}
+
+/* The strict readers refuse anything that is not a checkpoint with one of
+ * these rules (docs/errors.md: the rule after the subject is stable); any
+ * other refusal is a checkpoint that is broken. */
+static int not_a_checkpoint(const char *path, const ttsm_error *err)
+{
+    static const char *const rules[] = {"unknown format:", "not a checkpoint:",
+                                        "not a sharded index:"};
+    size_t pl = strlen(path);
+    if (strncmp(err->message, path, pl) != 0 || strncmp(err->message + pl, ": ", 2) != 0)
+        return 0;
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (strncmp(err->message + pl + 2, rules[i], strlen(rules[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* What to check a file named on the command line as. A checkpoint when a
+ * strict reader takes it - or refuses it for what it is (a broken index,
+ * a truncated file, a zip that is no archive): that refusal must fail the
+ * check, whatever the file is called. Otherwise its name decides: JSON,
+ * a checkpoint by its extension (which then fails with the reader's
+ * message), else bytes. */
+static const char *kind_of(const char *file)
+{
+    ttsm_checkpoint_options co = ttsm_checkpoint_options_default();
+    co.io_mode = TTSM_IO_READ;
+    ttsm_checkpoint *ck = NULL;
+    ttsm_error err;
+    ttsm_status st = ttsm_checkpoint_open(file, &co, &ck, &err);
+    ttsm_checkpoint_close(ck);
+    if (st == TTSM_OK || (ttsm_status_is(st, TTSM_ERR_FORMAT) && !not_a_checkpoint(file, &err)) ||
+        st == TTSM_ERR_NOT_FOUND)
+        return "tensors";
+    size_t l = strlen(file);
+    static const char *const exts[] = {".safetensors", ".gguf", ".pt", ".pth", ".bin", ".ckpt",
+                                       ".index.json"};
+    if (l > 5 && strcmp(file + l - 5, ".json") == 0 &&
+        !(l > 11 && strcmp(file + l - 11, ".index.json") == 0))
+        return "json";
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        size_t el = strlen(exts[i]);
+        if (l > el && strcmp(file + l - el, exts[i]) == 0)
+            return "tensors";
+    }
+    return "blob";
+}
+
 static void check_one(const char *path, const char *kind, result *r)
 {
     char why[512] = "";
@@ -80,17 +145,29 @@ static void check_one(const char *path, const char *kind, result *r)
     int ok = 1, blob_checked = 0;
     struct stat sb;
     char *real = realpath(path, NULL);
-    if (!real || stat(real, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(why, sizeof why, "not a readable regular file");
+    if (!real || stat(real, &sb) != 0) {
+        snprintf(why, sizeof why, "cannot open: %s", strerror(errno));
+        ok = 0;
+    } else if (!S_ISREG(sb.st_mode)) {
+        snprintf(why, sizeof why, "not a regular file: it is %s", file_type(sb.st_mode));
         ok = 0;
     }
     /* Structure first: the strict readers (every shard of an index). */
     if (ok && strcmp(kind, "tensors") == 0) {
         ttsm_checkpoint_options co = ttsm_checkpoint_options_default();
         co.io_mode = TTSM_IO_READ;
-        ttsm_checkpoint *ck;
+        ttsm_checkpoint *ck = NULL;
         ttsm_error err;
         ttsm_status st = ttsm_checkpoint_open(path, &co, &ck, &err);
+        /* Bytes that exist only once made - deflated storages, inflated on
+         * first access - are made here, so their streams and CRCs are
+         * checked; bytes in the file are read by the hash below. */
+        for (size_t i = 0; st == TTSM_OK && i < ttsm_checkpoint_tensor_count(ck); i++) {
+            const ttsm_tensor_info *t = ttsm_checkpoint_tensor(ck, i);
+            const void *data;
+            if (t->file_offset == UINT64_MAX)
+                st = ttsm_checkpoint_tensor_data(ck, t, &data, &err);
+        }
         if (st != TTSM_OK) {
             snprintf(why, sizeof why, "%s", err.message);
             ok = 0;
@@ -100,14 +177,29 @@ static void check_one(const char *path, const char *kind, result *r)
             if (ttsm_checkpoint_format(ck) == TTSM_FORMAT_SAFETENSORS_SHARDED &&
                 ttsm_checkpoint_file_count(ck) > 0)
                 check_one(ttsm_checkpoint_file_path(ck, 0), "shard", r);
-            ttsm_checkpoint_close(ck);
         }
+        ttsm_checkpoint_close(ck);
     } else if (ok && strcmp(kind, "json") == 0) {
         json_error_t je;
         json_t *j = json_load_file(path, 0, &je);
         if (!j) {
-            snprintf(why, sizeof why, "invalid JSON: %s at line %d, column %d", je.text, je.line,
-                     je.column);
+            /* jansson quotes the token it stopped at: show a few bytes of
+             * it at most, made printable. */
+            char *near = strstr(je.text, " near '"), excerpt[24] = "";
+            if (near) {
+                char *tok = near + 7;
+                tok[strcspn(tok, "'")] = '\0';
+                int cut = strlen(tok) > 16;
+                tok[cut ? 16 : strlen(tok)] = '\0';
+                ttsm_text_printable(tok, excerpt, 17);
+                if (cut)
+                    strcat(excerpt, "...");
+                *near = '\0';
+            }
+            char rule[sizeof je.text];
+            snprintf(why, sizeof why, "invalid JSON: %s%s%s%s at line %d, column %d",
+                     ttsm_text_printable(je.text, rule, sizeof rule), near ? " near '" : "",
+                     excerpt, near ? "'" : "", je.line, je.column);
             ok = 0;
         }
         json_decref(j);
@@ -240,20 +332,7 @@ static int run(cli_args *a)
             r.total += size_of(files[i]);
         cli_progress_start();
         for (size_t i = 0; i < n_files; i++) {
-            /* Decide the kind by content, as the library does: a checkpoint
-             * if a reader takes it, else JSON if it parses, else bytes. */
-            ttsm_checkpoint *ck = NULL;
-            int is_ck = ttsm_checkpoint_open(files[i], NULL, &ck, NULL) == TTSM_OK;
-            if (is_ck)
-                ttsm_checkpoint_close(ck);
-            size_t l = strlen(files[i]);
-            const char *kind = is_ck ? "tensors"
-                               : (l > 5 && strcmp(files[i] + l - 5, ".json") == 0) ? "json"
-                               : strstr(files[i], ".safetensors") || strstr(files[i], ".gguf") ||
-                                       strstr(files[i], ".pt") || strstr(files[i], ".bin")
-                                   ? "tensors"
-                                   : "blob";
-            check_one(files[i], kind, &r);
+            check_one(files[i], kind_of(files[i]), &r);
         }
         cli_progress_end();
     }
@@ -301,8 +380,10 @@ const cli_command cli_cmd_verify = {
     "Reads every byte of each file and checks it: checkpoints are opened by the\n"
     "strict readers (every shard of an index), JSON is parsed, and a file that\n"
     "is a hub-cache blob (.../blobs/<64 hex digits>) must hash to its name\n"
-    "(SHA-256). With ENGINE (or -e), checks every file of the model as `ttsm\n"
-    "resolve` finds it; a missing one is named with its component, the file\n"
+    "(SHA-256). A file a reader refuses fails with the reader's message, whatever\n"
+    "its name; only a file the readers call no checkpoint at all is checked by its\n"
+    "name (JSON, or bytes). With ENGINE (or -e), checks every file of the model as\n"
+    "`ttsm resolve` finds it; a missing one is named with its component, the file\n"
     "names looked for and the place it goes (path).",
     "{\"ok\", \"files\": [{\"path\", \"kind\", \"bytes\", \"sha256\", \"blob_checked\", "
     "\"ok\", \"error\"}]}; a missing file also has \"missing\": true, \"component\" and "

@@ -106,6 +106,7 @@ class ManagerOptions(ctypes.Structure):
                 ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p),
                 ("comfyui_dirs", ctypes.c_char_p), ("keep_alive_timer", ctypes.c_int),
                 ("on_evict", EVICT_FN), ("on_evict_user", ctypes.c_void_p),
+                ("verify_on_load", ctypes.c_int),
                 ("download", ctypes.c_int), ("download_jobs", ctypes.c_uint)]
 
 

@@ -215,7 +215,9 @@ class Manager(_Handle):
     on_evict: callable(entry, reason) told what left the cache (an
     :class:`Entry`; reason "budget", "keep-alive", "free",
     "single-instance", "unload" or "invalidate"), on the thread that
-    evicted it, with no ttsm lock held.
+    evicted it, with no ttsm lock held; verify_on_load: also know files by a hash of their headers and their
+    first and last 64 KiB, so a same-size rewrite with its modification time
+    put back is noticed on the next miss (reads those bytes on every miss);
     download: True pulls what a model lacks from the Hugging Face Hub
     before it loads (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE; docs/hub.md),
     False (default) raises TTSModelNotFoundError whose hint gives the
@@ -228,7 +230,7 @@ class Manager(_Handle):
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
                  engines_dir=None, progress=None, comfyui=None, keep_alive_timer=False,
-                 on_evict=None, download=False, download_jobs=None):
+                 on_evict=None, verify_on_load=False, download=False, download_jobs=None):
         self._handle = None
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -246,6 +248,7 @@ class Manager(_Handle):
                 "io_mode must be 'mmap' or 'read', not %r" % (io_mode,))
         o.io_mode = _lib.IO_MMAP if io_mode == "mmap" else _lib.IO_READ
         o.allow_cpu_fallback = 1 if allow_cpu_fallback else 0
+        o.verify_on_load = 1 if verify_on_load else 0
         keep = []
         if budgets:
             if not isinstance(budgets, dict):

@@ -69,14 +69,15 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
                          "out is NULL");
     /* Check the size before copying: a struct from an older header is
      * smaller. The ones before comfyui_dirs, before keep_alive_timer and
-     * before download are accepted (their fields are a prefix of this one);
-     * the rest keep their defaults. */
+     * before verify_on_load and before download are accepted (their fields
+     * are a prefix of this one); the rest keep their defaults. */
     const size_t before_comfyui = offsetof(ttsm_manager_options, comfyui_dirs);
     const size_t before_timer = offsetof(ttsm_manager_options, keep_alive_timer);
+    const size_t before_verify = offsetof(ttsm_manager_options, verify_on_load);
     const size_t before_download = offsetof(ttsm_manager_options, download);
     if (options && options->struct_size != sizeof *options &&
         options->struct_size != before_comfyui && options->struct_size != before_timer &&
-        options->struct_size != before_download)
+        options->struct_size != before_verify && options->struct_size != before_download)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "options.struct_size is %zu, expected %zu: use "
                          "ttsm_manager_options_default()", options->struct_size, sizeof *options);
@@ -134,7 +135,7 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
         mgr->devs[slot_of(mgr, dev)].budget = o.budgets[i].bytes;
     }
     mgr->log = (ttsm__logger){o.log, o.log_user};
-    ttsm__pool_init(&mgr->pool, o.io_mode, mgr->log);
+    ttsm__pool_init(&mgr->pool, o.io_mode, o.verify_on_load != 0, mgr->log);
     pthread_mutex_init(&mgr->lock, NULL);
     pthread_cond_init(&mgr->cond, NULL);
     pthread_condattr_t ca;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 
 #include "base/alloc.h"
 #include "base/config.h"
@@ -797,6 +798,7 @@ void ttsm__manifest_free(ttsm__manifest *m)
     for (size_t i = 0; i < m->n_models; i++)
         free_model(&m->models[i]);
     ttsm__free(m->models);
+    ttsm__free(m->model_index);
     for (size_t i = 0; i < m->n_shared; i++)
         free_model(&m->shared[i]);
     ttsm__free(m->shared);
@@ -975,16 +977,48 @@ static int check_fallback_claim(parser *p, const ttsm__manifest *m)
     return 0;
 }
 
+/* The slot of `name` in the model index, or the empty slot it would take. */
+static size_t model_slot(const ttsm__manifest *m, const char *name)
+{
+    size_t mask = m->model_index_cap - 1, i = (size_t)XXH3_64bits(name, strlen(name)) & mask;
+    while (m->model_index[i] && strcmp(m->models[m->model_index[i] - 1].name, name) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Indexes the models by name, refusing a name that repeats. A manifest may
+ * hold tens of thousands of models (one per voice): comparing each with
+ * every other took seconds on every registry start. */
+static int index_models(parser *p, ttsm__manifest *m)
+{
+    size_t cap = 16;
+    while (cap < 2 * m->n_models)
+        cap *= 2;
+    if (!(m->model_index = ttsm__calloc(cap, sizeof *m->model_index)))
+        return oom(p);
+    m->model_index_cap = cap;
+    for (size_t i = 0; i < m->n_models; i++) {
+        size_t k = model_slot(m, m->models[i].name);
+        if (m->model_index[k]) {
+            size_t at = push(p, "models[%zu]", i);
+            (void)at;
+            return fail(p, "model name \"%s\" repeats models[%u]", m->models[i].name,
+                        m->model_index[k] - 1);
+        }
+        m->model_index[k] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
 /* Borrowed and shared components must name a component that exists where
  * they point, and borrowing does not chain. */
 static int check_references(parser *p, ttsm__manifest *m)
 {
+    if (index_models(p, m) != 0)
+        return -1;
     for (size_t i = 0; i < m->n_models; i++) {
         ttsm__model_spec *ms = &m->models[i];
         size_t at = push(p, "models[%zu]", i);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(m->models[j].name, ms->name) == 0)
-                return fail(p, "model name \"%s\" repeats models[%zu]", ms->name, j);
         if (ms->variant_of && (!ttsm__manifest_model(m, ms->variant_of) ||
                                strcmp(ms->variant_of, ms->name) == 0))
             return fail(p, "variant_of \"%s\" is not another model of this engine",
@@ -1038,9 +1072,13 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root && ttsm__json_oom(&je))
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "parsing");
-    if (!root)
-        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest",
-                         "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+    if (!root) {
+        /* a file that is no JSON at all (a passwd file) is quoted by a few
+         * sanitised bytes at most */
+        char why[200];
+        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest", "not valid JSON: %s",
+                         ttsm__json_error_text(&je, why, sizeof why));
+    }
     ttsm__manifest *m = ttsm__calloc(1, sizeof *m);
     if (!m) {
         json_decref(root);
@@ -1216,6 +1254,10 @@ done:
 
 const ttsm__model_spec *ttsm__manifest_model(const ttsm__manifest *m, const char *name)
 {
+    if (name && m->model_index_cap) {
+        uint32_t k = m->model_index[model_slot(m, name)];
+        return k ? &m->models[k - 1] : NULL;
+    }
     for (size_t i = 0; name && i < m->n_models; i++)
         if (m->models[i].name && strcmp(m->models[i].name, name) == 0)
             return &m->models[i];

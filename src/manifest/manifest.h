@@ -4,6 +4,8 @@
 #ifndef TTSM_MANIFEST_INTERNAL_H
 #define TTSM_MANIFEST_INTERNAL_H
 
+#include <stdint.h>
+
 #include "ttsm.h"
 
 enum { TTSM__KIND_TENSORS = 1, TTSM__KIND_JSON, TTSM__KIND_BLOB };
@@ -111,6 +113,10 @@ typedef struct ttsm__manifest {
      * beyond them, for admission before it is built (0, 0: nothing). */
     uint64_t extra_bytes;
     double extra_ratio;
+    /* Open addressing over models by name (index + 1; 0 empty), so lookups
+     * and the duplicate check stay linear in the number of models. */
+    uint32_t *model_index;
+    size_t model_index_cap; /* a power of two, or 0 before it is built */
 } ttsm__manifest;
 
 /* Parses and validates one manifest. `source` names it in messages.

@@ -23,6 +23,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/json.h"
+#include "base/path.h"
 #include "base/strbuf.h"
 #include "base/text.h"
 #include "store/hub.h"
@@ -144,11 +145,13 @@ static int find_token(const char *given, char *out, size_t size)
             n = snprintf(path, sizeof path, "%s/token", home);
         else if (h && *h)
             n = snprintf(path, sizeof path, "%s/.cache/huggingface/token", h);
-        FILE *f = n > 0 && (size_t)n < sizeof path ? fopen(path, "rb") : NULL;
-        if (f) {
-            size_t got = fread(file_buf, 1, TOKEN_MAX, f);
-            fclose(f);
-            file_buf[got] = '\0';
+        /* A FIFO in the token file's place is refused, never waited on. */
+        int fd = -1;
+        if (n > 0 && (size_t)n < sizeof path &&
+            ttsm__open_regular(path, "cannot read token", NULL, &fd, NULL, NULL) == TTSM_OK) {
+            ssize_t got = read(fd, file_buf, TOKEN_MAX);
+            close(fd);
+            file_buf[got > 0 ? got : 0] = '\0';
             v = file_buf;
         }
     }
@@ -1106,10 +1109,16 @@ ttsm_status ttsm__hub_fetch(ttsm__hub *hub, ttsm__http *conn, const ttsm__hub_re
     if (bad_dir)
         return ttsm__err(err, TTSM_ERR_IO, subject, "cannot create folder", "%s: %s", bad_dir,
                          strerror(errno));
-    int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0644);
     if (lfd < 0)
         return ttsm__err(err, TTSM_ERR_IO, subject, "cannot open lock", "%s: %s", lockp,
                          strerror(errno));
+    struct stat lsb;
+    if (fstat(lfd, &lsb) != 0 || !S_ISREG(lsb.st_mode)) {
+        close(lfd);
+        return ttsm__err(err, TTSM_ERR_IO, subject, "cannot lock", "%s is not a regular file",
+                         lockp);
+    }
     dl_state s;
     memset(&s, 0, sizeof s);
     s.fd = -1;

@@ -18,6 +18,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/path.h"
 #include "base/text.h"
 #include "store/hub_cache.h"
 
@@ -212,12 +213,16 @@ int ttsm__hub_read_ref(const char *repo_dir, const char *rev, char commit[41])
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/refs/%s", repo_dir, rev) >= (int)sizeof path)
         return 1;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd;
+    ttsm_status st = ttsm__open_regular(path, "cannot read ref", NULL, &fd, NULL, NULL);
+    if (st == TTSM_ERR_NOT_FOUND)
         return 1;
+    if (st != TTSM_OK)
+        return -1; /* a FIFO or a folder where the ref goes: refused, never waited on */
     char buf[64];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
     buf[n] = '\0';

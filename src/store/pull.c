@@ -22,6 +22,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/path.h"
 #include "base/strbuf.h"
 #include "formats/safetensors_index.h"
 #include "store/hub.h"
@@ -727,19 +728,21 @@ static ttsm_status plan_shards(planner *p, size_t upto, ttsm_error *err)
         char local[PATH_MAX];
         if (local_of(p, f, local, sizeof local) != 0)
             continue;
-        FILE *fp = fopen(local, "rb");
+        /* Never waits on a FIFO put where the index goes; a dry run's index
+         * may not be here yet; the reader says at load what is wrong. */
+        int fd;
         struct stat sb;
-        if (!fp)
-            continue; /* a dry run whose index is not here yet */
-        if (fstat(fileno(fp), &sb) != 0 || sb.st_size <= 0 ||
-            (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
-            fclose(fp);
-            continue; /* the reader says what is wrong with it at load */
+        if (ttsm__open_regular(local, "cannot read index", NULL, &fd, &sb, NULL) != TTSM_OK)
+            continue;
+        if (sb.st_size <= 0 || (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
+            close(fd);
+            continue;
         }
         size_t len = (size_t)sb.st_size;
         char *buf = ttsm__malloc(len);
-        size_t got = buf ? fread(buf, 1, len, fp) : 0;
-        fclose(fp);
+        ssize_t rd = buf ? read(fd, buf, len) : -1;
+        size_t got = rd > 0 ? (size_t)rd : 0;
+        close(fd);
         if (!buf)
             return oom(p, err);
         ttsm__st_index ix;

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/path.h"
 #include "formats/safetensors_index.h"
 #include "store/hub_cache.h"
 #include "store/remove.h"
@@ -49,19 +51,19 @@ static int add_shards(group *g, const char *local, const char *rest)
     size_t n = strlen(rest);
     if (n < sizeof suffix - 1 || strcmp(rest + n - (sizeof suffix - 1), suffix) != 0)
         return 0;
-    FILE *fp = fopen(local, "rb");
+    int fd;
     struct stat sb;
-    if (!fp)
+    if (ttsm__open_regular(local, "cannot read index", NULL, &fd, &sb, NULL) != TTSM_OK)
         return 0;
-    if (fstat(fileno(fp), &sb) != 0 || sb.st_size <= 0 ||
-        (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
-        fclose(fp);
+    if (sb.st_size <= 0 || (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
+        close(fd);
         return 0;
     }
     size_t len = (size_t)sb.st_size;
     char *buf = ttsm__malloc(len);
-    size_t got = buf ? fread(buf, 1, len, fp) : 0;
-    fclose(fp);
+    ssize_t rd = buf ? read(fd, buf, len) : -1;
+    size_t got = rd > 0 ? (size_t)rd : 0;
+    close(fd);
     if (!buf)
         return -1;
     ttsm__st_index ix;

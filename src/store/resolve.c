@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "base/alloc.h"
+#include "base/error.h"
 #include "base/path.h"
 #include "base/strbuf.h"
 #include "formats/safetensors_index.h"
@@ -46,6 +47,15 @@ static int is_file(const char *p)
 {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* A model file is found when its name exists and is not a folder: a FIFO
+ * or a device in its place is found too, and refused by the opener, which
+ * says what it is, instead of being passed over as "not found". */
+static int is_entry(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode);
 }
 
 static int is_dir(const char *p)
@@ -80,7 +90,7 @@ static char *match_in(const char *dir, const char *pattern, const char *model, i
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", dir, pt);
         *oom |= full.failed;
-        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+        if (!full.failed && is_entry(full.p) && !(result = ttsm__sb_take(&full)))
             *oom = 1;
         ttsm__sb_free(&full);
         goto out;
@@ -120,7 +130,7 @@ static char *match_in(const char *dir, const char *pattern, const char *model, i
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", ttsm__sb_str(&sub), best);
         *oom |= full.failed;
-        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+        if (!full.failed && is_entry(full.p) && !(result = ttsm__sb_take(&full)))
             *oom = 1;
         ttsm__sb_free(&full);
         ttsm__free(best);
@@ -133,9 +143,11 @@ out:
 
 /* The commit a revision names in a hub repo folder: refs/<rev> holds it,
  * or the revision is a commit itself. @return 0 found, 1 absent, -1 a
- * malformed ref (err set). */
-static int hub_commit(const char *repo_dir, const char *rev, char commit[41], ttsm_error *err)
+ * malformed ref or one that is not a file (err and *why set). */
+static int hub_commit(const char *repo_dir, const char *rev, char commit[41], ttsm_status *why,
+                      ttsm_error *err)
 {
+    *why = TTSM_ERR_FORMAT;
     size_t rl = strlen(rev);
     int hex = rl == 40;
     for (size_t i = 0; hex && i < 40; i++)
@@ -152,12 +164,24 @@ static int hub_commit(const char *repo_dir, const char *rev, char commit[41], tt
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/refs/%s", repo_dir, rev) >= (int)sizeof path)
         return 1;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* A ref that is a FIFO would block the resolution: refused, not read. */
+    struct stat sb;
+    if (stat(path, &sb) != 0)
         return 1;
+    int fd;
+    ttsm_status st = ttsm__open_regular(path, "cannot read ref", NULL, &fd, NULL, err);
+    if (st == TTSM_ERR_NOT_FOUND)
+        return 1;
+    if (st != TTSM_OK) {
+        *why = st;
+        return -1;
+    }
     char buf[64];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
+        ;
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
     buf[n] = '\0';
@@ -174,17 +198,30 @@ static int hub_commit(const char *repo_dir, const char *rev, char commit[41], tt
 }
 
 /* A file found in a snapshot must resolve (through its blob symlink) to a
- * place inside the repo's own folder. @return 0 ok, -1 escape (err set). */
-static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
+ * place inside the repo's own folder, and that folder to a place inside the
+ * hub cache. @return 0 ok, -1 escape (err set). */
+static int check_inside(const char *hub, const char *repo_dir, const char *file, ttsm_error *err)
 {
-    char *real_repo = realpath(repo_dir, NULL), *real_file = realpath(file, NULL);
-    int ok = real_repo && real_file && strncmp(real_file, real_repo, strlen(real_repo)) == 0 &&
+    char *real_hub = realpath(hub, NULL), *real_repo = realpath(repo_dir, NULL),
+         *real_file = realpath(file, NULL);
+    /* The repo folder itself must be inside the hub: one that is a symlink
+     * to elsewhere would make everything below it "inside its repo". */
+    size_t hl = real_hub && strcmp(real_hub, "/") != 0 ? strlen(real_hub) : 0;
+    int repo_ok = real_hub && real_repo && strncmp(real_repo, real_hub, hl) == 0 &&
+                  real_repo[hl] == '/';
+    int ok = repo_ok && real_file && strncmp(real_file, real_repo, strlen(real_repo)) == 0 &&
              real_file[strlen(real_repo)] == '/';
-    if (!ok)
+    if (!repo_ok)
+        ttsm__err(err, TTSM_ERR_FORMAT, file, "unsafe hub cache entry",
+                  "its repo folder %s resolves to %s, outside the hub cache %s; the cache is "
+                  "damaged or tampered with",
+                  repo_dir, real_repo ? real_repo : "(nothing)", real_hub ? real_hub : hub);
+    else if (!ok)
         ttsm__err(err, TTSM_ERR_FORMAT, file, "unsafe hub cache entry",
                   "it resolves to %s, outside its repo folder %s; the cache is damaged or "
                   "tampered with",
                   real_file ? real_file : "(nothing)", real_repo ? real_repo : repo_dir);
+    free(real_hub);
     free(real_repo);
     free(real_file);
     return ok ? 0 : -1;
@@ -194,7 +231,8 @@ static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
  * blobs/ as well: each that exists must also resolve inside the repo
  * folder. An index that does not parse is left to its reader, which says
  * why at load. @return 0 ok, -1 escape (err set), -2 out of memory. */
-static int check_shards_inside(const char *repo_dir, const char *index, ttsm_error *err)
+static int check_shards_inside(const char *hub, const char *repo_dir, const char *index,
+                               ttsm_error *err)
 {
     static const char suffix[] = ".index.json";
     size_t n = strlen(index);
@@ -202,12 +240,16 @@ static int check_shards_inside(const char *repo_dir, const char *index, ttsm_err
     if (!slash || n < sizeof suffix - 1 || strcmp(index + n - (sizeof suffix - 1), suffix) != 0)
         return 0;
     struct stat sb;
-    FILE *fp = fopen(index, "rb");
-    if (!fp)
-        return 0;
-    if (fstat(fileno(fp), &sb) != 0 || sb.st_size <= 0 ||
+    int fd;
+    FILE *fp = NULL;
+    if (ttsm__open_regular(index, "cannot open", NULL, &fd, &sb, NULL) != TTSM_OK)
+        return 0; /* not a file: the opener says what it is */
+    if (!(fp = fdopen(fd, "rb")) || sb.st_size <= 0 ||
         (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
-        fclose(fp);
+        if (fp)
+            fclose(fp);
+        else
+            close(fd);
         return 0;
     }
     size_t len = (size_t)sb.st_size;
@@ -229,7 +271,7 @@ static int check_shards_inside(const char *repo_dir, const char *index, ttsm_err
         ttsm__sb_adds(&path, ix.shards[i]);
         if (path.failed)
             rc = -2;
-        else if (stat(path.p, &sb) == 0 && check_inside(repo_dir, path.p, err) != 0)
+        else if (stat(path.p, &sb) == 0 && check_inside(hub, repo_dir, path.p, err) != 0)
             rc = -1;
         ttsm__sb_free(&path);
     }
@@ -400,9 +442,10 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
     const char *rev = repo->revision ? repo->revision : "main";
     char commit[41];
     f->oom |= repo_dir.failed;
-    int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, err);
+    ttsm_status why;
+    int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, &why, err);
     if (hc < 0) {
-        st = TTSM_ERR_FORMAT;
+        st = why;
         goto out;
     }
     if (hc == 0) {
@@ -415,7 +458,7 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
          * which is not used, is there. */
         char main_commit[41];
         int has_main = pinned_by_manifest && !repo_dir.failed &&
-                       hub_commit(repo_dir.p, "main", main_commit, NULL) == 0 &&
+                       hub_commit(repo_dir.p, "main", main_commit, &why, NULL) == 0 &&
                        strcmp(main_commit, commit) != 0;
         if (has_main)
             ttsm__sb_addf(tried, "%shub %s@%s (pinned revision not in cache: refs/main is %.12s, "
@@ -453,9 +496,9 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
                       repo->id, rev);
     } else if ((*found = try_dir(ttsm__sb_str(&dir), files, n_files, ms->name, tried, broken,
                                  &f->oom))) {
-        int bad = check_inside(repo_dir.p, *found, err) != 0 ? -1 : 0;
+        int bad = check_inside(f->hub, repo_dir.p, *found, err) != 0 ? -1 : 0;
         if (!bad)
-            bad = check_shards_inside(repo_dir.p, *found, err);
+            bad = check_shards_inside(f->hub, repo_dir.p, *found, err);
         if (bad) {
             ttsm__free(*found);
             *found = NULL;

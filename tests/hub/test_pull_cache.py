@@ -136,6 +136,14 @@ class Cache(PullTest):
         r = self.pull("hubtest", "--model", "other", ok=False)  # no token: 401
         self.assertEqual(r.returncode, 7, r.stderr)
 
+    def test_a_fifo_where_the_token_file_goes_is_not_waited_on(self):
+        hf = os.path.join(self.home, "hf")
+        os.makedirs(hf)
+        os.mkfifo(os.path.join(hf, "token"))
+        self.pull("hubtest", HF_HOME=hf)  # would block forever opening the FIFO
+        self.assert_layout("org/hubtest", FILES)
+        self.assertFalse([e for e in self.hub.requests("hub") if "authorization" in e["headers"]])
+
     def test_offline_runs_make_no_request(self):
         r = self.pull("hubtest", ok=False, HF_HUB_OFFLINE="1")
         self.assertEqual(r.returncode, 3, r.stderr)

@@ -354,6 +354,32 @@ class Lifetime(unittest.TestCase):
             s = mgr.stats()
             self.assertEqual((s.orphans, s.devices["cpu"].in_use), (0, 0))
 
+    def test_verify_on_load(self):
+        """The identity rule (docs/manager.md): a same-size rewrite in place
+        with its modification time put back is not seen, and read mode serves
+        the bytes it read even after invalidate; verify_on_load sees it."""
+        d = tempfile.mkdtemp()
+        try:
+            path = os.path.join(d, "w.safetensors")
+            for verify in (False, True):
+                write_safetensors(path, {"w": torch.full((64,), 1.0)})
+                with ttsm.Manager(io_mode="read", verify_on_load=verify) as mgr:
+                    m = mgr.load("file", model_path=path, device="cpu")
+                    held = m.state_dict()  # keeps the checkpoint open after invalidate
+                    key = m.key
+                    m.close()
+                    st = os.stat(path)
+                    write_safetensors(path, {"w": torch.full((64,), 42.0)})
+                    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    self.assertEqual(os.stat(path).st_size, st.st_size)
+                    mgr.invalidate(key)
+                    with mgr.load("file", model_path=path, device="cpu") as m2:
+                        got = float(m2.state_dict()["w"][0])
+                    self.assertEqual(got, 42.0 if verify else 1.0, "verify_on_load=%s" % verify)
+                    del held
+        finally:
+            shutil.rmtree(d)
+
     def test_keep_alive_and_budget_eviction(self):
         with ttsm.Manager(keep_alive="20ms") as mgr:
             mgr.load("file", model_path=MNIST, device="cpu").close()
