@@ -581,7 +581,17 @@ typedef struct ttsm_manager_options {
      * Costs those reads on every miss. Default 0. Added in 0.1 like
      * the fields above: 0 for options from a header without it. */
     int verify_on_load;
+    /* Load on a miss (docs/hub.md): TTSM_DOWNLOAD_MISSING pulls the files a
+     * manifest model lacks from the Hugging Face Hub into hf_cache, then
+     * loads it; `progress` reports the bytes and cancels cleanly. Endpoint,
+     * token and offline mode come from HF_ENDPOINT, HF_TOKEN (or the token
+     * file) and HF_HUB_OFFLINE. Default TTSM_DOWNLOAD_NEVER: a missing file
+     * is TTSM_ERR_NOT_FOUND whose hint gives the `ttsm pull` command. */
+    int download;
+    unsigned download_jobs; /* files fetched in parallel; 0: TTSM_PULL_DEFAULT_JOBS */
 } ttsm_manager_options;
+
+enum { TTSM_DOWNLOAD_NEVER = 0, TTSM_DOWNLOAD_MISSING = 1 };
 
 TTSM_API ttsm_manager_options ttsm_manager_options_default(void);
 
@@ -916,7 +926,9 @@ TTSM_API int ttsm_fallback_if_load_error(void *user, ttsm_status failed, const t
  *  describes it as JSON: {"engine", "model", "model_type", "language",
  *  "complete", "installed", "missing", "hub_cache", "components": [{"name",
  *  "kind", "files", "path" (null when missing), "origin", "from_model",
- *  "borrowed", "shared", "optional", "searched": [...]}]}. `models_dirs`
+ *  "borrowed", "shared", "optional", "searched": [...]}], "pull":
+ *  {"components": the required ones missing, "command": the `ttsm pull`
+ *  command that fetches them, or null}}. `models_dirs`
  *  (colon-separated) and `hf_cache` may be NULL (environment defaults).
  *  Free `*report` with ttsm_free(). @return TTSM_OK even when files are
  *  missing; TTSM_ERR_NOT_FOUND for an unknown model or language;
@@ -946,6 +958,100 @@ TTSM_API ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg,
  *  warnings, not errors. Free `*json` with ttsm_free(). */
 TTSM_API ttsm_status ttsm_search_paths(const ttsm_manager_options *where, char **json,
                                        ttsm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Downloads from the Hugging Face Hub (DESIGN §8; docs/hub.md). A pull     */
+/* fetches exactly the files a manifest model's components need, into the   */
+/* hub cache in huggingface_hub's layout (or a models root): verified       */
+/* against their etag, resumable, renamed into place, never half visible.   */
+/* ------------------------------------------------------------------------ */
+
+#define TTSM_PULL_DEFAULT_JOBS 4
+#define TTSM_PULL_MAX_JOBS 16
+
+/** Progress of a pull. The callback runs on the thread that moved the
+ *  bytes, never on two threads at once; the strings are valid during the
+ *  call only. */
+typedef struct ttsm_pull_progress {
+    const char *repo;         /* the file's repo id ("org/name") */
+    const char *file;         /* its path in the repo */
+    uint64_t file_done, file_total;
+    uint64_t done, total;     /* bytes of every file this pull fetches */
+    size_t files_done, files_total;
+    int finished;             /* 1 on the call that reports `file` in place */
+} ttsm_pull_progress;
+
+/** @return nonzero to cancel: the pull stops with TTSM_ERR_CANCELLED, files
+ *  already in place stay, a partial download is kept hidden for the next
+ *  pull to resume, and no lock is left held. */
+typedef int (*ttsm_pull_progress_fn)(void *user, const ttsm_pull_progress *progress);
+
+typedef struct ttsm_pull_options {
+    size_t struct_size;          /* set by ttsm_pull_options_default() */
+    /* Where a file counts as present already: models roots (NULL:
+     * TTSM_MODELS_PATH), ComfyUI folders (NULL: TTSM_COMFYUI_PATH) and the
+     * hub cache, which is also where files go (NULL: HF_HUB_CACHE,
+     * HF_HOME/hub, ~/.cache/huggingface/hub). */
+    const char *models_dirs;
+    const char *comfyui_dirs;
+    const char *hf_cache;
+    /* Write <dir>/TTS/<engine folder>/<model folder>/... (the ComfyUI
+     * layout) instead of the hub cache, with the same checks (NULL: off). */
+    const char *to_models_root;
+    /* Pull the model's first repo at this branch, tag or commit instead of
+     * its manifest revision (load it with repo_id "org/name@<revision>"). */
+    const char *revision;
+    const char *endpoint;        /* NULL: HF_ENDPOINT, else https://huggingface.co */
+    const char *token;           /* NULL: HF_TOKEN, else HF_TOKEN_PATH or $HF_HOME/token; "": none */
+    int dry_run;                 /* plan only: the report lists files and sizes */
+    unsigned jobs;               /* files fetched in parallel (1..TTSM_PULL_MAX_JOBS; 0: default) */
+    unsigned retries;            /* tries after a failed request (429, 5xx, broken or stalled
+                                    connection); default 5 */
+    uint64_t connect_timeout_ms; /* 0: HF_HUB_ETAG_TIMEOUT seconds, else 10 s */
+    uint64_t stall_timeout_ms;   /* no byte for this long fails a try; 0: HF_HUB_DOWNLOAD_TIMEOUT, else 10 s */
+    ttsm_pull_progress_fn progress;
+    void *progress_user;
+    ttsm_log_fn log;             /* retries, resumes, waits for a lock, offline use */
+    void *log_user;
+} ttsm_pull_options;
+
+/** @return options with struct_size set, jobs TTSM_PULL_DEFAULT_JOBS,
+ *  retries 5 and everything else 0/NULL. */
+TTSM_API ttsm_pull_options ttsm_pull_options_default(void);
+
+/** Fetches every file the model of `cfg` needs that is not found locally
+ *  (a models root or the hub cache): for each component the first
+ *  alternative its repo has, in the model's repos in order (fallback
+ *  repos), borrowed and shared components, the shards of a sharded index.
+ *  A file already in the cache costs one HEAD per repo (is the revision
+ *  still the same commit?) and no download; with HF_HUB_OFFLINE nothing
+ *  is requested. `options` may be NULL (defaults). `*report` (may be
+ *  NULL; free with ttsm_free) is JSON: {"engine", "model", "target",
+ *  "root", "dry_run", "offline", "files": [{"component", "repo",
+ *  "revision", "commit", "path", "size", "status", "optional", "local"}],
+ *  "total_bytes", "download_bytes", "downloaded", "present"}, where status
+ *  is "present", "downloaded", "linked" (its blob was there), "absent"
+ *  (optional and in no repo), or with dry_run "would download" / "would
+ *  link". @return TTSM_OK; TTSM_ERR_NOT_FOUND (unknown engine or model, a
+ *  repository, revision or required file the Hub does not have, or
+ *  offline and missing); TTSM_ERR_IO (network after the retries, a gated
+ *  repository or refused token, disk, hash or size mismatch: nothing of
+ *  that file is kept); TTSM_ERR_FORMAT (the server broke the protocol or
+ *  sent an unsafe path); TTSM_ERR_CANCELLED; TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_pull(const ttsm_pull_options *options, const ttsm_load_config *cfg,
+                               char **report, ttsm_error *err);
+
+/** Removes the model of `cfg` from the hub cache `hf_cache` (NULL: the
+ *  environment's): its own files' snapshot entries in every snapshot of
+ *  its repos, then the blobs no other entry references; a repo folder left
+ *  empty goes whole. Borrowed and shared files, and models roots, are not
+ *  touched. With `dry_run` nothing changes. `*report` (may be NULL; free
+ *  with ttsm_free): {"engine", "model", "dry_run", "links": [...],
+ *  "blobs": [{"path", "bytes"}], "freed_bytes", "repos_removed": [...]}.
+ *  @return TTSM_OK (also when nothing was there), TTSM_ERR_NOT_FOUND for
+ *  an unknown model, TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_remove(const ttsm_load_config *cfg, const char *hf_cache, int dry_run,
+                                 char **report, ttsm_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Synthesis (engines ttsm runs itself: the built-in espeak-ng).            */

@@ -35,6 +35,8 @@ typedef enum cli_opt {
     /* output and behaviour */
     OPT_JSON, OPT_ALL, OPT_WHERE, OPT_EXPLAIN, OPT_TENSORS, OPT_FORCE, OPT_MAX_OUTPUT,
     OPT_OUTPUT, OPT_VOICE, OPT_RATE, OPT_PITCH, OPT_LIST_VOICES,
+    /* downloads from the Hugging Face Hub */
+    OPT_DOWNLOAD, OPT_REVISION, OPT_DRY_RUN, OPT_JOBS, OPT_TO_MODELS_ROOT,
     OPT_END /* ends a command's list; the number of options */
 } cli_opt;
 
@@ -157,5 +159,6 @@ extern const cli_command cli_cmd_load;
 extern const cli_command cli_cmd_engines, cli_cmd_ls, cli_cmd_resolve, cli_cmd_say,
     cli_cmd_verify;
 extern const cli_command cli_cmd_convert;
+extern const cli_command cli_cmd_pull, cli_cmd_rm;
 
 #endif

@@ -18,6 +18,8 @@ const cli_command *const cli_commands[] = {
     &cli_cmd_inspect,
     &cli_cmd_load,
     &cli_cmd_convert,
+    &cli_cmd_pull,
+    &cli_cmd_rm,
 };
 const size_t cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
 

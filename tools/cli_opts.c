@@ -22,7 +22,7 @@ const cli_option cli_options[OPT_END] = {
     [OPT_IO] = {"io", 0, "MODE", 1, "how checkpoints are read: mmap (default) or read"},
     [OPT_VERBOSE] = {"verbose", 'v', NULL, 1,
                      "print the library's log on standard error; -vv adds debug messages"},
-    [OPT_QUIET] = {"quiet", 'q', NULL, 1, "no progress bar"},
+    [OPT_QUIET] = {"quiet", 'q', NULL, 1, "no progress bar (pull: no output but errors)"},
     [OPT_HELP] = {"help", 'h', NULL, 1, "show the command's options and examples"},
     [OPT_ENGINE] = {"engine", 'e', "E", 0,
                     "the engine, a name or alias (ttsm engines); the same as the ENGINE "
@@ -51,8 +51,12 @@ const cli_option cli_options[OPT_END] = {
     [OPT_HOLD] = {"hold", 0, "D", 0,
                   "release the references and wait D before reporting (what the keep-alive "
                   "evicted meanwhile is counted)"},
-    [OPT_JSON] = {"json", 0, NULL, 0, "print one JSON object on standard output"},
-    [OPT_ALL] = {"all", 0, NULL, 0, "also list models that have no file at all"},
+    [OPT_JSON] = {"json", 0, NULL, 0,
+                  "print JSON on standard output: one object (pull: one a line, its progress "
+                  "then its report)"},
+    [OPT_ALL] = {"all", 0, NULL, 0,
+                 "every model: ls also lists those with no file at all; pull fetches every "
+                 "model of ENGINE, or of every engine"},
     [OPT_WHERE] = {"where", 0, NULL, 0,
                    "show the folder and file names each file goes in, in every root"},
     [OPT_EXPLAIN] = {"explain", 0, NULL, 0, "also print the canonical string that is hashed"},
@@ -70,6 +74,17 @@ const cli_option cli_options[OPT_END] = {
     [OPT_RATE] = {"rate", 0, "WPM", 0, "speed, 80..450 words per minute"},
     [OPT_PITCH] = {"pitch", 0, "P", 0, "pitch, 0..100"},
     [OPT_LIST_VOICES] = {"list-voices", 0, NULL, 0, "list the engine's voices instead of speaking"},
+    [OPT_DOWNLOAD] = {"download", 0, NULL, 0,
+                      "pull what the model lacks from the Hugging Face Hub first (as ttsm "
+                      "pull does)"},
+    [OPT_REVISION] = {"revision", 0, "R", 0,
+                      "the model's first repo at this branch, tag or commit instead of its "
+                      "manifest revision (load it with --repo-id ORG/NAME@R)"},
+    [OPT_DRY_RUN] = {"dry-run", 0, NULL, 0, "say what would be fetched or removed, change nothing"},
+    [OPT_JOBS] = {"jobs", 0, "N", 0, "files downloaded in parallel, 1..16 (default 4)"},
+    [OPT_TO_MODELS_ROOT] = {"to-models-root", 0, "DIR", 0,
+                            "write DIR/TTS/<engine>/<model>/... (the ComfyUI layout) instead "
+                            "of the hub cache, with the same checks"},
 };
 
 int cli_takes(const cli_command *cmd, cli_opt o)

@@ -92,6 +92,8 @@ static int run(cli_args *a)
     cli_load_config(a, &cfg);
     opt.allow_cpu_fallback = a->given[OPT_CPU_FALLBACK] > 0;
     opt.keep_alive_timer = a->given[OPT_KEEP_ALIVE_TIMER] > 0;
+    if (a->given[OPT_DOWNLOAD])
+        opt.download = TTSM_DOWNLOAD_MISSING;
     const cli_opt durations[] = {OPT_KEEP_ALIVE, OPT_HOLD};
     for (size_t i = 0; i < 2; i++) {
         const char *v = a->value[durations[i]];
@@ -266,7 +268,8 @@ out:
 static const cli_opt options[] = {OPT_ENGINE,     OPT_MODEL,        OPT_LANGUAGE, OPT_TYPE,
                                   OPT_DEVICE,     OPT_MODEL_PATH,   OPT_REPO_ID,  OPT_PARAM,
                                   OPT_REPEAT,     OPT_CPU_FALLBACK, OPT_KEEP_ALIVE,
-                                  OPT_KEEP_ALIVE_TIMER, OPT_HOLD,   OPT_JSON,     OPT_END};
+                                  OPT_KEEP_ALIVE_TIMER, OPT_HOLD,   OPT_DOWNLOAD, OPT_JSON,
+                                  OPT_END};
 
 const cli_command cli_cmd_load = {
     "load",

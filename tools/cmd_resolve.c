@@ -175,13 +175,14 @@ static json_t *ls_entry(json_t *r)
     struct tm tm;
     if (modified && gmtime_r(&t, &tm))
         strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:I, s:o, s:o}", "engine",
+    return json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:I, s:o, s:o, s:O}", "engine",
                      json_object_get(r, "engine"), "model", json_object_get(r, "model"),
                      "model_type", json_object_get(r, "model_type"), "language",
                      json_object_get(r, "language"), "installed", json_object_get(r, "installed"),
                      "complete", json_object_get(r, "complete"), "missing",
                      json_object_get(r, "missing"), "bytes", bytes, "modified",
-                     modified ? json_string(iso) : json_null(), "where", where);
+                     modified ? json_string(iso) : json_null(), "where", where, "pull",
+                     json_object_get(r, "pull"));
 }
 
 static void human_size(json_int_t b, char *buf, size_t size)
@@ -278,6 +279,23 @@ static void print_ls(json_t *list)
     }
     if (json_array_size(list) == 0)
         printf("(no models found; use --models-dir, --comfyui or TTSM_MODELS_PATH, or --all)\n");
+    /* What a pull would add to the models that are not complete. */
+    int head = 0;
+    json_array_foreach(list, i, r) {
+        json_t *pull = json_object_get(r, "pull");
+        const char *cmd = json_string_value(json_object_get(pull, "command"));
+        if (!cmd)
+            continue;
+        if (!head++)
+            printf("\nwhat a pull would add:\n");
+        char what[512] = "";
+        size_t k;
+        json_t *c;
+        json_array_foreach(json_object_get(pull, "components"), k, c)
+            snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s", k ? ", " : "",
+                     json_string_value(c));
+        printf("  %s/%s: %s: %s\n", str(r, "engine"), str(r, "model"), what, cmd);
+    }
 }
 
 static int run_ls(cli_args *a)
@@ -363,7 +381,8 @@ const cli_command cli_cmd_resolve = {
     "\"warnings\", \"components\": [{\"name\", \"kind\", \"files\", \"path\", \"origin\", "
     "\"from_model\", \"borrowed\", \"shared\", \"optional\", \"searched\", \"names\", \"where\", "
     "\"download\": {\"repo\", \"revision\", \"path\", \"dataset\"}, \"broken\", \"bytes\", "
-    "\"modified\", \"location\"}]}",
+    "\"modified\", \"location\"}], \"pull\": {\"components\": the required ones missing, "
+    "\"command\": the ttsm pull command, or null}}",
     "ttsm resolve chatterbox -l fr --models-dir ~/ComfyUI/models\n"
     "ttsm resolve f5tts --where --comfyui ~/ComfyUI\n"
     "ttsm resolve vibevoice --json | jq '.components[] | {name, path}'",
@@ -382,11 +401,13 @@ const cli_command cli_cmd_ls = {
     "Lists the models found in the models roots and the hub cache: whether each\n"
     "is complete (every required file present), its size on disk (each file\n"
     "once, shards included), when its newest file was modified, and where it is\n"
-    "- a root, or a hub repo with the revision and commit. --all also lists\n"
-    "models with no file at all.",
+    "- a root, or a hub repo with the revision and commit; then, for the models\n"
+    "that are not complete, what a pull would add and the `ttsm pull` command.\n"
+    "--all also lists models with no file at all.",
     "{\"models\": [{\"engine\", \"model\", \"model_type\", \"language\", \"installed\", "
     "\"complete\", \"missing\", \"bytes\", \"modified\", \"where\": [{\"root\"} | {\"repo\", "
-    "\"revision\", \"commit\"}]}], \"roots\", \"hub_cache\"}",
+    "\"revision\", \"commit\"}], \"pull\": {\"components\", \"command\"}}], \"roots\", "
+    "\"hub_cache\"}",
     "ttsm ls --models-dir examples/models\n"
     "ttsm ls chatterbox --all\n"
     "ttsm ls --json | jq '.models[] | select(.complete | not)'",

@@ -33,6 +33,7 @@ from .registry import (BuildContext, EngineInfo, LoadConfig, ModelInfo, ParamInf
 from .fallback import (FallbackChain, FallbackWarning, if_device_error, if_load_error,
                        if_missing_or_bad)
 from .tensor import Tensor
+from .hub import PullProgress, pull, remove
 
 __version__ = "0.1.0"
 
@@ -46,11 +47,11 @@ __all__ = [
     "Attempt", "BindResult", "BuildContext", "Component", "Device", "DeviceStats", "EngineInfo",
     "Entry", "Fallback", "FallbackChain", "FallbackWarning", "Installed", "LoadAttempt",
     "LoadConfig", "Manager", "Model",
-    "ModelInfo", "ParamInfo", "Resolution", "ResolvedComponent", "Stats", "Status", "Tensor",
+    "ModelInfo", "ParamInfo", "PullProgress", "Resolution", "ResolvedComponent", "Stats", "Status", "Tensor",
     "TTSCancelledError", "TTSDeviceError", "TTSEngineError", "TTSError",
     "TTSInvalidArgumentError", "TTSModelFormatError", "TTSModelIOError", "TTSModelLoadingError",
     "TTSModelNotFoundError", "TTSOutOfMemoryError", "TTSUnsupportedDtypeError", "cache_key",
     "cache_key_canonical", "cuda_status", "devices", "engine_info", "engines",
     "if_device_error", "if_load_error", "if_missing_or_bad", "library_path", "library_version",
-    "list_installed", "parse_duration", "parse_size", "register_engine",
+    "list_installed", "parse_duration", "parse_size", "pull", "register_engine", "remove",
 ]

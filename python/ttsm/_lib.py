@@ -106,7 +106,35 @@ class ManagerOptions(ctypes.Structure):
                 ("hf_cache", ctypes.c_char_p), ("engines_dir", ctypes.c_char_p),
                 ("comfyui_dirs", ctypes.c_char_p), ("keep_alive_timer", ctypes.c_int),
                 ("on_evict", EVICT_FN), ("on_evict_user", ctypes.c_void_p),
-                ("verify_on_load", ctypes.c_int)]
+                ("verify_on_load", ctypes.c_int),
+                ("download", ctypes.c_int), ("download_jobs", ctypes.c_uint)]
+
+
+DOWNLOAD_NEVER, DOWNLOAD_MISSING = 0, 1
+PULL_DEFAULT_JOBS, PULL_MAX_JOBS = 4, 16
+
+
+class PullProgress(ctypes.Structure):
+    _fields_ = [("repo", ctypes.c_char_p), ("file", ctypes.c_char_p),
+                ("file_done", ctypes.c_uint64), ("file_total", ctypes.c_uint64),
+                ("done", ctypes.c_uint64), ("total", ctypes.c_uint64),
+                ("files_done", ctypes.c_size_t), ("files_total", ctypes.c_size_t),
+                ("finished", ctypes.c_int)]
+
+
+PULL_PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(PullProgress))
+
+
+class PullOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_size_t), ("models_dirs", ctypes.c_char_p),
+                ("comfyui_dirs", ctypes.c_char_p), ("hf_cache", ctypes.c_char_p),
+                ("to_models_root", ctypes.c_char_p),
+                ("revision", ctypes.c_char_p), ("endpoint", ctypes.c_char_p),
+                ("token", ctypes.c_char_p), ("dry_run", ctypes.c_int), ("jobs", ctypes.c_uint),
+                ("retries", ctypes.c_uint), ("connect_timeout_ms", ctypes.c_uint64),
+                ("stall_timeout_ms", ctypes.c_uint64), ("progress", PULL_PROGRESS_FN),
+                ("progress_user", ctypes.c_void_p), ("log", LOG_FN),
+                ("log_user", ctypes.c_void_p)]
 
 
 class LoadStep(ctypes.Structure):
@@ -291,6 +319,10 @@ _SIGNATURES = {
     "ttsm_checkpoint_metadata": (ctypes.POINTER(MetadataEntry), [_p, _z]),
     "ttsm_synthesize": (_i, [_p, _s, ctypes.POINTER(SynthOptions), ctypes.POINTER(Audio), _E]),
     "ttsm_audio_free": (None, [ctypes.POINTER(Audio)]),
+    "ttsm_pull_options_default": (PullOptions, []),
+    "ttsm_pull": (_i, [ctypes.POINTER(PullOptions), ctypes.POINTER(LoadConfig),
+                       ctypes.POINTER(_p), _E]),
+    "ttsm_remove": (_i, [ctypes.POINTER(LoadConfig), _s, _i, ctypes.POINTER(_p), _E]),
 }
 
 

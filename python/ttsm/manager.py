@@ -35,10 +35,11 @@ Stats.__doc__ = "Counters of a manager; devices maps a device name to DeviceStat
 Device = collections.namedtuple("Device", "name description total_bytes free_bytes")
 Installed = collections.namedtuple(
     "Installed", "engine model model_type language installed complete missing bytes modified "
-                 "where")
+                 "where pull")
 Installed.__doc__ = ("One model `ttsm ls` lists: installed (a file found), complete, files "
                      "missing, bytes on disk, modified (ISO 8601, UTC), where (each root or "
-                     "hub repo it was found in).")
+                     "hub repo it was found in), pull (what a pull would add: the components "
+                     "and the `ttsm pull` command, None when complete).")
 Resolution = collections.namedtuple(
     "Resolution", "engine model model_type language complete installed missing hub_cache "
                   "roots warnings components")
@@ -210,13 +211,17 @@ class Manager(_Handle):
     folder or a list of them (default $TTSM_COMFYUI_PATH): each one's
     models/ and the TTS folders its extra_model_paths.yaml names are searched
     after models_dir; progress: callable(key, done_bytes, total_bytes), a
-    true result cancels the load;
+    true result cancels the load (and a download it runs);
     on_evict: callable(entry, reason) told what left the cache (an
     :class:`Entry`; reason "budget", "keep-alive", "free",
     "single-instance", "unload" or "invalidate"), on the thread that
     evicted it, with no ttsm lock held; verify_on_load: also know files by a hash of their headers and their
     first and last 64 KiB, so a same-size rewrite with its modification time
-    put back is noticed on the next miss (reads those bytes on every miss).
+    put back is noticed on the next miss (reads those bytes on every miss);
+    download: True pulls what a model lacks from the Hugging Face Hub
+    before it loads (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE; docs/hub.md),
+    False (default) raises TTSModelNotFoundError whose hint gives the
+    `ttsm pull` command; download_jobs: files fetched in parallel (default 4).
 
     Thread-safe. close() (or leaving a ``with`` block) destroys the cache:
     models and tensors still referenced stay valid, and their memory goes
@@ -225,7 +230,7 @@ class Manager(_Handle):
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
                  engines_dir=None, progress=None, comfyui=None, keep_alive_timer=False,
-                 on_evict=None, verify_on_load=False):
+                 on_evict=None, verify_on_load=False, download=False, download_jobs=None):
         self._handle = None
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -268,6 +273,15 @@ class Manager(_Handle):
             o.comfyui_dirs = cstr(comfyui, "comfyui")
         o.hf_cache = cstr(hf_cache, "hf_cache")
         o.engines_dir = cstr(engines_dir, "engines_dir")
+        if not isinstance(download, bool):
+            raise TTSInvalidArgumentError.from_python("download must be True or False")
+        o.download = _lib.DOWNLOAD_MISSING if download else _lib.DOWNLOAD_NEVER
+        if download_jobs is not None:
+            if (isinstance(download_jobs, bool) or not isinstance(download_jobs, int) or
+                    not 1 <= download_jobs <= _lib.PULL_MAX_JOBS):
+                raise TTSInvalidArgumentError.from_python(
+                    "download_jobs must be an int in 1..%d" % _lib.PULL_MAX_JOBS)
+            o.download_jobs = download_jobs
         self._roots = (o.models_dirs, o.hf_cache, o.comfyui_dirs)  # for ls() and resolve()
         self._progress_error = threading.local()
         if progress is not None:
@@ -558,7 +572,7 @@ def _installed(r):
             where.append(loc)
     iso = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(modified)) if modified else None)
     return Installed(r["engine"], r["model"], r["model_type"], r["language"], r["installed"],
-                     r["complete"], r["missing"], nbytes, iso, where)
+                     r["complete"], r["missing"], nbytes, iso, where, r.get("pull"))
 
 
 def list_installed(engine=None, all=False, models_dirs=None, hf_cache=None, comfyui_dirs=None):

@@ -21,6 +21,7 @@
 #include "cache/content.h"
 #include "cache/load_report.h"
 #include "cache/manager.h"
+#include "cache/download.h"
 #include "cache/materialise.h"
 
 ttsm_manager_options ttsm_manager_options_default(void)
@@ -68,14 +69,15 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
                          "out is NULL");
     /* Check the size before copying: a struct from an older header is
      * smaller. The ones before comfyui_dirs, before keep_alive_timer and
-     * before verify_on_load are accepted (their fields are a prefix of this
-     * one); the rest keep their defaults. */
+     * before verify_on_load and before download are accepted (their fields
+     * are a prefix of this one); the rest keep their defaults. */
     const size_t before_comfyui = offsetof(ttsm_manager_options, comfyui_dirs);
     const size_t before_timer = offsetof(ttsm_manager_options, keep_alive_timer);
     const size_t before_verify = offsetof(ttsm_manager_options, verify_on_load);
+    const size_t before_download = offsetof(ttsm_manager_options, download);
     if (options && options->struct_size != sizeof *options &&
         options->struct_size != before_comfyui && options->struct_size != before_timer &&
-        options->struct_size != before_verify)
+        options->struct_size != before_verify && options->struct_size != before_download)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "options.struct_size is %zu, expected %zu: use "
                          "ttsm_manager_options_default()", options->struct_size, sizeof *options);
@@ -83,6 +85,13 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
     if (options)
         memcpy(&o, options, options->struct_size);
     o.struct_size = sizeof o;
+    if (o.download != TTSM_DOWNLOAD_NEVER && o.download != TTSM_DOWNLOAD_MISSING)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "download is %d: TTSM_DOWNLOAD_NEVER or TTSM_DOWNLOAD_MISSING",
+                         o.download);
+    if (o.download_jobs > TTSM_PULL_MAX_JOBS)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "download_jobs is %u, at most %d", o.download_jobs, TTSM_PULL_MAX_JOBS);
     if (o.engines_dir) {
         ttsm_status st = ttsm_engines_load_dir(o.engines_dir, err);
         if (st != TTSM_OK)
@@ -778,6 +787,9 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     }
     ttsm_model *made = NULL;
     e->m.synthesize = eng->caps.synthesize;
+    /* Load on a miss: what the model lacks comes from the Hub first. */
+    if (st == TTSM_OK)
+        st = ttsm__download_missing(&mgr->opt, &mgr->log, eng->manifest, cfg, e->m.key, err);
     e->m.building = 1;
     if (st == TTSM_OK)
         st = eng->factory(cfg, &ctx, &made, err);

@@ -264,6 +264,16 @@ ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg, const ttsm_manager_op
     }
     if (own)
         found = own_found;
+    /* What a pull would add: the required components without a file, and
+     * the command that fetches them. */
+    json_t *adds = json_array();
+    for (size_t i = 0; i < r.n_comps; i++) {
+        const ttsm__resolved_comp *rc = &r.comps[i];
+        if (!rc->path && !(rc->spec && rc->spec->optional) && !(rc->comp && rc->comp->optional))
+            json_array_append_new(adds, json_string(rc->name));
+    }
+    char cmd[160];
+    ttsm__pull_command(&r, cmd, sizeof cmd);
     json_t *root = json_pack(
         "{s:s, s:s, s:s, s:o, s:b, s:b, s:I, s:o, s:o, s:o, s:o}", "engine", c.manifest->name,
         "model", c.model->name, "model_type", c.cfg.model_type, "language",
@@ -271,6 +281,8 @@ ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg, const ttsm_manager_op
         r.n_missing == 0, "installed", found > 0, "missing", (json_int_t)r.n_missing, "hub_cache",
         r.hub[0] ? json_string(r.hub) : json_null(), "roots", roots_json(&r.roots), "warnings",
         warnings_json(&r.roots), "components", comps);
+    json_object_set_new(root, "pull", json_pack("{s:o, s:o}", "components", adds, "command",
+                                                r.n_missing ? json_string(cmd) : json_null()));
     ttsm__resolution_free(&r);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);

@@ -59,7 +59,7 @@ ttsm_status ttsm__manifest_factory(const ttsm_load_config *cfg, const ttsm_facto
     char subject[2 * TTSM_CONFIG_NAME_MAX];
     ttsm__format_trunc(subject, sizeof subject, "%s/%s", m->name, ms->name);
 
-    ttsm__roots roots = {ctx->models_dirs, ctx->hf_cache, ctx->comfyui_dirs};
+    ttsm__roots roots = {ctx->models_dirs, ctx->hf_cache, ctx->comfyui_dirs, 0};
     ttsm__resolution r;
     ttsm_status st = ttsm__resolve_model(m, ms, cfg, &roots, &r, err);
     if (st != TTSM_OK)

@@ -28,6 +28,8 @@ int ttsm__hub_dir(const ttsm__roots *roots, char *out, size_t size)
 {
     const char *v;
     int n;
+    if (roots && roots->no_hub)
+        return -1;
     if (roots && roots->hf_cache && *roots->hf_cache)
         n = snprintf(out, size, "%s", roots->hf_cache);
     else if ((v = getenv("HF_HUB_CACHE")) && *v)
@@ -575,15 +577,10 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
      * only the repo the config names. */
     ttsm__repo cfg_repo = {0};
     char cfg_id[TTSM_CONFIG_VALUE_MAX + 1];
-    if (f->cfg->repo_id && !cs->repo) {
-        snprintf(cfg_id, sizeof cfg_id, "%s", f->cfg->repo_id);
-        char *at = strchr(cfg_id, '@');
-        if (at) {
-            *at = '\0';
-            cfg_repo.revision = at + 1;
-        }
-        cfg_repo.id = cfg_id;
-    }
+    /* Only the requested model's own components: a shared or borrowed one
+     * lives in its own model's repos. */
+    if (!cs->repo && !is_shared)
+        ttsm__config_repo(f->cfg, ms, &cfg_repo, cfg_id, sizeof cfg_id);
     /* A repo the caller names is the only one searched: its revision is
      * part of the cache key, so falling back to another repo (or to main)
      * would load files the key does not describe. */
@@ -648,14 +645,36 @@ static int wanted(const ttsm__comp_spec *cs, const ttsm_load_config *cfg, const 
     return 1;
 }
 
-static const ttsm__comp_spec *comp_named(const ttsm__model_spec *ms, const char *name,
-                                         const ttsm_load_config *cfg, const ttsm__manifest *m)
+const ttsm__comp_spec *ttsm__comp_named(const ttsm__model_spec *ms, const char *name,
+                                        const ttsm_load_config *cfg, const ttsm__manifest *m)
 {
     for (size_t i = 0; i < ms->n_comps; i++)
         if (strcmp(ms->comps[i].name, name) == 0 && ms->comps[i].files &&
             (!ms->comps[i].when_key || wanted(&ms->comps[i], cfg, m)))
             return &ms->comps[i];
     return NULL;
+}
+
+int ttsm__config_repo(const ttsm_load_config *cfg, const ttsm__model_spec *ms, ttsm__repo *out,
+                      char *buf, size_t size)
+{
+    memset(out, 0, sizeof *out);
+    if (!cfg->repo_id || snprintf(buf, size, "%s", cfg->repo_id) >= (int)size)
+        return 0;
+    char *at = strchr(buf, '@');
+    if (at) {
+        *at = '\0';
+        out->revision = at + 1;
+    }
+    out->id = buf;
+    /* One of the model's own repos at another revision keeps its layout. */
+    for (size_t i = 0; ms && i < ms->n_repos; i++)
+        if (strcmp(ms->repos[i].id, buf) == 0) {
+            out->subfolder = ms->repos[i].subfolder;
+            out->dataset = ms->repos[i].dataset;
+            break;
+        }
+    return 1;
 }
 
 ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec *model,
@@ -665,6 +684,8 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
     memset(out, 0, sizeof *out);
     out->manifest = m;
     out->model = model;
+    out->model_type = cfg->model_type;
+    out->repo_id = cfg->repo_id;
     finder f;
     memset(&f, 0, sizeof f);
     f.m = m;
@@ -692,6 +713,7 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             continue;
         ttsm__resolved_comp *rc = &out->comps[out->n_comps++];
         rc->name = cs->name;
+        rc->comp = cs;
         rc->owner = model;
         const ttsm__model_spec *src = model;
         int is_shared = 0;
@@ -716,7 +738,7 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             rc->shared = is_shared = 1;
             rc->from_model = cs->shared;
         }
-        const ttsm__comp_spec *spec = comp_named(src, cs->name, cfg, m);
+        const ttsm__comp_spec *spec = ttsm__comp_named(src, cs->name, cfg, m);
         char *own_searched = rc->searched;
         rc->searched = NULL;
         rc->spec = spec;
@@ -786,20 +808,62 @@ void ttsm__resolution_free(ttsm__resolution *r)
     }
 }
 
-/* How to fetch a missing file from the Hub, appended to `b`.
- *
- * TTSM-PULL: this is the one place the download advice is written. Once
- * the `ttsm pull` command exists, give its command line here (for example
- * "ttsm pull <engine> --model <model>"), in place of the repo and path. */
+/* Appends `v` to `b`, in single quotes unless it is plain. */
+static void add_word(ttsm__sb *b, const char *v)
+{
+    int plain = *v != '\0';
+    for (const char *c = v; *c && plain; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                strchr("-_.,:/@+=", *c) != NULL;
+    if (plain) {
+        ttsm__sb_adds(b, v);
+        return;
+    }
+    ttsm__sb_adds(b, "'");
+    for (const char *c = v; *c; c++) {
+        if (*c == '\'')
+            ttsm__sb_adds(b, "'\\''");
+        else
+            ttsm__sb_add(b, c, 1);
+    }
+    ttsm__sb_adds(b, "'");
+}
+
+void ttsm__pull_command(const ttsm__resolution *r, char *out, size_t size)
+{
+    ttsm__sb b = {0};
+    ttsm__sb_adds(&b, "ttsm pull ");
+    add_word(&b, r->manifest->name);
+    /* The default model needs no --model. */
+    if (!r->manifest->default_model || strcmp(r->manifest->default_model, r->model->name) != 0) {
+        ttsm__sb_adds(&b, " --model ");
+        add_word(&b, r->model->name);
+    }
+    if (r->model_type && r->manifest->n_model_types &&
+        strcmp(r->model_type, r->manifest->model_types[0]) != 0) {
+        ttsm__sb_adds(&b, " --type ");
+        add_word(&b, r->model_type);
+    }
+    const char *at = r->repo_id ? strchr(r->repo_id, '@') : NULL;
+    if (at && at[1]) {
+        ttsm__sb_adds(&b, " --revision ");
+        add_word(&b, at + 1);
+    }
+    ttsm__format_trunc(out, size, "%s", b.failed ? "ttsm pull" : ttsm__sb_str(&b));
+    ttsm__sb_free(&b);
+}
+
+/* How to fetch a missing file from the Hub, appended to `b`: the exact
+ * `ttsm pull` command (it fetches what the resolver would read, where it
+ * would read it). */
 static void download_hint(ttsm__sb *b, const ttsm__resolution *r, const ttsm__resolved_comp *rc)
 {
     if (!rc->dl_repo)
         return;
-    ttsm__sb_addf(b, "; or download %s%s%s%s from %s into %s", rc->dl_path,
-                  strcmp(rc->dl_revision, "main") ? " at " : "",
-                  strcmp(rc->dl_revision, "main") ? rc->dl_revision : "",
-                  rc->dl_dataset ? " (dataset)" : "", rc->dl_repo,
-                  r->hub[0] ? r->hub : "the hub cache (--hf-cache)");
+    char cmd[160];
+    ttsm__pull_command(r, cmd, sizeof cmd);
+    ttsm__sb_addf(b, "; or run `%s` (or load with downloads on), which fetches %s from %s",
+                  cmd, rc->dl_path, rc->dl_repo);
 }
 
 /* The first root that exists (else the first one): where to put files. */
@@ -825,10 +889,14 @@ ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subjec
         if (rc->broken) {
             st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "broken hub cache link",
                            "%s: %s, and its blob is gone", rc->name, rc->broken);
-            ttsm__sb_addf(&hint, "delete that link, then download %s again",
-                          rc->dl_path ? rc->dl_path : files);
-            if (rc->dl_repo)
-                ttsm__sb_addf(&hint, " from %s", rc->dl_repo);
+            if (rc->dl_repo) {
+                char cmd[160];
+                ttsm__pull_command(r, cmd, sizeof cmd);
+                ttsm__sb_addf(&hint, "run `%s`: it fetches the blob of %s from %s again", cmd,
+                              rc->dl_path ? rc->dl_path : files, rc->dl_repo);
+            } else {
+                ttsm__sb_addf(&hint, "delete that link, then put %s back", files);
+            }
         } else {
             st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "file not found",
                            "%s%s%s%s (searched: %s)", files, rc->from_model ? " from " : "",

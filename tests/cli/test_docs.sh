@@ -36,7 +36,7 @@ import sys
 t = open(sys.argv[1], encoding="utf-8").read()
 t = t.replace("\\-", "-").replace("\\e", "\\").replace("\\&", "")
 print(" ".join(t.split()))' "$TTSM_SRC/docs/ttsm.1")
-for c in say engines ls resolve verify devices key inspect load convert; do
+for c in say engines ls resolve verify devices key inspect load convert pull rm; do
   run "$TTSM" "$c" --help; expect_rc 0
   json=$(python3 -c '
 import sys

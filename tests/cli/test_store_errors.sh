@@ -88,7 +88,7 @@ for e in engines:
                 check(tag + " dangling", m["name"], where, 3,
                       [shown] if "*" in shown or kind == "shard" else
                       ["broken hub cache link", path + " -> ", "blob is gone",
-                       "hint: delete that link, then download"])
+                       "hint: run `ttsm pull %s`: it fetches the blob of" % m["name"]])
                 for i, p in enumerate([real] + others):
                     os.rename(aside + str(i), p)
             if kind == "blob":
@@ -132,9 +132,17 @@ mv "$C/ve.safetensors" "$TMP/ve"
 run "$TTSM" load chatterbox --device cpu "${COMFY[@]}"
 expect_rc 3
 expect_err "ttsm: chatterbox/English: file not found: ve.safetensors|ve.pt (searched: $C; $STORE/comfy/chatterbox/English; hub ResembleAI/chatterbox@main (not in cache $TMP/no-hub))"
-# The hint gives the exact place, and the repo and file to download.
-expect_err "hint: put ve.safetensors in $C/; or download ve.safetensors from ResembleAI/chatterbox into $TMP/no-hub"
+# The hint gives the exact place, and the exact pull command with the repo and file it fetches.
+expect_err "hint: put ve.safetensors in $C/; or run \`ttsm pull chatterbox\` (or load with downloads on), which fetches ve.safetensors from ResembleAI/chatterbox"
 [[ "$ERR" != *"<model>"* && "$ERR" != *"<models root>"* ]] || fail "a placeholder in the hint"
+# The command names the model (quoted when it has spaces) and a model type
+# other than the engine's first.
+run "$TTSM" load chatterbox --model 'German (havok2)' --device cpu --models-dir "$TMP/none" --hf-cache "$TMP/none"
+expect_rc 3
+expect_err "or run \`ttsm pull chatterbox --model 'German (havok2)'\`"
+run "$TTSM" load chatterbox --type vc --device cpu --models-dir "$TMP/none" --hf-cache "$TMP/none"
+expect_rc 3
+expect_err "or run \`ttsm pull chatterbox --type vc\`"
 # The .pt alternative is taken when the .safetensors is absent.
 "$PY" "$GEN" "$TMP/alt" --engines chatterbox_official_23lang --layout comfy >/dev/null
 cp "$TMP/alt/comfy/TTS/chatterbox_official_23lang/Official 23-Lang/ve.pt" "$C/ve.pt"
@@ -177,12 +185,12 @@ mv "$STORE/comfy/TTS/F5-TTS/vocos/pytorch_model.bin" "$TMP/vocos"
 run "$TTSM" load f5tts --device cpu "${COMFY[@]}"
 expect_rc 3
 expect_err "file not found: pytorch_model.bin from vocos (searched: $STORE/comfy/TTS/F5-TTS/vocos;"
-expect_err "hint: put pytorch_model.bin in $STORE/comfy/TTS/F5-TTS/vocos/; or download pytorch_model.bin from charactr/vocos-mel-24khz"
+expect_err "hint: put pytorch_model.bin in $STORE/comfy/TTS/F5-TTS/vocos/; or run \`ttsm pull f5tts\` (or load with downloads on), which fetches pytorch_model.bin from charactr/vocos-mel-24khz"
 mv "$TMP/vocos" "$STORE/comfy/TTS/F5-TTS/vocos/pytorch_model.bin"
 mv "$STORE/comfy/TTS/IndexTTS/campplus/campplus_cn_common.bin" "$TMP/campplus"
 run "$TTSM" load index_tts --device cpu "${COMFY[@]}"
 expect_rc 3
-expect_err "hint: put campplus_cn_common.bin in $STORE/comfy/TTS/IndexTTS/campplus/; or download campplus_cn_common.bin from funasr/campplus"
+expect_err "hint: put campplus_cn_common.bin in $STORE/comfy/TTS/IndexTTS/campplus/; or run \`ttsm pull index_tts\` (or load with downloads on), which fetches campplus_cn_common.bin from funasr/campplus"
 mv "$TMP/campplus" "$STORE/comfy/TTS/IndexTTS/campplus/campplus_cn_common.bin"
 # No models root at all: the hint says how to name one, with the folder below it.
 run "$TTSM" load chatterbox --device cpu --hf-cache "$TMP/no-hub"
@@ -196,6 +204,6 @@ run "$TTSM" load chatterbox --device cpu "${HUB[@]}"
 expect_rc 3
 expect_err "ttsm: chatterbox/English: broken hub cache link: t3_cfg: $S/t3_cfg.safetensors -> ../../blobs/"
 expect_err "and its blob is gone"
-expect_err "hint: delete that link, then download t3_cfg.safetensors again from ResembleAI/chatterbox"
+expect_err "hint: run \`ttsm pull chatterbox\`: it fetches the blob of t3_cfg.safetensors from ResembleAI/chatterbox again"
 mv "$TMP/t3-blob" "$blob"
 done_testing

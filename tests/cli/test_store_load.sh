@@ -197,7 +197,13 @@ PASSED=$((PASSED + 3))
 run "$TTSM" ls chatterbox --all "${COMFY[@]}"
 expect_rc 0
 grep -E '^chatterbox +Korean +tts +ko +0 B +- +not installed +-$' <<<"$OUT" >/dev/null || fail "Korean not installed"
-PASSED=$((PASSED + 1))
+# Below the table: what a pull would add to each, and the command.
+grep -qxF '  chatterbox/Korean: t3_cfg, tokenizer: ttsm pull chatterbox --model Korean' <<<"$OUT" ||
+  fail "what a pull adds to Korean"
+grep -qxF '  chatterbox/French: t3_cfg: ttsm pull chatterbox --model French' <<<"$OUT" ||
+  fail "what a pull adds to French"
+grep -q '  chatterbox/English:' <<<"$OUT" && fail "a complete model needs no pull"
+PASSED=$((PASSED + 2))
 run "$TTSM" ls f5tts --json "${COMFY[@]}"
 expect_eq "$(js '[(m["model"], m["missing"]) for m in d["models"] if not m["complete"]]')" \
   "[('F5-DE', 1)]" "F5-DE lacks its vocab"
