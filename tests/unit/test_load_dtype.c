@@ -12,23 +12,6 @@
 #include "fake_backend.h"
 #include "mgr_util.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    fake_backend_register();
-    dir = strdup(tu_mkdtemp());
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 static uint16_t to16(uint32_t bits, ttsm_dtype to)
 {
@@ -95,7 +78,7 @@ static void test_conversions(void **state)
     assert_false(ttsm__converts(TTSM_DTYPE_I32, TTSM_DTYPE_F16));
 }
 
-/* dir/name: tensors "w" (F32, n elements i + 0.5) and "ids" (I32, 3). */
+/* tu_dir/name: tensors "w" (F32, n elements i + 0.5) and "ids" (I32, 3). */
 static char *write_two(const char *name, size_t n)
 {
     char hdr[512];
@@ -117,7 +100,7 @@ static char *write_two(const char *name, size_t n)
     }
     int32_t ids[3] = {7, -1, 1 << 30};
     memcpy(buf + 8 + hl + 4 * n, ids, 12);
-    char *p = tu_write_file(dir, name, buf, total);
+    char *p = tu_write_file(tu_dir, name, buf, total);
     free(buf);
     return p;
 }
@@ -283,5 +266,5 @@ int main(void)
         cmocka_unit_test(test_manifest_mapping),
         cmocka_unit_test(test_allocation_torture),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fake_dir_setup, tu_dir_teardown);
 }

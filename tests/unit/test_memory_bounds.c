@@ -32,22 +32,6 @@
 #define CONSTANT_BYTES (32ull << 20) /* the CLI's own footprint, with room */
 #define SCALE (SANITIZED ? 16u : 1u) /* sanitizer builds: shapes 16 x smaller */
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = strdup(tu_mkdtemp());
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 /* ---- the CLI in a child, measured ------------------------------------------ */
 
@@ -59,7 +43,7 @@ typedef struct run_result {
 
 static run_result run_cli(const char *a1, const char *a2, const char *a3)
 {
-    char *errpath = tu_path(dir, "stderr.txt");
+    char *errpath = tu_path(tu_dir, "stderr.txt");
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -121,7 +105,7 @@ static void measure(const char *what, const char *a1, const char *a2, const char
 
 static FILE *create(const char *name, char **path)
 {
-    *path = tu_path(dir, name);
+    *path = tu_path(tu_dir, name);
     FILE *f = fopen(*path, "wb");
     assert_non_null(f);
     return f;
@@ -378,7 +362,7 @@ static char *write_index(void)
     unsigned char st[16];
     put64(st, 8);
     memcpy(st + 8, "{}      ", 8);
-    free(tu_write_file(dir, "model-1.safetensors", st, sizeof st));
+    free(tu_write_file(tu_dir, "model-1.safetensors", st, sizeof st));
     return path;
 }
 
@@ -511,5 +495,5 @@ int main(void)
         cmocka_unit_test(test_zero_size_tensors),
         cmocka_unit_test(test_big_index),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_dir_setup, tu_dir_teardown);
 }

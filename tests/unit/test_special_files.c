@@ -129,33 +129,14 @@ static ttsm_status load_dir(const void *dir, ttsm_error *err)
     return ttsm_engines_load_dir(dir, err);
 }
 
-/* A code engine whose one component is the JSON or blob file at model_path. */
-static ttsm_file_kind component_kind;
-
-static ttsm_status file_factory(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
-                                ttsm_model **out, ttsm_error *err)
+static ttsm_status load_json_component(const void *path, ttsm_error *err)
 {
-    ttsm_model *m;
-    ttsm_status st = ttsm_model_create(ctx, &m, err);
-    if (st == TTSM_OK)
-        st = ttsm_model_add_file(m, "c", cfg->model_path, component_kind, err);
-    if (st == TTSM_OK)
-        *out = m;
-    return st;
+    return mu_load_once("special_json", path, err);
 }
 
-static ttsm_status load_component(const void *path, ttsm_error *err)
+static ttsm_status load_blob_component(const void *path, ttsm_error *err)
 {
-    ttsm_manager *mgr;
-    ttsm_status st = ttsm_manager_create(NULL, &mgr, err);
-    if (st != TTSM_OK)
-        return st;
-    ttsm_load_config c = mu_cfg("special_component", path, "cpu");
-    ttsm_model *m = NULL;
-    st = ttsm_load(mgr, &c, &m, err);
-    ttsm_model_release(m);
-    ttsm_manager_destroy(mgr);
-    return st;
+    return mu_load_once("special_blob", path, err);
 }
 
 /* The manifest engine "special" (one model "m", component "w" from the hub
@@ -299,14 +280,15 @@ static void test_component_fifo(void **state)
 {
     (void)state;
     ttsm_error err;
-    tu_assert_ok(ttsm_register_engine("special_component", file_factory, NULL, &err), &err);
+    tu_assert_ok(mu_register_file_engine("special_json", TTSM_FILE_JSON, &err), &err);
+    tu_assert_ok(mu_register_file_engine("special_blob", TTSM_FILE_BLOB, &err), &err);
     char *fifo = make_fifo(root, "config.json");
-    component_kind = TTSM_FILE_JSON;
-    expect("JSON component: FIFO", load_component, fifo, TTSM_ERR_IO, fifo, "FIFO (named pipe)");
-    component_kind = TTSM_FILE_BLOB;
-    expect("blob component: FIFO", load_component, fifo, TTSM_ERR_IO, fifo, "FIFO (named pipe)");
-    expect("blob component: /dev/null", load_component, "/dev/null", TTSM_ERR_IO, "/dev/null",
-           "character device");
+    expect("JSON component: FIFO", load_json_component, fifo, TTSM_ERR_IO, fifo,
+           "FIFO (named pipe)");
+    expect("blob component: FIFO", load_blob_component, fifo, TTSM_ERR_IO, fifo,
+           "FIFO (named pipe)");
+    expect("blob component: /dev/null", load_blob_component, "/dev/null", TTSM_ERR_IO,
+           "/dev/null", "character device");
     free(fifo);
 }
 
