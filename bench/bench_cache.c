@@ -124,11 +124,14 @@ static void write_st(const char *path, size_t bytes)
         bu_die("cannot write", path);
 }
 
+static const char *models_dirs; /* --models-dir: for the manifest engine's hits */
+
 static ttsm_manager *new_manager(const ttsm_device_budget *b, size_t nb)
 {
     ttsm_manager_options o = ttsm_manager_options_default();
     o.budgets = b;
     o.n_budgets = nb;
+    o.models_dirs = models_dirs;
     ttsm_manager *m;
     ttsm_error err;
     check(ttsm_manager_create(&o, &m, &err), &err, "ttsm_manager_create");
@@ -491,9 +494,11 @@ int main(int argc, char **argv)
             max_entries = (size_t)atol(argv[++i]);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             sf_rounds = (size_t)atol(argv[++i]);
+        else if (strcmp(argv[i], "--models-dir") == 0 && i + 1 < argc)
+            models_dirs = argv[++i];
         else
             bu_die("usage", "bench_cache --dir D [--samples N] [--churn N] [--max-entries N] "
-                            "[--rounds N]");
+                            "[--rounds N] [--models-dir D]");
     }
     if (!dir || samples < 100 || churn < 2 || max_entries < 1 || sf_rounds < 1)
         bu_die("usage", "bench_cache --dir D (samples >= 100, churn >= 2, rounds >= 1)");
@@ -527,6 +532,12 @@ int main(int argc, char **argv)
     ncfg.engine = "bench_null";
     ncfg.device = "cpu";
     bench_hits("registered engine, no path (C)", &ncfg, samples);
+    if (models_dirs) { /* the config peer_ttsm.py's Python hits use: the baseline they sit on */
+        ttsm_load_config mcfg = ttsm_load_config_default();
+        mcfg.engine = "chatterbox";
+        mcfg.device = "cpu";
+        bench_hits("manifest engine by name (C)", &mcfg, samples);
+    }
 
     bench_single_flight(&es, (int)sf_rounds, 50);
 

@@ -8,7 +8,7 @@ the binding cannot be imported or used it prints one "unavailable" line
 saying why, so the report shows "not measured" instead of a number.
 
 Usage: peer_ttsm.py statedict [--reps N] [--budget S] LABEL=PATH ...
-       peer_ttsm.py cache --path FILE [--samples N]
+       peer_ttsm.py cache --path FILE [--samples N] [--models-dir DIR]
        peer_ttsm.py cuda PATH     (load on cuda:0; time to the first torch.from_dlpack)
        peer_ttsm.py startup
 """
@@ -64,15 +64,76 @@ def _q(v, q):
     return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
 
 
+def named(models_dir, samples):
+    """Hits of a manifest engine by name (chatterbox from the sample store):
+    Manager.load() against the same C hit through a bare ctypes call, in
+    this process. bench_cache times that C hit without Python."""
+    import ctypes
+    from ttsm import _lib
+    with ttsm.Manager(models_dir=models_dir) as mgr:
+        mgr.load("chatterbox", device="cpu").close()
+        cfg = _lib.LoadConfig(ctypes.sizeof(_lib.LoadConfig), b"chatterbox", b"tts", None,
+                              b"cpu")
+        out, err, h = ctypes.c_void_p(), _lib.Error(), mgr._handle
+        load, release = ttsm._c.ttsm_load, ttsm._c.ttsm_model_release
+        ref, oref, eref = ctypes.byref(cfg), ctypes.byref(out), ctypes.byref(err)
+        pc = time.perf_counter_ns
+        py, bare, key = [], [], []
+        for _ in range(samples // 10):  # warm-up
+            mgr.load("chatterbox", device="cpu").close()
+        for _ in range(samples):  # taking turns, as in cache()
+            t0 = pc()
+            m = mgr.load("chatterbox", device="cpu")
+            t1 = pc()
+            m.close()
+            t2 = pc()
+            load(h, ref, oref, eref)
+            t3 = pc()
+            release(out)
+            t4 = pc()
+            ttsm.cache_key("chatterbox", device="cpu")
+            t5 = pc()
+            py.append(t1 - t0)
+            bare.append(t3 - t2)
+            key.append(t5 - t4)
+        two = [[], []]
+
+        def hits(dst, start):
+            start.wait()
+            for _ in range(samples):
+                t0 = pc()
+                m = mgr.load("chatterbox", device="cpu")
+                dst.append(pc() - t0)
+                m.close()
+        bar = threading.Barrier(2)
+        th = threading.Thread(target=hits, args=(two[1], bar))
+        th.start()
+        hits(two[0], bar)
+        th.join()
+        st = mgr.stats()
+    rec = {"bench": "py_cache_named", "samples": samples, "hits": st.hits,
+           "misses": st.misses}
+    for name, v in (("hit1", py), ("hit2", two[0] + two[1]), ("ctypes_hit", bare),
+                    ("key", key)):
+        v.sort()
+        rec[name + "_median_ns"] = _q(v, 0.5)
+        rec[name + "_p99_ns"] = _q(v, 0.99)
+    emit(rec)
+
+
 def cache(args):
-    path, samples = None, 50000
+    path, samples, models_dir = None, 50000, None
     while args:
         if args[0] == "--path":
             path, args = args[1], args[2:]
         elif args[0] == "--samples":
             samples, args = int(args[1]), args[2:]
+        elif args[0] == "--models-dir":
+            models_dir, args = args[1], args[2:]
         else:
             raise SystemExit("peer_ttsm.py cache: unknown option " + args[0])
+    if models_dir:
+        named(models_dir, samples)
     lib = ttsm._c
     with ttsm.Manager() as mgr:
         mgr.load("file", model_path=path, device="cpu").close()

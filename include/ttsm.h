@@ -93,6 +93,14 @@ typedef struct ttsm_error {
 /** Resets `err` to code TTSM_OK with empty texts. NULL is ignored. */
 TTSM_API void ttsm_error_clear(ttsm_error *err);
 
+/** Copies `s` into `out` (`out_size` bytes, at least 1) fit for a terminal:
+ *  control bytes (C0, DEL, the C1 range U+0080-U+009F) and bytes that are
+ *  not strict UTF-8 become '?', text that does not fit is cut with "...".
+ *  The library applies the same rule to every ttsm_error it fills; use this
+ *  for names and values read from files (tensor names, metadata) that a
+ *  program prints itself. `s` NULL gives "". @return out. */
+TTSM_API const char *ttsm_text_printable(const char *s, char *out, size_t out_size);
+
 /* ------------------------------------------------------------------------ */
 /* Load configuration and factories (DESIGN §5).                            */
 /* ------------------------------------------------------------------------ */
@@ -395,7 +403,8 @@ typedef ttsm_status (*ttsm_factory_fn)(const ttsm_load_config *cfg, const ttsm_f
 typedef struct ttsm_synth_options {
     size_t struct_size;   /* set by ttsm_synth_options_default() */
     const char *language; /* name or code; NULL: the engine's default (English) */
-    const char *voice;    /* an engine voice name; NULL: the language's voice */
+    const char *voice;    /* an engine voice: name, id or language id (ttsm_model_voices);
+                             NULL: the language's voice */
     int rate;             /* words per minute; 0: the engine's default */
     int pitch;            /* 0..100; -1: the engine's default */
 } ttsm_synth_options;
@@ -406,6 +415,20 @@ typedef struct ttsm_audio {
     size_t n_samples;
     uint32_t sample_rate;
 } ttsm_audio;
+
+/** An engine's build hook (ttsm_engine_caps.build): called once per load,
+ *  after the model's tensors are on their device and before the entry is
+ *  ready (other loads of the key wait for it), with no manager lock held.
+ *  It builds the object the engine runs (a network bound to the weights)
+ *  and attaches it with ttsm_model_set_engine_data(): the cache holds that
+ *  object, hands it to every holder of the entry and destroys it when the
+ *  entry leaves the cache. It reports device bytes the object holds beyond
+ *  the weights with ttsm_factory_ctx_charge(). Exports it takes with
+ *  TTSM_DLPACK_INNER (or references with ttsm_model_retain_inner) belong
+ *  to the object: they keep the entry's memory, never its place in the
+ *  cache. A failure fails the load like a factory failure. */
+typedef ttsm_status (*ttsm_build_fn)(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
+                                     ttsm_model *model, ttsm_error *err);
 
 /** An engine's synthesis hook (set in ttsm_engine_caps.synthesize). */
 typedef ttsm_status (*ttsm_synthesize_fn)(ttsm_model *model, const char *text,
@@ -424,6 +447,15 @@ typedef struct ttsm_engine_caps {
     /** Synthesises speech with a loaded model (NULL: the engine's weights are
      *  for another runtime, and ttsm_synthesize() says so). */
     ttsm_synthesize_fn synthesize;
+    /** Builds what the engine runs from its loaded weights (may be NULL; see
+     *  ttsm_build_fn). */
+    ttsm_build_fn build;
+    /* What admission reserves for `build` before it runs, beyond the weights:
+     * extra_bytes + extra_ratio x the weights' bytes (0, 0: the manifest's
+     * "engine_memory", else nothing). The entry is then charged what the
+     * build reports (ttsm_factory_ctx_charge). */
+    uint64_t extra_bytes;
+    double extra_ratio;
 } ttsm_engine_caps;
 
 /** @return caps with struct_size set and everything else 0/NULL. */
@@ -433,6 +465,10 @@ TTSM_API ttsm_engine_caps ttsm_engine_caps_default(void);
  *  keys and the CLI). `name` and `caps->devices` are copied; caps may be
  *  NULL. The name "file" is the built-in engine that loads the checkpoint at
  *  model_path (a file, or every checkpoint in a folder; docs/manager.md).
+ *  With `factory` NULL, `name` must be an engine from a manifest: its files
+ *  are still resolved and loaded by the manifest, and caps' build, recover,
+ *  user, extra_bytes and extra_ratio are attached to it (its capabilities
+ *  and devices stay the manifest's); once per engine.
  *  @return TTSM_OK or TTSM_ERR_INVALID_ARGUMENT (bad or taken name). */
 TTSM_API ttsm_status ttsm_register_engine(const char *name, ttsm_factory_fn factory,
                                           const ttsm_engine_caps *caps, ttsm_error *err);
@@ -463,6 +499,13 @@ TTSM_API const char *ttsm_factory_ctx_device(const ttsm_factory_ctx *ctx);
 TTSM_API void *ttsm_factory_ctx_user(const ttsm_factory_ctx *ctx);
 /** @return 1 when this load rebuilds an invalidated entry (recovery ran). */
 TTSM_API int ttsm_factory_ctx_recovering(const ttsm_factory_ctx *ctx);
+/** In a build hook: the entry holds `bytes` more on its device than its
+ *  weights (added up over calls). @return TTSM_OK, or
+ *  TTSM_ERR_INVALID_ARGUMENT outside a build hook or on overflow. */
+TTSM_API ttsm_status ttsm_factory_ctx_charge(const ttsm_factory_ctx *ctx, uint64_t bytes,
+                                             ttsm_error *err);
+/** In a build hook: the bytes admission reserved for it beyond the weights. */
+TTSM_API uint64_t ttsm_factory_ctx_estimate(const ttsm_factory_ctx *ctx);
 
 /* ------------------------------------------------------------------------ */
 /* The manager: the one cache (DESIGN §9; docs/manager.md). Thread-safe.     */
@@ -476,6 +519,12 @@ typedef struct ttsm_device_budget {
 enum { TTSM_LOG_DEBUG = 0, TTSM_LOG_INFO = 1, TTSM_LOG_WARN = 2, TTSM_LOG_ERROR = 3 };
 
 typedef void (*ttsm_log_fn)(void *user, int level, const char *message);
+struct ttsm_entry_info;
+/** Told when an entry has left the cache (`reason`: "budget", "keep-alive",
+ *  "free", "single-instance", "unload" or "invalidate"), after the manager
+ *  lock is released, on the thread that evicted it. Must not destroy the
+ *  manager. */
+typedef void (*ttsm_evict_fn)(void *user, const struct ttsm_entry_info *entry, const char *reason);
 /** Called while a load materialises its tensors; nonzero cancels the load
  *  (TTSM_ERR_CANCELLED, nothing left behind). */
 typedef int (*ttsm_progress_fn)(void *user, const char *key, uint64_t done, uint64_t total);
@@ -510,9 +559,43 @@ typedef struct ttsm_manager_options {
     /* A folder of extra engine manifests, read into the process-wide
      * registry when the manager is created (NULL: none). */
     const char *engines_dir;
-    /* 1: ttsm_load starts ttsm_model_prefetch() on every model it returns. */
+    /* ComfyUI installations, colon-separated (NULL: TTSM_COMFYUI_PATH):
+     * each one's models/ folder and the TTS folders its
+     * extra_model_paths.yaml names are searched after models_dirs, in the
+     * order docs/engines.md gives. Copied. Added in 0.1: options from a
+     * header without this field (a smaller struct_size) are accepted, and
+     * the field is NULL for them. */
+    const char *comfyui_dirs;
+    /* 1: a thread of the manager evicts idle entries when their keep-alive
+     * ends (otherwise the next call does); stopped by ttsm_manager_destroy.
+     * This field and the two after it were added later in 0.1 too: a
+     * struct_size that ends before them leaves them 0. */
+    int keep_alive_timer;
+    ttsm_evict_fn on_evict; /* may be NULL */
+    void *on_evict_user;
+    /* A loaded file is known by its device, inode, size and modification
+     * time (docs/manager.md, "Which file is which"): a same-size rewrite in
+     * place with the time put back (cp -p, os.utime) goes unseen. Nonzero:
+     * each cache miss also hashes every header and the first and last
+     * 64 KiB of each file, and a file whose hash changed is opened again.
+     * Costs those reads on every miss. Default 0. Added in 0.1 like
+     * the fields above: 0 for options from a header without it. */
+    int verify_on_load;
+    /* Load on a miss (docs/hub.md): TTSM_DOWNLOAD_MISSING pulls the files a
+     * manifest model lacks from the Hugging Face Hub into hf_cache, then
+     * loads it; `progress` reports the bytes and cancels cleanly. Endpoint,
+     * token and offline mode come from HF_ENDPOINT, HF_TOKEN (or the token
+     * file) and HF_HUB_OFFLINE. Default TTSM_DOWNLOAD_NEVER: a missing file
+     * is TTSM_ERR_NOT_FOUND whose hint gives the `ttsm pull` command. */
+    int download;
+    unsigned download_jobs; /* files fetched in parallel; 0: TTSM_PULL_DEFAULT_JOBS */
+    /* 1: ttsm_load starts ttsm_model_prefetch() on every model it returns
+     * (docs/manager.md, "Prefetch"). Added in 0.1 like the fields above: 0
+     * for options from a header without it. */
     int prefetch;
 } ttsm_manager_options;
+
+enum { TTSM_DOWNLOAD_NEVER = 0, TTSM_DOWNLOAD_MISSING = 1 };
 
 TTSM_API ttsm_manager_options ttsm_manager_options_default(void);
 
@@ -530,6 +613,52 @@ TTSM_API void ttsm_manager_destroy(ttsm_manager *mgr);
 TTSM_API ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                                ttsm_error *err);
 
+/* What one load did. A cache entry is shared by every load that reaches it
+ * (a French request that fell back to English holds the English entry, as
+ * a plain English request does), so what a load asked for, tried and got
+ * belongs to the call, not to the model: ttsm_load_with_report() hands it
+ * back next to the model. docs/manager.md, "Fallbacks made visible". */
+#define TTSM_LOAD_REPORT_MAX_STEPS TTSM_ERROR_MAX_ATTEMPTS
+
+/** One attempt of a load: a model on a device, and how it ended. */
+typedef struct ttsm_load_step {
+    ttsm_status code;                     /* TTSM_OK for the step that loaded */
+    char model[TTSM_CONFIG_NAME_MAX];     /* model asked for in this step ("French") */
+    char device[TTSM_DEVICE_NAME_MAX];    /* device asked for, resolved ("cpu", "cuda:0") */
+    char message[TTSM_ERROR_ATTEMPT_MAX]; /* its error; "" for the step that loaded */
+} ttsm_load_step;
+
+typedef struct ttsm_load_report {
+    size_t struct_size;    /* set by ttsm_load_report_init() */
+    int hit;               /* the model came from the cache: no factory ran for it */
+    int shared;            /* a miss whose files an entry already held: that entry is
+                              returned and charged once (docs/cache-key.md, "One set of
+                              bytes, one entry") */
+    int fell_back;         /* what was loaded is not what was asked */
+    char asked[TTSM_CONFIG_NAME_MAX];         /* the model asked for */
+    char asked_device[TTSM_DEVICE_NAME_MAX];
+    char loaded[TTSM_CONFIG_NAME_MAX];        /* what was loaded: ttsm_model_name() */
+    char loaded_device[TTSM_DEVICE_NAME_MAX]; /* ttsm_model_device() */
+    char why[TTSM_ERROR_MESSAGE_MAX];         /* why not `asked` (fell_back), else "" */
+    size_t n_steps;                           /* steps used, in the order tried */
+    size_t n_steps_dropped;                   /* steps that did not fit */
+    ttsm_load_step steps[TTSM_LOAD_REPORT_MAX_STEPS];
+} ttsm_load_report;
+
+/** Zeroes `report` and sets its struct_size. NULL is ignored. */
+TTSM_API void ttsm_load_report_init(ttsm_load_report *report);
+
+/** ttsm_load(), and `report` (may be NULL; else initialised with
+ *  ttsm_load_report_init()) says what the call did: every step of the
+ *  fallback chain and of the device fallback it tried, with its error, and
+ *  whether the model is a fallback (asked, loaded, why). Filled on success
+ *  and on failure (then `loaded` is empty and the steps are the attempts
+ *  the error lists). A report with another struct_size is
+ *  TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                                           ttsm_model **out, ttsm_load_report *report,
+                                           ttsm_error *err);
+
 /** Starts bringing every byte of the model's host tensors into memory in
  *  the background and returns at once: a thread asks the kernel to read the
  *  mapped files ahead and maps their pages, so that a first pass over the
@@ -545,6 +674,12 @@ TTSM_API uint64_t ttsm_model_prefetch_wait(ttsm_model *model);
 
 /** Adds a reference (thread-safe). */
 TTSM_API void ttsm_model_retain(ttsm_model *model);
+/** References for the entry's own engine data (see ttsm_build_fn): they keep
+ *  the entry's memory valid but not the entry in the cache, so an engine
+ *  object that holds its own weights never pins them. Take one only while
+ *  holding a reference; the entry is freed when both kinds reach zero. */
+TTSM_API void ttsm_model_retain_inner(ttsm_model *model);
+TTSM_API void ttsm_model_release_inner(ttsm_model *model);
 /** Drops a reference. An entry stays cached at zero references (until
  *  evicted); an invalidated or orphaned one is freed. NULL is ignored. */
 TTSM_API void ttsm_model_release(ttsm_model *model);
@@ -564,6 +699,15 @@ TTSM_API ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_er
 /** Evicts unreferenced, unpinned entries idle longer than keep_alive (loads
  *  do this too). @return how many were evicted. */
 TTSM_API size_t ttsm_manager_sweep(ttsm_manager *mgr);
+/** Evicts unreferenced, unpinned entries of `device`, least recently used
+ *  first, until `nbytes` fit under the limit admission uses there (its
+ *  budget; on devices with their own memory also the driver's free memory
+ *  minus the reserve), and waits until their memory is gone. `*available`
+ *  (may be NULL) gets what fits now (UINT64_MAX: no limit). @return TTSM_OK
+ *  even when less could be freed (compare *available); TTSM_ERR_DEVICE for
+ *  an unknown device. */
+TTSM_API ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nbytes,
+                                       uint64_t *available, ttsm_error *err);
 
 typedef struct ttsm_entry_info {
     char key[TTSM_KEY_HEX_SIZE];
@@ -623,6 +767,9 @@ TTSM_API const char *ttsm_model_device(const ttsm_model *model);
 TTSM_API const char *ttsm_model_name(const ttsm_model *model);
 TTSM_API uint64_t ttsm_model_bytes(const ttsm_model *model);
 TTSM_API void *ttsm_model_engine_data(const ttsm_model *model);
+/** The dtype floating-point tensors were converted to at load (the `dtype`
+ *  param, docs/manager.md), or TTSM_DTYPE_INVALID: as stored. */
+TTSM_API ttsm_dtype ttsm_model_dtype(const ttsm_model *model);
 TTSM_API size_t ttsm_model_component_count(const ttsm_model *model);
 /** @return NULL when out of range. */
 TTSM_API const char *ttsm_model_component_name(const ttsm_model *model, size_t component);
@@ -661,6 +808,8 @@ struct DLManagedTensorVersioned;
 #define TTSM_DLPACK_BYTES 2u    /* the tensor's bytes (nbytes, gaps of a strided view
                                    included) as a 1-D uint8 tensor: any dtype, also
                                    block-quantised and sub-byte ones */
+#define TTSM_DLPACK_INNER 8u    /* the export holds an inner reference (ttsm_model_retain_inner):
+                                   for the entry's own engine data */
 #define TTSM_DLPACK_WRITABLE 4u /* versioned only: leave DLPACK_FLAG_BITMASK_READ_ONLY
                                    clear (by default it is set: a cache entry's memory
                                    is shared by all its holders) */
@@ -743,8 +892,18 @@ TTSM_API const char *ttsm_engine_model_language(const ttsm_engine_info *engine, 
 /** Reads every *.json manifest in `dir` (validated; a bad one is
  *  TTSM_ERR_FORMAT naming the file and the field, and nothing of that call
  *  is registered): new engines are added, a manifest named like an engine
- *  from another manifest replaces it for loads from now on. */
+ *  from another manifest replaces it for loads from now on. Such manifests
+ *  find files in the models roots and the hub cache only: one that names
+ *  absolute system folders ("system_dirs") is refused. */
 TTSM_API ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err);
+/** As ttsm_engines_load_dir(), for a folder the program controls: its
+ *  manifests may name system folders (read as they are, like the built-in
+ *  espeak-ng manifest's data folder). Never for folders others can write. */
+TTSM_API ttsm_status ttsm_engines_load_dir_trusted(const char *dir, ttsm_error *err);
+/** Registers one manifest given as JSON text (`source` names it in
+ *  messages), like one file of ttsm_engines_load_dir(). */
+TTSM_API ttsm_status ttsm_engines_add_manifest(const char *json, size_t len, const char *source,
+                                               ttsm_error *err);
 /** The outcome of reading TTSM_ENGINES_PATH (colon-separated folders) when
  *  the registry started: TTSM_OK, or the first error. */
 TTSM_API ttsm_status ttsm_engines_status(ttsm_error *err);
@@ -784,13 +943,132 @@ TTSM_API int ttsm_fallback_if_load_error(void *user, ttsm_status failed, const t
  *  describes it as JSON: {"engine", "model", "model_type", "language",
  *  "complete", "installed", "missing", "hub_cache", "components": [{"name",
  *  "kind", "files", "path" (null when missing), "origin", "from_model",
- *  "borrowed", "shared", "optional", "searched": [...]}]}. `models_dirs`
+ *  "borrowed", "shared", "optional", "searched": [...]}], "pull":
+ *  {"components": the required ones missing, "command": the `ttsm pull`
+ *  command that fetches them, or null}}. `models_dirs`
  *  (colon-separated) and `hf_cache` may be NULL (environment defaults).
  *  Free `*report` with ttsm_free(). @return TTSM_OK even when files are
  *  missing; TTSM_ERR_NOT_FOUND for an unknown model or language;
  *  TTSM_ERR_FORMAT for an unsafe hub cache entry. */
 TTSM_API ttsm_status ttsm_resolve(const ttsm_load_config *cfg, const char *models_dirs,
                                   const char *hf_cache, char **report, ttsm_error *err);
+
+/** ttsm_resolve() with the places to look taken from manager options
+ *  (`where` may be NULL: the environment's; only models_dirs, comfyui_dirs
+ *  and hf_cache are read). The report also has "roots": [{"path", "kind"
+ *  ("models root" or "TTS folder"), "origin", "exists"}] in search order,
+ *  "warnings": [...] (a missing root, an unreadable extra_model_paths.yaml)
+ *  and, per component, "where": the folder its files go in for each root
+ *  (same order as "roots"), "names" (the file names looked for),
+ *  "download": {"repo", "revision", "path", "dataset"} or null, "broken"
+ *  (a hub link whose blob is gone, "<link> -> <target>", or null), and for
+ *  a file found "bytes" (with every shard of an index), "modified" (Unix
+ *  seconds, the newest) and "location": {"root"} or {"repo", "revision",
+ *  "commit"}. docs/engines.md, "Models roots". */
+TTSM_API ttsm_status ttsm_resolve_with(const ttsm_load_config *cfg,
+                                       const ttsm_manager_options *where, char **report,
+                                       ttsm_error *err);
+
+/** The places manifest engines look for files, as JSON: {"roots": [{"path",
+ *  "kind", "origin", "exists"}], "hub_cache": path or null, "warnings":
+ *  [...]}. `where` as for ttsm_resolve_with(). Problems with a root are
+ *  warnings, not errors. Free `*json` with ttsm_free(). */
+TTSM_API ttsm_status ttsm_search_paths(const ttsm_manager_options *where, char **json,
+                                       ttsm_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Downloads from the Hugging Face Hub (DESIGN §8; docs/hub.md). A pull     */
+/* fetches exactly the files a manifest model's components need, into the   */
+/* hub cache in huggingface_hub's layout (or a models root): verified       */
+/* against their etag, resumable, renamed into place, never half visible.   */
+/* ------------------------------------------------------------------------ */
+
+#define TTSM_PULL_DEFAULT_JOBS 4
+#define TTSM_PULL_MAX_JOBS 16
+
+/** Progress of a pull. The callback runs on the thread that moved the
+ *  bytes, never on two threads at once; the strings are valid during the
+ *  call only. */
+typedef struct ttsm_pull_progress {
+    const char *repo;         /* the file's repo id ("org/name") */
+    const char *file;         /* its path in the repo */
+    uint64_t file_done, file_total;
+    uint64_t done, total;     /* bytes of every file this pull fetches */
+    size_t files_done, files_total;
+    int finished;             /* 1 on the call that reports `file` in place */
+} ttsm_pull_progress;
+
+/** @return nonzero to cancel: the pull stops with TTSM_ERR_CANCELLED, files
+ *  already in place stay, a partial download is kept hidden for the next
+ *  pull to resume, and no lock is left held. */
+typedef int (*ttsm_pull_progress_fn)(void *user, const ttsm_pull_progress *progress);
+
+typedef struct ttsm_pull_options {
+    size_t struct_size;          /* set by ttsm_pull_options_default() */
+    /* Where a file counts as present already: models roots (NULL:
+     * TTSM_MODELS_PATH), ComfyUI folders (NULL: TTSM_COMFYUI_PATH) and the
+     * hub cache, which is also where files go (NULL: HF_HUB_CACHE,
+     * HF_HOME/hub, ~/.cache/huggingface/hub). */
+    const char *models_dirs;
+    const char *comfyui_dirs;
+    const char *hf_cache;
+    /* Write <dir>/TTS/<engine folder>/<model folder>/... (the ComfyUI
+     * layout) instead of the hub cache, with the same checks (NULL: off). */
+    const char *to_models_root;
+    /* Pull the model's first repo at this branch, tag or commit instead of
+     * its manifest revision (load it with repo_id "org/name@<revision>"). */
+    const char *revision;
+    const char *endpoint;        /* NULL: HF_ENDPOINT, else https://huggingface.co */
+    const char *token;           /* NULL: HF_TOKEN, else HF_TOKEN_PATH or $HF_HOME/token; "": none */
+    int dry_run;                 /* plan only: the report lists files and sizes */
+    unsigned jobs;               /* files fetched in parallel (1..TTSM_PULL_MAX_JOBS; 0: default) */
+    unsigned retries;            /* tries after a failed request (429, 5xx, broken or stalled
+                                    connection); default 5 */
+    uint64_t connect_timeout_ms; /* 0: HF_HUB_ETAG_TIMEOUT seconds, else 10 s */
+    uint64_t stall_timeout_ms;   /* no byte for this long fails a try; 0: HF_HUB_DOWNLOAD_TIMEOUT, else 10 s */
+    ttsm_pull_progress_fn progress;
+    void *progress_user;
+    ttsm_log_fn log;             /* retries, resumes, waits for a lock, offline use */
+    void *log_user;
+} ttsm_pull_options;
+
+/** @return options with struct_size set, jobs TTSM_PULL_DEFAULT_JOBS,
+ *  retries 5 and everything else 0/NULL. */
+TTSM_API ttsm_pull_options ttsm_pull_options_default(void);
+
+/** Fetches every file the model of `cfg` needs that is not found locally
+ *  (a models root or the hub cache): for each component the first
+ *  alternative its repo has, in the model's repos in order (fallback
+ *  repos), borrowed and shared components, the shards of a sharded index.
+ *  A file already in the cache costs one HEAD per repo (is the revision
+ *  still the same commit?) and no download; with HF_HUB_OFFLINE nothing
+ *  is requested. `options` may be NULL (defaults). `*report` (may be
+ *  NULL; free with ttsm_free) is JSON: {"engine", "model", "target",
+ *  "root", "dry_run", "offline", "files": [{"component", "repo",
+ *  "revision", "commit", "path", "size", "status", "optional", "local"}],
+ *  "total_bytes", "download_bytes", "downloaded", "present"}, where status
+ *  is "present", "downloaded", "linked" (its blob was there), "absent"
+ *  (optional and in no repo), or with dry_run "would download" / "would
+ *  link". @return TTSM_OK; TTSM_ERR_NOT_FOUND (unknown engine or model, a
+ *  repository, revision or required file the Hub does not have, or
+ *  offline and missing); TTSM_ERR_IO (network after the retries, a gated
+ *  repository or refused token, disk, hash or size mismatch: nothing of
+ *  that file is kept); TTSM_ERR_FORMAT (the server broke the protocol or
+ *  sent an unsafe path); TTSM_ERR_CANCELLED; TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_pull(const ttsm_pull_options *options, const ttsm_load_config *cfg,
+                               char **report, ttsm_error *err);
+
+/** Removes the model of `cfg` from the hub cache `hf_cache` (NULL: the
+ *  environment's): its own files' snapshot entries in every snapshot of
+ *  its repos, then the blobs no other entry references; a repo folder left
+ *  empty goes whole. Borrowed and shared files, and models roots, are not
+ *  touched. With `dry_run` nothing changes. `*report` (may be NULL; free
+ *  with ttsm_free): {"engine", "model", "dry_run", "links": [...],
+ *  "blobs": [{"path", "bytes"}], "freed_bytes", "repos_removed": [...]}.
+ *  @return TTSM_OK (also when nothing was there), TTSM_ERR_NOT_FOUND for
+ *  an unknown model, TTSM_ERR_INVALID_ARGUMENT. */
+TTSM_API ttsm_status ttsm_remove(const ttsm_load_config *cfg, const char *hf_cache, int dry_run,
+                                 char **report, ttsm_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Synthesis (engines ttsm runs itself: the built-in espeak-ng).            */
@@ -807,6 +1085,14 @@ TTSM_API ttsm_status ttsm_synthesize(ttsm_model *model, const char *text,
                                      const ttsm_synth_options *options, ttsm_audio *out,
                                      ttsm_error *err);
 TTSM_API void ttsm_audio_free(ttsm_audio *audio);
+
+/** The voices of an engine that speaks in ttsm (espeak-ng), as JSON:
+ *  {"engine", "voices": [{"name", "id", "languages": [...], "gender"}]}.
+ *  ttsm_synth_options.voice takes a name, an id (whole or its last part:
+ *  "gmw/en-US", "en-US") or a language id ("en-us"), as espeak-ng's own
+ *  -v option does. Free `*json` with ttsm_free(). @return TTSM_OK, or
+ *  TTSM_ERR_ENGINE for engines that do not synthesise here. */
+TTSM_API ttsm_status ttsm_model_voices(ttsm_model *model, char **json, ttsm_error *err);
 
 #ifdef __cplusplus
 }

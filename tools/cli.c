@@ -43,7 +43,14 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
-int cli_is_help(const char *arg)
+int cli_engine_not_found(const char *name)
 {
-    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+    ttsm_error err;
+    if (ttsm_engines_status(&err) != TTSM_OK)
+        fprintf(stderr, "ttsm: engine not found: %s, and a manifest of TTSM_ENGINES_PATH failed "
+                        "to load: %s\nhint: fix or remove that manifest (see 'ttsm engines')\n",
+                name, err.message);
+    else
+        fprintf(stderr, "ttsm: engine not found: %s (see 'ttsm engines')\n", name);
+    return CLI_EXIT_NOT_FOUND;
 }

@@ -1,8 +1,9 @@
-/* cli_globals.c - the options every command shares (--models-dir,
- * --hf-cache, --budget, --io, -v, -q), accepted before or after the
- * command name, and what they become: manager options, a log printer and
- * a progress bar on a terminal. */
+/* cli_globals.c - what the options every command shares (--models-dir,
+ * --comfyui, --hf-cache, --budget, --io, -v, -q) become: manager options,
+ * a log printer and a progress bar on a terminal; the warnings about
+ * models roots and the notice of a fallback, both on standard error. */
 #include <ctype.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,58 +69,34 @@ static int add_budgets(const char *spec)
     return rc;
 }
 
-int cli_parse_globals(int *argc, char **argv)
+int cli_global_value(cli_opt o, const char *val)
 {
-    int out = 0;
-    for (int i = 0; i < *argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        int takes = strcmp(a, "--models-dir") == 0 || strcmp(a, "--hf-cache") == 0 ||
-                    strcmp(a, "--budget") == 0 || strcmp(a, "--io") == 0;
-        if (takes) {
-            if (i + 1 >= *argc) {
-                fprintf(stderr, "ttsm: %s needs a value\n", a);
-                return -1;
-            }
-            val = argv[++i];
-        } else if (strncmp(a, "--io=", 5) == 0) {
-            val = a + 5;
-            a = "--io";
+    switch (o) {
+    case OPT_MODELS_DIR:
+        cli_g.models_dirs = val;
+        return 0;
+    case OPT_COMFYUI:
+        cli_g.comfyui_dirs = val;
+        return 0;
+    case OPT_HF_CACHE:
+        cli_g.hf_cache = val;
+        return 0;
+    case OPT_BUDGET:
+        return add_budgets(val);
+    case OPT_IO:
+        if (strcmp(val, "mmap") == 0)
+            cli_g.io = TTSM_IO_MMAP;
+        else if (strcmp(val, "read") == 0)
+            cli_g.io = TTSM_IO_READ;
+        else {
+            fprintf(stderr, "ttsm: --io wants mmap or read, got '%s'\n", val);
+            return -1;
         }
-        if (val) {
-            if (strcmp(a, "--models-dir") == 0)
-                cli_g.models_dirs = val;
-            else if (strcmp(a, "--hf-cache") == 0)
-                cli_g.hf_cache = val;
-            else if (strcmp(a, "--budget") == 0) {
-                if (add_budgets(val) != 0)
-                    return -1;
-            } else {
-                if (strcmp(val, "mmap") == 0)
-                    cli_g.io = TTSM_IO_MMAP;
-                else if (strcmp(val, "read") == 0)
-                    cli_g.io = TTSM_IO_READ;
-                else {
-                    fprintf(stderr, "ttsm: --io wants mmap or read, got '%s'\n", val);
-                    return -1;
-                }
-                cli_g.io_set = 1;
-            }
-            continue;
-        }
-        if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-            cli_g.verbose++;
-            continue;
-        }
-        if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            cli_g.quiet = 1;
-            continue;
-        }
-        argv[out++] = argv[i];
+        cli_g.io_set = 1;
+        return 0;
+    default:
+        return 0;
     }
-    *argc = out;
-    argv[out] = NULL;
-    return 0;
 }
 
 static void log_line(void *user, int level, const char *message)
@@ -175,6 +152,7 @@ void cli_progress_end(void)
 void cli_manager_options(ttsm_manager_options *o)
 {
     o->models_dirs = cli_g.models_dirs;
+    o->comfyui_dirs = cli_g.comfyui_dirs;
     o->hf_cache = cli_g.hf_cache;
     o->budgets = cli_g.budgets;
     o->n_budgets = cli_g.n_budgets;
@@ -183,6 +161,36 @@ void cli_manager_options(ttsm_manager_options *o)
     if (cli_g.verbose)
         o->log = log_line;
     o->progress = cli_progress;
+}
+
+void cli_root_warnings(void)
+{
+    static int done;
+    if (done)
+        return;
+    done = 1;
+    ttsm_manager_options o = ttsm_manager_options_default();
+    cli_manager_options(&o);
+    char *text = NULL;
+    if (ttsm_search_paths(&o, &text, NULL) != TTSM_OK)
+        return;
+    json_t *j = json_loads(text, 0, NULL);
+    ttsm_free(text);
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(j, "warnings"), i, w)
+        fprintf(stderr, "ttsm: warning: %s\n", json_string_value(w));
+    json_decref(j);
+}
+
+void cli_fallback_notice(const ttsm_load_report *r, const char *engine)
+{
+    if (!r->fell_back)
+        return;
+    int dev = strcmp(r->asked_device, r->loaded_device) != 0;
+    fprintf(stderr, "ttsm: note: loaded %s/%s%s%s instead of %s/%s%s%s: %s\n", engine,
+            r->loaded, dev ? " on " : "", dev ? r->loaded_device : "", engine, r->asked,
+            dev ? " on " : "", dev ? r->asked_device : "", r->why);
 }
 
 int cli_params_add(const char *cmd, cli_params *ps, const char *kv)

@@ -5,21 +5,6 @@
 
 #include "cli.h"
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm devices [--json]\n\n"
-            "Lists the devices models can be loaded on: cpu first, then every CUDA\n"
-            "device the driver reports, with total and free memory. Without a CUDA\n"
-            "driver, says why none were found.\n\n"
-            "options:\n"
-            "  --json   one JSON object: {\"devices\": [{\"name\", \"description\",\n"
-            "           \"total_bytes\", \"free_bytes\"}], \"cuda\": {\"available\", \"reason\"}}\n\n"
-            "examples:\n"
-            "  ttsm devices\n"
-            "  ttsm devices --json | jq '.devices[].name'\n");
-}
-
 static void human_bytes(char *buf, size_t size, uint64_t b)
 {
     const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -32,15 +17,9 @@ static void human_bytes(char *buf, size_t size, uint64_t b)
     snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else
-            return cli_usage_error("devices", "unknown option '%s'", argv[i]);
-    }
+    int json = a->given[OPT_JSON];
     size_t n = ttsm_device_count();
     const char *cuda = ttsm_cuda_status();
     json_t *list = json_array();
@@ -81,4 +60,20 @@ static int run(int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
-const cli_command cli_cmd_devices = {"devices", "list devices and their memory", run, help};
+static const cli_opt options[] = {OPT_JSON, OPT_END};
+
+const cli_command cli_cmd_devices = {
+    "devices",
+    "list devices and their memory",
+    "",
+    options,
+    0,
+    "Lists the devices models can be loaded on: cpu first, then every CUDA\n"
+    "device the driver reports, with total and free memory. Without a CUDA\n"
+    "driver, says why none were found.",
+    "{\"devices\": [{\"name\", \"description\", \"total_bytes\", \"free_bytes\"}], "
+    "\"cuda\": {\"available\", \"reason\"}}",
+    "ttsm devices\n"
+    "ttsm devices --json | jq '.devices[].name'",
+    NULL,
+    run};

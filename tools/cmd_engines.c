@@ -6,25 +6,6 @@
 
 #include "cli.h"
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm engines [NAME] [--json]\n\n"
-            "Lists the engines ttsm knows: the manifests compiled in, those read from\n"
-            "TTSM_ENGINES_PATH, and the built-in `file` engine. With NAME (a name or an\n"
-            "alias), shows that engine's capabilities, languages and models.\n\n"
-            "options:\n"
-            "  --json   {\"engines\": [{\"name\", \"aliases\", \"description\", \"source\",\n"
-            "           \"runtime\", \"devices\", \"model_types\", \"languages\", \"default_model\",\n"
-            "           \"models\": [{\"name\", \"language\"}], \"recovery\", \"capabilities\": {...},\n"
-            "           \"manifest\": {...}}]}\n\n"
-            "examples:\n"
-            "  ttsm engines\n"
-            "  ttsm engines chatterbox\n"
-            "  ttsm engines --json | jq '.engines[] | select(.capabilities.can_corrupt)'\n"
-            "  TTSM_ENGINES_PATH=~/my-engines ttsm engines\n");
-}
-
 static const struct {
     ttsm_capability cap;
     const char *name;
@@ -121,29 +102,20 @@ static void print_engine(const ttsm_engine_info *e, int detail)
     }
 }
 
-static int run(int argc, char **argv)
+static int run(cli_args *a)
 {
-    int json = 0;
-    const char *name = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (argv[i][0] == '-')
-            return cli_usage_error("engines", "unknown option '%s'", argv[i]);
-        else if (name)
-            return cli_usage_error("engines", "one NAME only");
-        else
-            name = argv[i];
-    }
+    int json = a->given[OPT_JSON];
+    const char *name = a->n_pos ? a->pos[0] : NULL;
+    /* A manifest of TTSM_ENGINES_PATH that failed to load is said, and the
+     * exit code says it too; the engines that did load are still listed. */
     ttsm_error err;
     ttsm_status st = ttsm_engines_status(&err);
-    if (st != TTSM_OK)
-        return cli_fail(st, &err);
+    int rc = st == TTSM_OK ? CLI_EXIT_OK : cli_exit_code(st);
     const ttsm_engine_info *one = NULL;
-    if (name && !(one = ttsm_engine_find(name))) {
-        fprintf(stderr, "ttsm: engine not found: %s (see 'ttsm engines')\n", name);
-        return CLI_EXIT_NOT_FOUND;
-    }
+    if (name && !(one = ttsm_engine_find(name)))
+        return cli_engine_not_found(name);
+    if (st != TTSM_OK)
+        fprintf(stderr, "ttsm: warning: %s\n", err.message);
     if (json) {
         json_t *list = json_array();
         for (size_t i = 0; i < ttsm_engine_count(); i++)
@@ -154,17 +126,39 @@ static int run(int argc, char **argv)
         puts(s);
         free(s);
         json_decref(root);
-        return CLI_EXIT_OK;
+        return rc;
     }
     if (one) {
         print_engine(one, 1);
-        return CLI_EXIT_OK;
+        return rc;
     }
     printf("%-28s %-8s %-9s %3s %4s  %s\n", "ENGINE", "RUNTIME", "DEVICES", "LNG", "MDLS",
            "CAPABILITIES");
     for (size_t i = 0; i < ttsm_engine_count(); i++)
         print_engine(ttsm_engine_get(i), 0);
-    return CLI_EXIT_OK;
+    return rc;
 }
 
-const cli_command cli_cmd_engines = {"engines", "list engines and their capabilities", run, help};
+static const cli_opt options[] = {OPT_JSON, OPT_END};
+
+const cli_command cli_cmd_engines = {
+    "engines",
+    "list engines and their capabilities",
+    "[NAME]",
+    options,
+    1,
+    "Lists the engines ttsm knows: the manifests compiled in, those read from\n"
+    "TTSM_ENGINES_PATH, and the built-in `file` engine. With NAME (a name or an\n"
+    "alias), shows that engine's capabilities, languages and models. A manifest\n"
+    "of TTSM_ENGINES_PATH that fails to load is reported, with why.",
+    "{\"engines\": [{\"name\", \"aliases\", \"description\", \"source\", \"runtime\", "
+    "\"devices\", \"model_types\", \"languages\", \"default_model\", \"models\": [{\"name\", "
+    "\"language\"}], \"recovery\", \"capabilities\": {\"supports_voice_conversion\", "
+    "\"has_fallback\", \"can_corrupt\", \"requires_special_init\", "
+    "\"language_selects_model\", \"single_instance\"}, \"manifest\"}]}",
+    "ttsm engines\n"
+    "ttsm engines chatterbox\n"
+    "ttsm engines --json | jq '.engines[] | select(.capabilities.can_corrupt)'\n"
+    "TTSM_ENGINES_PATH=~/my-engines ttsm engines",
+    NULL,
+    run};

@@ -11,34 +11,6 @@
 
 #define SHORT_VALUE 72 /* metadata values longer than this are shortened */
 
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm inspect FILE [--json] [--tensors] [--io mmap|read]\n"
-            "\n"
-            "Opens a checkpoint (safetensors, a sharded *.safetensors.index.json, GGUF or a\n"
-            "PyTorch zip; detected from the bytes, not the name), reads only its headers and\n"
-            "shows its format, version, files, tensor count, total bytes, dtype histogram\n"
-            "and metadata.\n"
-            "\n"
-            "options:\n"
-            "  --json          print one JSON object: path, format, version, io_mode,\n"
-            "                  files [{path, size}], tensor_count, total_bytes,\n"
-            "                  dtypes {NAME: count}, metadata {key: {type, value}} and,\n"
-            "                  with --tensors, tensors [{name, dtype, shape, strides,\n"
-            "                  contiguous, nbytes, file, offset, storage, storage_offset}]\n"
-            "  --tensors       also list every tensor: name, dtype, shape, bytes, file, offset\n"
-            "  --io MODE       mmap (default) or read (pread into owned buffers)\n"
-            "\n"
-            "examples:\n"
-            "  ttsm inspect model.safetensors\n"
-            "  ttsm inspect model.safetensors.index.json --tensors\n"
-            "  ttsm inspect model.gguf --json --tensors | jq '.tensors[].name'\n"
-            "\n"
-            "exit codes: 0 ok, 2 usage, 3 not found (file or shard), 6 invalid checkpoint,\n"
-            "7 I/O error.\n");
-}
-
 /* ---- human form -------------------------------------------------------- */
 
 /* Names and values come from untrusted files: never send control bytes to a
@@ -182,7 +154,39 @@ static json_t *meta_value(const char *text)
     return v ? v : jstr(text);
 }
 
-static json_t *build_json(const char *path, const ttsm_checkpoint *ck, int tensors)
+/* Metadata values this long are written as the library's own JSON text
+ * instead of being parsed into a tree and dumped again: a GGUF array of 2^24
+ * bytes is 64 MB of text but would be 700 MB of jansson nodes. */
+#define RAW_VALUE_MIN (64u << 10)
+
+static int utf8_ok(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s++;
+        int n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : (c & 0xf0) == 0xe0 ? 2
+                : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+        if (n < 0)
+            return 0;
+        for (int i = 0; i < n; i++, s++)
+            if ((*s & 0xc0) != 0x80)
+                return 0;
+    }
+    return 1;
+}
+
+/* The placeholder a long value stands as in the tree, dumped as
+ * "\u0001ttsm-raw-N" (checked to occur exactly once before it is used). */
+static void raw_token(size_t i, char *buf, size_t size)
+{
+    snprintf(buf, size, "\001ttsm-raw-%zu", i);
+}
+
+static int is_raw(const ttsm_metadata_entry *m)
+{
+    return strlen(m->json) >= RAW_VALUE_MIN && utf8_ok((const unsigned char *)m->json);
+}
+
+static json_t *build_json(const char *path, const ttsm_checkpoint *ck, int tensors, int raw)
 {
     json_t *o = json_object();
     size_t nf = ttsm_checkpoint_file_count(ck), nt = ttsm_checkpoint_tensor_count(ck);
@@ -216,7 +220,9 @@ static json_t *build_json(const char *path, const ttsm_checkpoint *ck, int tenso
         const ttsm_metadata_entry *m = ttsm_checkpoint_metadata(ck, i);
         json_t *e = json_object();
         json_object_set_new(e, "type", jstr(m->type));
-        json_object_set_new(e, "value", meta_value(m->json));
+        char tok[48];
+        raw_token(i, tok, sizeof tok);
+        json_object_set_new(e, "value", raw && is_raw(m) ? json_string(tok) : meta_value(m->json));
         json_t *key = jstr(m->key);
         json_object_set_new(meta, key ? json_string_value(key) : "?", e);
         json_decref(key);
@@ -249,24 +255,61 @@ static json_t *build_json(const char *path, const ttsm_checkpoint *ck, int tenso
     return o;
 }
 
-static int run(int argc, char **argv)
+/* Dumps the tree with long values as placeholders, then writes it with
+ * each placeholder replaced by the value's text. A placeholder that does
+ * not occur exactly once (a file whose own strings mimic one) makes it
+ * fall back to parsing every value. @return 0, or -1 out of memory. */
+static int write_json(const char *path, const ttsm_checkpoint *ck, int tensors)
 {
-    const char *path = NULL;
-    int as_json = 0, tensors = 0;
-    ttsm_checkpoint_options opts = ttsm_checkpoint_options_default();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0)
-            as_json = 1;
-        else if (strcmp(a, "--tensors") == 0)
-            tensors = 1;
-        else if (a[0] == '-' && a[1] != '\0')
-            return cli_usage_error("inspect", "unknown option '%s'", a);
-        else if (path)
-            return cli_usage_error("inspect", "one FILE only (got '%s' and '%s')", path, a);
-        else
-            path = a;
+    json_t *o = build_json(path, ck, tensors, 1);
+    char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+    json_decref(o);
+    if (!text)
+        return -1;
+    size_t nm = ttsm_checkpoint_metadata_count(ck);
+    int unique = 1;
+    const char *last = text;
+    for (size_t i = 0; i < nm && unique; i++) {
+        if (!is_raw(ttsm_checkpoint_metadata(ck, i)))
+            continue;
+        char tok[64];
+        snprintf(tok, sizeof tok, "\"\\u0001ttsm-raw-%zu\"", i);
+        const char *at = strstr(text, tok);
+        unique = at && at >= last && !strstr(at + 1, tok); /* once, and in order */
+        last = at;
     }
+    if (!unique) {
+        free(text);
+        o = build_json(path, ck, tensors, 0);
+        int bad = !o || json_dumpf(o, stdout, JSON_INDENT(2)) != 0;
+        json_decref(o);
+        if (!bad)
+            fputc('\n', stdout);
+        return bad ? -1 : 0;
+    }
+    const char *p = text;
+    for (size_t i = 0; i < nm; i++) {
+        const ttsm_metadata_entry *m = ttsm_checkpoint_metadata(ck, i);
+        if (!is_raw(m))
+            continue;
+        char tok[64];
+        snprintf(tok, sizeof tok, "\"\\u0001ttsm-raw-%zu\"", i);
+        const char *at = strstr(p, tok);
+        fwrite(p, 1, (size_t)(at - p), stdout);
+        fputs(m->json, stdout);
+        p = at + strlen(tok);
+    }
+    fputs(p, stdout);
+    fputc('\n', stdout);
+    free(text);
+    return 0;
+}
+
+static int run(cli_args *a)
+{
+    const char *path = a->n_pos ? a->pos[0] : NULL;
+    int as_json = a->given[OPT_JSON], tensors = a->given[OPT_TENSORS];
+    ttsm_checkpoint_options opts = ttsm_checkpoint_options_default();
     if (!path)
         return cli_usage_error("inspect", "missing FILE");
     if (cli_g.io_set)
@@ -279,14 +322,10 @@ static int run(int argc, char **argv)
         return cli_fail(st, &err);
     int rc = CLI_EXIT_OK;
     if (as_json) {
-        json_t *o = build_json(path, ck, tensors);
-        if (!o || json_dumpf(o, stdout, JSON_INDENT(2)) != 0) {
+        if (write_json(path, ck, tensors) != 0) {
             fprintf(stderr, "ttsm: inspect: out of memory writing JSON\n");
             rc = CLI_EXIT_FAILURE;
-        } else {
-            fputc('\n', stdout);
         }
-        json_decref(o);
     } else {
         print_human(path, ck, tensors);
     }
@@ -298,5 +337,27 @@ static int run(int argc, char **argv)
     return rc;
 }
 
-const cli_command cli_cmd_inspect = {"inspect", "show a checkpoint's format, tensors and metadata",
-                                     run, help};
+static const cli_opt options[] = {OPT_TENSORS, OPT_JSON, OPT_END};
+
+const cli_command cli_cmd_inspect = {
+    "inspect",
+    "show a checkpoint's format, tensors and metadata",
+    "FILE",
+    options,
+    1,
+    "Opens a checkpoint (safetensors, a sharded *.safetensors.index.json, GGUF or a\n"
+    "PyTorch zip; detected from the bytes, not the name), reads only its headers\n"
+    "and shows its format, version, files, tensor count, total bytes, dtype\n"
+    "histogram and metadata; --tensors adds every tensor (name, dtype, shape,\n"
+    "bytes, file, offset). --io read reads with pread instead of mmap.",
+    "{\"path\", \"format\", \"version\", \"io_mode\", \"files\": [{\"path\", \"size\"}], "
+    "\"tensor_count\", \"total_bytes\", \"dtypes\": {\"NAME\": count}, \"metadata\": "
+    "{\"key\": {\"type\", \"value\"}}, \"tensors\" (with --tensors): [{\"name\", \"dtype\", "
+    "\"shape\", \"strides\", \"contiguous\", \"nbytes\", \"file\", \"offset\", "
+    "\"storage\", \"storage_offset\"}]}",
+    "ttsm inspect model.safetensors\n"
+    "ttsm inspect model.safetensors.index.json --tensors\n"
+    "ttsm inspect model.gguf --json --tensors | jq '.tensors[].name'",
+    "exit codes: 0 ok, 2 usage, 3 not found (file or shard), 6 invalid checkpoint, 7 I/O "
+    "error.",
+    run};

@@ -1,5 +1,6 @@
 /* cmd_say.c - `ttsm say TEXT`: loads a speaking engine (espeak-ng, built
  * in) through the manager and writes a WAV file. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,28 +9,6 @@
 #include "cli.h"
 
 #define MAX_STDIN_TEXT (1u << 20)
-
-static void help(FILE *out)
-{
-    fprintf(out,
-            "usage: ttsm say [TEXT | -] [-l LANG] [-e ENGINE] [-o FILE.wav | -o -]\n"
-            "                [--voice NAME] [--rate WPM] [--pitch 0..100]\n\n"
-            "Speaks TEXT (or standard input when TEXT is '-' or absent) and writes a\n"
-            "16-bit mono WAV file. The default engine is espeak-ng, built in: it needs\n"
-            "no download. Engines whose weights are for PyTorch say so and point to\n"
-            "the Python binding.\n\n"
-            "options:\n"
-            "  -l, --language L   language name or code (default English)\n"
-            "  -e, --engine E     engine (default espeak-ng)\n"
-            "  -o, --output F     WAV file to write, or '-' for standard output\n"
-            "                     (default: standard output when it is not a terminal)\n"
-            "  --voice NAME       an engine voice instead of the language's default\n"
-            "  --rate WPM         speed, 80..450 words per minute\n"
-            "  --pitch P          0..100\n\n"
-            "examples:\n"
-            "  ttsm say \"Hello from ttsm\" -o hello.wav\n"
-            "  echo 'Guten Tag' | ttsm say -l German -o - | aplay\n");
-}
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -99,53 +78,81 @@ static char *read_stdin(void)
     return buf;
 }
 
-static int run(int argc, char **argv)
+/* --list-voices: the engine's voices, one per line or as JSON. */
+static int list_voices(ttsm_model *model, int json)
+{
+    char *text = NULL;
+    ttsm_error err;
+    ttsm_status st = ttsm_model_voices(model, &text, &err);
+    if (st != TTSM_OK)
+        return cli_fail(st, &err);
+    if (json) {
+        puts(text);
+        ttsm_free(text);
+        return CLI_EXIT_OK;
+    }
+    json_t *j = json_loads(text, 0, NULL);
+    ttsm_free(text);
+    printf("%-22s %-40s %-22s %s\n", "LANGUAGE", "NAME", "ID", "GENDER");
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "voices"), i, v) {
+        const char *g = json_string_value(json_object_get(v, "gender"));
+        printf("%-22s %-40s %-22s %s\n",
+               json_string_value(json_array_get(json_object_get(v, "languages"), 0)),
+               json_string_value(json_object_get(v, "name")),
+               json_string_value(json_object_get(v, "id")), g ? g : "-");
+    }
+    printf("\n--voice takes any of these: a language id, a name or an id.\n");
+    json_decref(j);
+    return CLI_EXIT_OK;
+}
+
+static int number(const char *opt, const char *v, int *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n < 0 || n > 1000)
+        return cli_usage_error("say", "%s wants a number, got '%s'", opt, v);
+    *out = (int)n;
+    return 0;
+}
+
+static int run(cli_args *a)
 {
     ttsm_load_config cfg = ttsm_load_config_default();
     cfg.engine = "espeak-ng";
     ttsm_synth_options so = ttsm_synth_options_default();
     ttsm_manager_options mo = ttsm_manager_options_default();
     cli_manager_options(&mo);
-    const char *text = NULL, *output = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-' || strcmp(a, "-") == 0) {
-            if (text)
-                return cli_usage_error("say", "one TEXT only (quote it)");
-            text = a;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return cli_usage_error("say", "unknown option or missing value: %s", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "-l") || !strcmp(a, "--language"))
-            so.language = v;
-        else if (!strcmp(a, "-e") || !strcmp(a, "--engine"))
-            cfg.engine = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            output = v;
-        else if (!strcmp(a, "--voice"))
-            so.voice = v;
-        else if (!strcmp(a, "--rate") || !strcmp(a, "--pitch")) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 0 || n > 1000)
-                return cli_usage_error("say", "%s wants a number, got '%s'", a, v);
-            if (!strcmp(a, "--rate"))
-                so.rate = (int)n;
-            else
-                so.pitch = (int)n;
-        } else
-            return cli_usage_error("say", "unknown option '%s'", a);
-    }
-    if (!output) {
-        if (isatty(STDOUT_FILENO))
-            return cli_usage_error("say", "name an output: -o FILE.wav, or -o - for standard "
-                                          "output");
+    mo.allow_cpu_fallback = a->given[OPT_CPU_FALLBACK] > 0;
+    const char *text = a->n_pos ? a->pos[0] : NULL, *output = a->value[OPT_OUTPUT];
+    int json = a->given[OPT_JSON], rc;
+    if (a->value[OPT_ENGINE])
+        cfg.engine = a->value[OPT_ENGINE];
+    cfg.model_name = a->value[OPT_MODEL];
+    cfg.model_path = a->value[OPT_MODEL_PATH];
+    if (a->value[OPT_DEVICE])
+        cfg.device = a->value[OPT_DEVICE];
+    /* The language chooses the voice at synthesis, not the model. */
+    so.language = a->value[OPT_LANGUAGE];
+    so.voice = a->value[OPT_VOICE];
+    if ((a->value[OPT_RATE] && (rc = number("--rate", a->value[OPT_RATE], &so.rate))) ||
+        (a->value[OPT_PITCH] && (rc = number("--pitch", a->value[OPT_PITCH], &so.pitch))))
+        return rc;
+    int listing = a->given[OPT_LIST_VOICES];
+    if (!listing && !output) {
+        if (isatty(STDOUT_FILENO) || json)
+            return cli_usage_error("say", "name an output: -o FILE.wav%s",
+                                   json ? " (--json prints on standard output)"
+                                        : ", or -o - for standard output");
         output = "-";
     }
+    if (!listing && json && strcmp(output, "-") == 0)
+        return cli_usage_error("say", "--json prints on standard output: write the WAV to a "
+                                      "file with -o FILE.wav");
     char *owned = NULL;
-    if (!text || strcmp(text, "-") == 0) {
+    if (!listing && (!text || strcmp(text, "-") == 0)) {
         owned = read_stdin();
         if (!owned)
             return cli_usage_error("say", "cannot read the text from standard input (at most "
@@ -156,10 +163,18 @@ static int run(int argc, char **argv)
     ttsm_manager *mgr = NULL;
     ttsm_model *model = NULL;
     ttsm_audio audio = {0};
-    int rc = CLI_EXIT_OK;
+    ttsm_load_report rep;
+    ttsm_load_report_init(&rep);
+    rc = CLI_EXIT_OK;
     ttsm_status st = ttsm_manager_create(&mo, &mgr, &err);
     if (st == TTSM_OK)
-        st = ttsm_load(mgr, &cfg, &model, &err);
+        st = ttsm_load_with_report(mgr, &cfg, &model, &rep, &err);
+    if (st == TTSM_OK)
+        cli_fallback_notice(&rep, ttsm_model_engine(model));
+    if (st == TTSM_OK && listing) {
+        rc = list_voices(model, json);
+        goto out;
+    }
     if (st == TTSM_OK)
         st = ttsm_synthesize(model, text, &so, &audio, &err);
     if (st != TTSM_OK) {
@@ -173,10 +188,33 @@ static int run(int argc, char **argv)
         rc = CLI_EXIT_IO;
         goto out;
     }
-    if (f != stdout)
-        fprintf(stderr, "ttsm: wrote %s: %.2f s at %u Hz (%s)\n", output,
-                (double)audio.n_samples / audio.sample_rate, audio.sample_rate,
-                ttsm_model_engine(model));
+    double seconds = (double)audio.n_samples / audio.sample_rate;
+    if (json) {
+        json_t *steps = json_array();
+        for (size_t i = 0; i < rep.n_steps; i++)
+            json_array_append_new(steps, json_pack("{s:s, s:s, s:s, s:s}", "model",
+                                                   rep.steps[i].model, "device",
+                                                   rep.steps[i].device, "status",
+                                                   ttsm_status_name(rep.steps[i].code),
+                                                   "message", rep.steps[i].message));
+        json_t *fb = rep.fell_back
+                         ? json_pack("{s:s, s:s, s:s, s:s, s:s}", "asked", rep.asked,
+                                     "asked_device", rep.asked_device, "loaded", rep.loaded,
+                                     "loaded_device", rep.loaded_device, "why", rep.why)
+                         : json_null();
+        json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:i, s:I, s:s?, s:s?, s:o, s:o}", "output",
+                              output, "engine", ttsm_model_engine(model), "model",
+                              ttsm_model_name(model), "seconds", seconds, "sample_rate",
+                              (int)audio.sample_rate, "samples", (json_int_t)audio.n_samples,
+                              "language", so.language, "voice", so.voice, "attempts", steps,
+                              "fallback", fb);
+        json_dumpf(o, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+        json_decref(o);
+    } else if (f != stdout) {
+        fprintf(stderr, "ttsm: wrote %s: %.2f s at %u Hz (%s)\n", output, seconds,
+                audio.sample_rate, ttsm_model_engine(model));
+    }
 out:
     ttsm_audio_free(&audio);
     ttsm_model_release(model);
@@ -185,5 +223,28 @@ out:
     return rc;
 }
 
-const cli_command cli_cmd_say = {"say", "speak text into a WAV file (espeak-ng, built in)", run,
-                                 help};
+static const cli_opt options[] = {OPT_LANGUAGE, OPT_ENGINE, OPT_OUTPUT,      OPT_VOICE,
+                                  OPT_RATE,     OPT_PITCH,  OPT_LIST_VOICES, OPT_MODEL,
+                                  OPT_MODEL_PATH, OPT_DEVICE, OPT_CPU_FALLBACK, OPT_JSON,
+                                  OPT_END};
+
+const cli_command cli_cmd_say = {
+    "say",
+    "speak text into a WAV file (espeak-ng, built in)",
+    "[TEXT | -]",
+    options,
+    1,
+    "Speaks TEXT (or standard input when TEXT is '-' or absent) and writes a\n"
+    "16-bit mono WAV file. The default engine is espeak-ng, built in: it needs\n"
+    "no download. --voice takes espeak-ng's own voice ids (en-us, de, fr-fr), its\n"
+    "identifiers (gmw/en-US) and names; --list-voices lists them. Engines whose\n"
+    "weights are for PyTorch say so and point to the Python binding.",
+    "{\"output\", \"engine\", \"model\", \"seconds\", \"sample_rate\", \"samples\", "
+    "\"language\", \"voice\", \"attempts\", \"fallback\"}; with --list-voices {\"engine\", "
+    "\"voices\": [{\"name\", \"id\", \"languages\", \"gender\"}]}",
+    "ttsm say \"Hello from ttsm\" -o hello.wav\n"
+    "echo 'Guten Tag' | ttsm say -l German -o - | aplay\n"
+    "ttsm say \"Howdy\" --voice en-us -o howdy.wav --json\n"
+    "ttsm say --list-voices",
+    NULL,
+    run};

@@ -1,77 +1,60 @@
-/* ttsm.c - entry point of the ttsm command-line tool: dispatches to the
- * subcommands (one file each), prints the overview help and the version. */
+/* ttsm.c - entry point of the ttsm command-line tool: the global options
+ * before the command, dispatch to the subcommands (one file each, listed
+ * in cli_docs.c), the version, and `ttsm help [COMMAND | --man |
+ * --markdown]` (the man page and the generated part of docs/cli.md). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 
-static const cli_command *const commands[] = {
-    &cli_cmd_say,
-    &cli_cmd_engines,
-    &cli_cmd_ls,
-    &cli_cmd_resolve,
-    &cli_cmd_verify,
-    &cli_cmd_devices,
-    &cli_cmd_key,
-    &cli_cmd_inspect,
-    &cli_cmd_load,
-    &cli_cmd_convert,
-};
-#define N_COMMANDS (sizeof commands / sizeof commands[0])
-
-static void overview(FILE *out)
-{
-    fprintf(out, "usage: ttsm <command> [options]\n\n"
-                 "ttsm finds, validates, loads and caches the weights of text-to-speech\n"
-                 "engines on CPU and CUDA.\n\ncommands:\n");
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
-    fprintf(out, "\nglobal options (before or after the command):\n"
-                 "  --models-dir DIRS   models roots, colon-separated (TTSM_MODELS_PATH)\n"
-                 "  --hf-cache DIR      HuggingFace hub cache (HF_HUB_CACHE, HF_HOME)\n"
-                 "  --budget SPEC       device budgets, e.g. cpu=8G,cuda:0=20G\n"
-                 "  --io MODE           mmap (default) or read\n"
-                 "  -v, --verbose       print the library's log (-vv: debug)\n"
-                 "  -q, --quiet         no progress bar\n"
-                 "\n'ttsm <command> --help' shows a command's options and examples;\n"
-                 "'man ttsm' (docs/ttsm.1) has exit codes and JSON fields.\n"
-                 "ttsm --version prints the version.\n");
-}
-
 int main(int argc, char **argv)
 {
-    if (cli_parse_globals(&argc, argv) != 0)
-        return CLI_EXIT_USAGE;
-    if (argc < 2) {
-        overview(stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
-        if (argc > 2) {
-            for (size_t i = 0; i < N_COMMANDS; i++)
-                if (strcmp(argv[2], commands[i]->name) == 0) {
-                    commands[i]->help(stdout);
-                    return CLI_EXIT_OK;
-                }
-        }
-        overview(stdout);
-        return CLI_EXIT_OK;
-    }
-    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
         printf("ttsm %s\n", ttsm_version());
         return CLI_EXIT_OK;
     }
-    for (size_t i = 0; i < N_COMMANDS; i++) {
-        if (strcmp(argv[1], commands[i]->name) != 0)
-            continue;
-        for (int a = 2; a < argc; a++)
-            if (cli_is_help(argv[a])) {
-                commands[i]->help(stdout);
-                return CLI_EXIT_OK;
-            }
-        return commands[i]->run(argc - 1, argv + 1);
+    cli_args g;
+    int at = argc;
+    /* Global options may come before the command name. */
+    int rc = cli_parse(NULL, argc, argv, 1, &g, &at);
+    int help = g.given[OPT_HELP];
+    cli_args_free(&g);
+    if (rc)
+        return rc;
+    if (at >= argc) {
+        cli_overview(help ? stdout : stderr);
+        return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     }
-    fprintf(stderr, "ttsm: unknown command '%s'\n\n", argv[1]);
-    overview(stderr);
-    return CLI_EXIT_USAGE;
+    const char *name = argv[at];
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("ttsm %s\n", ttsm_version());
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "help") == 0) {
+        const char *what = at + 1 < argc ? argv[at + 1] : NULL;
+        const cli_command *c = what ? cli_command_named(what) : NULL;
+        if (c)
+            cli_help(c, stdout);
+        else if (what && strcmp(what, "--man") == 0)
+            cli_man_page(stdout);
+        else if (what && strcmp(what, "--markdown") == 0)
+            cli_markdown(stdout);
+        else
+            cli_overview(stdout);
+        return CLI_EXIT_OK;
+    }
+    const cli_command *cmd = cli_command_named(name);
+    if (!cmd) {
+        fprintf(stderr, "ttsm: unknown command '%s'\n\n", name);
+        cli_overview(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    cli_args a;
+    rc = cli_parse(cmd, argc, argv, at + 1, &a, NULL);
+    if (rc == 0 && (help || a.given[OPT_HELP]))
+        cli_help(cmd, stdout);
+    else if (rc == 0)
+        rc = cmd->run(&a);
+    cli_args_free(&a);
+    return rc;
 }

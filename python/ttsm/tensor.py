@@ -7,7 +7,7 @@ import ctypes
 import threading
 
 from . import _dlpack
-from ._lib import DLPACK_BITS, DLPACK_BYTES, DLPACK_WRITABLE, Error, lib, text
+from ._lib import DLPACK_BITS, DLPACK_BYTES, DLPACK_INNER, DLPACK_WRITABLE, Error, lib, text
 from .errors import Status, TTSUnsupportedDtypeError, from_c
 
 # ttsm dtype name -> name of the torch dtype with the same bits. Looked up
@@ -49,15 +49,16 @@ def _torch():
     return torch
 
 
-def to_torch(handle, component, index, dtype, name):
+def to_torch(handle, component, index, dtype, name, flags=0):
     """The tensor as a torch.Tensor sharing its memory (legacy capsules:
-    every torch since 1.10 takes them, and nothing needs negotiating)."""
+    every torch since 1.10 takes them, and nothing needs negotiating).
+    `flags`: TTSM_DLPACK_INNER for tensors of an entry's own engine object."""
     torch = _torch()
     from_dlpack = torch.from_dlpack
     mode = _torch_modes.get(dtype)
     want = getattr(torch, TORCH_DTYPE_NAMES.get(dtype, ""), None)
     if mode in (None, "native"):
-        cap = export(handle, component, index, 0)
+        cap = export(handle, component, index, flags)
         try:
             t = from_dlpack(cap)
         except (RuntimeError, BufferError, TypeError, ValueError) as e:
@@ -80,7 +81,7 @@ def to_torch(handle, component, index, dtype, name):
         raise TTSUnsupportedDtypeError.from_python(
             "tensor '%s' has dtype %s, which torch %s cannot represent" %
             (name, dtype, torch.__version__))
-    cap = export(handle, component, index, DLPACK_BITS)
+    cap = export(handle, component, index, DLPACK_BITS | flags)
     try:
         t = from_dlpack(cap).view(want)
     finally:
@@ -107,7 +108,7 @@ class Tensor:
     _release = lib.ttsm_model_release
 
     def __init__(self, handle, component, component_name, index, device, read_only=True,
-                 flags=0):
+                 flags=0, inner=False):
         info = lib.ttsm_model_get_tensor(handle, component, index)
         if not info:
             raise IndexError("no tensor %d in component %d" % (index, component))
@@ -128,6 +129,10 @@ class Tensor:
             self.dtype, self.shape, self.strides = "U8", (self.nbytes,), (1,)
         self._component = component
         self._index = index
+        if inner:  # a tensor of an entry's own engine object (Model.bind, weights)
+            self._flags |= DLPACK_INNER
+            self._retain = lib.ttsm_model_retain_inner
+            self._release = lib.ttsm_model_release_inner
         self._retain(handle)
         self._handle = handle
 
@@ -172,8 +177,9 @@ class Tensor:
         self._check_open()
         if self._flags & DLPACK_BYTES:
             from_dlpack = _torch().from_dlpack
-            return from_dlpack(export(self._handle, self._component, self._index, DLPACK_BYTES))
-        return to_torch(self._handle, self._component, self._index, self.dtype, self.name)
+            return from_dlpack(export(self._handle, self._component, self._index, self._flags))
+        return to_torch(self._handle, self._component, self._index, self.dtype, self.name,
+                        self._flags & DLPACK_INNER)
 
     def raw(self):
         """The same memory as a 1-D uint8 tensor of ``nbytes`` bytes (for
@@ -181,7 +187,7 @@ class Tensor:
         For a strided view the bytes it spans, gaps included."""
         self._check_open()
         return Tensor(self._handle, self._component, self.component, self._index, self.device,
-                      self.read_only, DLPACK_BYTES)
+                      self.read_only, DLPACK_BYTES, inner=bool(self._flags & DLPACK_INNER))
 
     def close(self):
         """Drops this object's model reference (exports already taken stay valid)."""

@@ -1,7 +1,9 @@
-/* error.c - status names, the is-a tree and filling ttsm_error.
+/* error.c - status names, the is-a tree and filling ttsm_error (every
+ * message sanitised on the way in, base/text.h).
  * Everything derives from TTSM_STATUS_MAP in ttsm.h, so a new code cannot be
  * added without a name, a description and a parent. */
 #include "base/error.h"
+#include "base/text.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -126,6 +128,9 @@ ttsm_status ttsm__err(ttsm_error *err, ttsm_status code, const char *subject, co
     } else
         ttsm__format_trunc(err->message, sizeof err->message, "%s%s%s", w, *detail ? ": " : "",
                            detail);
+    /* Messages quote names and values from files: here, once, every byte
+     * that a terminal could obey or that breaks UTF-8 becomes '?'. */
+    ttsm__sanitize(err->message);
     return code;
 }
 
@@ -137,6 +142,7 @@ void ttsm__err_hint(ttsm_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vformat_trunc(err->hint, sizeof err->hint, fmt, ap);
     va_end(ap);
+    ttsm__sanitize(err->hint);
 }
 
 void ttsm__err_add_attempt(ttsm_error *err, ttsm_status code, const char *message)
@@ -150,4 +156,5 @@ void ttsm__err_add_attempt(ttsm_error *err, ttsm_status code, const char *messag
     ttsm_error_attempt *a = &err->attempts[err->n_attempts++];
     a->code = code;
     ttsm__format_trunc(a->message, sizeof a->message, "%s", message ? message : "");
+    ttsm__sanitize(a->message);
 }

@@ -20,6 +20,11 @@ static inline int ttsm__json_oom(const json_error_t *je)
  * string, or NULL when out of memory. */
 char *ttsm__json_text(const json_t *v);
 
+/* jansson's error as "<rule> near '<excerpt>' at line L, column C (byte P)":
+ * the excerpt of the file is at most 16 bytes, sanitised (base/text.h).
+ * Writes `out`. @return out. */
+const char *ttsm__json_error_text(const json_error_t *je, char *out, size_t size);
+
 /* "object", "array", "string", "integer", "real", "true", "false", "null". */
 const char *ttsm__json_kind(const json_t *v);
 

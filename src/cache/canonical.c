@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/convert.h"
 #include "base/error.h"
 #include "base/strbuf.h"
 #include "engines/registry.h"
@@ -37,16 +38,50 @@ static ttsm_status model_list_error(ttsm_error *err, const ttsm__manifest *m, co
     return st;
 }
 
+/* 1 when model `ms` lists the repo of `repo_id` ("org/name[@rev]"). */
+static int model_has_repo(const ttsm__model_spec *ms, const char *repo_id)
+{
+    size_t n = strcspn(repo_id, "@");
+    for (size_t i = 0; i < ms->n_repos; i++)
+        if (strlen(ms->repos[i].id) == n && strncmp(ms->repos[i].id, repo_id, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The first model of `m` that lists the repo, or NULL. */
+static const ttsm__model_spec *repo_owner(const ttsm__manifest *m, const char *repo_id)
+{
+    for (size_t i = 0; i < m->n_models; i++)
+        if (model_has_repo(&m->models[i], repo_id))
+            return &m->models[i];
+    return NULL;
+}
+
 static int cmp_param(const void *a, const void *b)
 {
     return strcmp(((const ttsm_param *)a)->key, ((const ttsm_param *)b)->key);
+}
+
+/* The `dtype` param every engine takes (docs/manager.md): its value, checked. */
+static ttsm_status explicit_dtype(const ttsm_load_config *in, ttsm_dtype *out, ttsm_error *err)
+{
+    *out = TTSM_DTYPE_INVALID;
+    for (size_t i = 0; i < in->n_params; i++) {
+        if (strcmp(in->params[i].key, "dtype") != 0)
+            continue;
+        if (!(*out = ttsm__load_dtype(in->params[i].value)))
+            return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, in->engine, "invalid param",
+                             "dtype=%.200s is not an allowed value (float16, bfloat16, float32)",
+                             in->params[i].value);
+    }
+    return TTSM_OK;
 }
 
 ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, ttsm_error *err)
 {
     memset(out, 0, sizeof *out);
     ttsm_status st = ttsm_load_config_validate(in, err);
-    if (st != TTSM_OK)
+    if (st != TTSM_OK || (st = explicit_dtype(in, &out->dtype, err)) != TTSM_OK)
         return st;
     out->cfg = *in;
     if (in->language) {
@@ -101,6 +136,14 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
                  : NULL;
         if (!ms)
             ms = ttsm__manifest_model(m, m->default_model);
+        /* Unless the repo is one the manifest gives another model: then
+         * its files are that model's, and so is the label (French asked
+         * with ResembleAI/chatterbox loads English, and says so). */
+        const ttsm__model_spec *owner = in->model_path ? NULL : repo_owner(m, in->repo_id);
+        if (owner && owner != ms && !model_has_repo(ms, in->repo_id)) {
+            out->asked = ms;
+            ms = owner;
+        }
     } else if (m->language_selects_model && in->language) {
         ms = ttsm__manifest_model_for_language(m, out->language);
         if (!ms) {
@@ -139,12 +182,14 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
      * defaults to the model's own. */
     if (!m->language_selects_model)
         out->cfg.language = NULL;
-    else if (!in->language && ms->language)
+    else if ((!in->language || out->asked) && ms->language)
         out->cfg.language = ms->language;
 
     /* Params: declared ones only, values checked; identity params keep (or
      * get) a value, the others reach the factory but not the key. */
     for (size_t i = 0; i < in->n_params; i++) {
+        if (strcmp(in->params[i].key, "dtype") == 0)
+            continue; /* every engine's, checked above */
         const ttsm__param_spec *ps = ttsm__manifest_param(m, in->params[i].key);
         if (!ps) {
             ttsm__sb b = {0};
@@ -167,6 +212,25 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
                               ps->values, ps->n_values);
         }
     }
+    /* A param the manifest maps to a load dtype (IndexTTS's use_fp16=true:
+     * float16), with its value or its default; the dtype param must agree. */
+    for (size_t i = 0; i < m->n_params; i++) {
+        const ttsm__param_spec *ps = &m->params[i];
+        const char *v = ps->def;
+        for (size_t j = 0; j < in->n_params; j++)
+            if (strcmp(in->params[j].key, ps->name) == 0)
+                v = in->params[j].value;
+        for (size_t k = 0; k < ps->n_dtypes; k++) {
+            if (strcmp(ps->dtype_values[k], v) != 0)
+                continue;
+            if (out->dtype && out->dtype != ps->dtypes[k])
+                return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, m->name, "invalid param",
+                                 "dtype=%s contradicts %s=%s, which means dtype=%s",
+                                 ttsm__load_dtype_name(out->dtype), ps->name, v,
+                                 ttsm__load_dtype_name(ps->dtypes[k]));
+            out->dtype = ps->dtypes[k];
+        }
+    }
     size_t n = 0;
     for (size_t i = 0; i < m->n_params && n < TTSM_CONFIG_PARAMS_MAX; i++) {
         const ttsm__param_spec *ps = &m->params[i];
@@ -178,6 +242,11 @@ ttsm_status ttsm__canonicalize(const ttsm_load_config *in, ttsm__canon *out, tts
                 v = in->params[j].value;
         out->params[n].key = ps->name;
         out->params[n++].value = v;
+    }
+    /* The load dtype changes the bytes of the entry, so it is identity. */
+    if (out->dtype && n < TTSM_CONFIG_PARAMS_MAX) {
+        out->params[n].key = "dtype";
+        out->params[n++].value = ttsm__load_dtype_name(out->dtype);
     }
     qsort(out->params, n, sizeof out->params[0], cmp_param);
     out->cfg.params = out->params;

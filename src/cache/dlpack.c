@@ -23,10 +23,11 @@ typedef struct export_block {
         DLManagedTensorVersioned versioned;
     } m;
     ttsm_model *model;
+    int inner; /* holds an inner reference (TTSM_DLPACK_INNER) */
     int64_t dims[]; /* shape[ndim], then strides[ndim] */
 } export_block;
 
-#define ALL_FLAGS (TTSM_DLPACK_BITS | TTSM_DLPACK_BYTES | TTSM_DLPACK_WRITABLE)
+#define ALL_FLAGS (TTSM_DLPACK_BITS | TTSM_DLPACK_BYTES | TTSM_DLPACK_WRITABLE | TTSM_DLPACK_INNER)
 
 /* Tensors, shapes and files are little-endian in every format ttsm reads;
  * DLPack elements are native-endian, so multi-byte exports need a
@@ -150,8 +151,13 @@ static ttsm_status dl_device_of(const ttsm_model *m, DLDevice *out, ttsm_error *
 static void release_block(export_block *b)
 {
     ttsm_model *m = b->model;
+    int inner = b->inner;
     ttsm__free(b);
-    ttsm_model_release(m); /* may free the model, and an orphaned manager with it */
+    /* may free the model, and an orphaned manager with it */
+    if (inner)
+        ttsm_model_release_inner(m);
+    else
+        ttsm_model_release(m);
 }
 
 static void delete_legacy(DLManagedTensor *self)
@@ -176,8 +182,8 @@ static ttsm_status export_block_new(ttsm_model *m, size_t component, size_t inde
     if ((flags & ~ALL_FLAGS) || ((flags & TTSM_DLPACK_BITS) && (flags & TTSM_DLPACK_BYTES)))
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_model_export_dlpack",
                          "invalid argument",
-                         "flags 0x%x: TTSM_DLPACK_BITS, TTSM_DLPACK_BYTES (not both) and "
-                         "TTSM_DLPACK_WRITABLE",
+                         "flags 0x%x: TTSM_DLPACK_BITS, TTSM_DLPACK_BYTES (not both), "
+                         "TTSM_DLPACK_WRITABLE and TTSM_DLPACK_INNER",
                          flags);
     if (component >= m->n_comps)
         return refuse(err, TTSM_ERR_INVALID_ARGUMENT, m,
@@ -257,8 +263,17 @@ static ttsm_status export_block_new(ttsm_model *m, size_t component, size_t inde
     dl->strides = strides;
     dl->byte_offset = 0;
     b->model = m;
+    b->inner = (flags & TTSM_DLPACK_INNER) != 0;
     *out = b;
     return TTSM_OK;
+}
+
+static void retain_for(export_block *b)
+{
+    if (b->inner)
+        ttsm_model_retain_inner(b->model);
+    else
+        ttsm_model_retain(b->model);
 }
 
 ttsm_status ttsm_model_export_dlpack(ttsm_model *model, size_t component, size_t index,
@@ -280,7 +295,7 @@ ttsm_status ttsm_model_export_dlpack(ttsm_model *model, size_t component, size_t
      * all of them. Writes never reach the file (the mapping is private
      * copy-on-write), so writable exports are allowed, on request. */
     v->flags = (flags & TTSM_DLPACK_WRITABLE) ? 0 : DLPACK_FLAG_BITMASK_READ_ONLY;
-    ttsm_model_retain(model);
+    retain_for(b);
     *out = v;
     return TTSM_OK;
 }
@@ -299,7 +314,7 @@ ttsm_status ttsm_model_export_dlpack_legacy(ttsm_model *model, size_t component,
     l->dl_tensor = dl;
     l->manager_ctx = b;
     l->deleter = delete_legacy;
-    ttsm_model_retain(model);
+    retain_for(b);
     *out = l;
     return TTSM_OK;
 }

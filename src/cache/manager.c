@@ -1,9 +1,12 @@
 /* manager.c - the one cache (DESIGN §9): keys to entries, single-flight
  * loads, references, per-device budgets with admission and LRU eviction,
- * pin, unload, invalidate, keep-alive, stats and the listing. One mutex
- * guards the cache and the budgets; factories and uploads run outside it. */
+ * pin, unload, invalidate, keep-alive (and its timer), stats and the
+ * listing. One mutex guards the cache and the budgets; factories, build
+ * hooks, uploads, engine data destroys and on_evict run outside it. */
 #define _GNU_SOURCE /* realpath */
+#include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,10 @@
 #include "devices/device.h"
 #include "engines/registry.h"
 #include "cache/canonical.h"
+#include "cache/content.h"
+#include "cache/load_report.h"
 #include "cache/manager.h"
+#include "cache/download.h"
 #include "cache/materialise.h"
 #include "cache/pathwatch.h"
 #include "cache/prefetch.h"
@@ -41,6 +47,9 @@ static uint64_t now_ns(ttsm_manager *mgr)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void *sweeper_main(void *arg);
+static void manager_free(ttsm_manager *mgr);
+
 /* @return the slot of `device`, adding it; -1 when the table is full. */
 static int slot_of(ttsm_manager *mgr, const char *device)
 {
@@ -62,12 +71,34 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
     if (!out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "out is NULL");
-    /* Check the size before copying: a struct from an older header is smaller. */
-    if (options && options->struct_size != sizeof *options)
+    /* Check the size before copying: a struct from an older header is
+     * smaller. The ones before comfyui_dirs, before keep_alive_timer,
+     * before verify_on_load, before download and before prefetch are
+     * accepted (their fields are a prefix of this one); the rest keep their
+     * defaults. */
+    const size_t before_comfyui = offsetof(ttsm_manager_options, comfyui_dirs);
+    const size_t before_timer = offsetof(ttsm_manager_options, keep_alive_timer);
+    const size_t before_verify = offsetof(ttsm_manager_options, verify_on_load);
+    const size_t before_download = offsetof(ttsm_manager_options, download);
+    const size_t before_prefetch = offsetof(ttsm_manager_options, prefetch);
+    if (options && options->struct_size != sizeof *options &&
+        options->struct_size != before_comfyui && options->struct_size != before_timer &&
+        options->struct_size != before_verify && options->struct_size != before_download &&
+        options->struct_size != before_prefetch)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "options.struct_size is %zu, expected %zu: use "
                          "ttsm_manager_options_default()", options->struct_size, sizeof *options);
-    ttsm_manager_options o = options ? *options : ttsm_manager_options_default();
+    ttsm_manager_options o = ttsm_manager_options_default();
+    if (options)
+        memcpy(&o, options, options->struct_size);
+    o.struct_size = sizeof o;
+    if (o.download != TTSM_DOWNLOAD_NEVER && o.download != TTSM_DOWNLOAD_MISSING)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "download is %d: TTSM_DOWNLOAD_NEVER or TTSM_DOWNLOAD_MISSING",
+                         o.download);
+    if (o.download_jobs > TTSM_PULL_MAX_JOBS)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
+                         "download_jobs is %u, at most %d", o.download_jobs, TTSM_PULL_MAX_JOBS);
     if (o.engines_dir) {
         ttsm_status st = ttsm_engines_load_dir(o.engines_dir, err);
         if (st != TTSM_OK)
@@ -89,8 +120,12 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
     mgr->opt.engines_dir = NULL;
     mgr->opt.models_dirs = o.models_dirs ? ttsm__strdup(o.models_dirs) : NULL;
     mgr->opt.hf_cache = o.hf_cache ? ttsm__strdup(o.hf_cache) : NULL;
-    if ((o.models_dirs && !mgr->opt.models_dirs) || (o.hf_cache && !mgr->opt.hf_cache)) {
+    mgr->opt.comfyui_dirs = o.comfyui_dirs ? ttsm__strdup(o.comfyui_dirs) : NULL;
+    if ((o.models_dirs && !mgr->opt.models_dirs) || (o.hf_cache && !mgr->opt.hf_cache) ||
+        (o.comfyui_dirs && !mgr->opt.comfyui_dirs)) {
         ttsm__free((void *)mgr->opt.models_dirs);
+        ttsm__free((void *)mgr->opt.hf_cache);
+        ttsm__free((void *)mgr->opt.comfyui_dirs);
         ttsm__free(mgr);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "manager", "out of memory", "options");
     }
@@ -100,15 +135,30 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
         if (st != TTSM_OK) {
             ttsm__free((void *)mgr->opt.models_dirs);
             ttsm__free((void *)mgr->opt.hf_cache);
+            ttsm__free((void *)mgr->opt.comfyui_dirs);
             ttsm__free(mgr);
             return st;
         }
         mgr->devs[slot_of(mgr, dev)].budget = o.budgets[i].bytes;
     }
     mgr->log = (ttsm__logger){o.log, o.log_user};
-    ttsm__pool_init(&mgr->pool, o.io_mode, mgr->log);
+    ttsm__pool_init(&mgr->pool, o.io_mode, o.verify_on_load != 0, mgr->log);
     pthread_mutex_init(&mgr->lock, NULL);
     pthread_cond_init(&mgr->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&mgr->sweep_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (o.keep_alive_timer && o.keep_alive_ms) {
+        int rc = pthread_create(&mgr->sweeper, NULL, sweeper_main, mgr);
+        if (rc != 0) {
+            manager_free(mgr);
+            return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "manager", "cannot start the keep-alive "
+                             "timer", "pthread_create: %s", strerror(rc));
+        }
+        mgr->sweeper_running = 1;
+    }
     *out = mgr;
     return TTSM_OK;
 }
@@ -121,12 +171,14 @@ static void manager_free(ttsm_manager *mgr)
     ttsm__free(mgr->buckets);
     ttsm__free((void *)mgr->opt.models_dirs);
     ttsm__free((void *)mgr->opt.hf_cache);
+    ttsm__free((void *)mgr->opt.comfyui_dirs);
     for (size_t i = 0; i < mgr->n_invalid; i++)
         ttsm__free(mgr->invalid[i]);
     ttsm__free(mgr->invalid);
     pthread_mutex_destroy(&mgr->lock);
     ttsm__pool_destroy(&mgr->pool);
     pthread_cond_destroy(&mgr->cond);
+    pthread_cond_destroy(&mgr->sweep_cond);
     ttsm__free(mgr);
 }
 
@@ -193,9 +245,60 @@ static void list_link_tail(ttsm_manager *mgr, ttsm__entry *e)
     mgr->tail = e;
 }
 
-/* An entry leaves the cache: off the list and out of the index. */
+/* ---- aliases: other keys of an entry (content.h) ------------------------ */
+
+static size_t alias_bucket(const char *key)
+{
+    return (size_t)((key[0] <= '9' ? key[0] - '0' : key[0] - 'a' + 10) << 4 |
+                    (key[1] <= '9' ? key[1] - '0' : key[1] - 'a' + 10)) %
+           TTSM__ALIAS_BUCKETS;
+}
+
+static ttsm__entry *alias_find(ttsm_manager *mgr, const char *key)
+{
+    for (ttsm__alias *a = mgr->alias_buckets[alias_bucket(key)]; a; a = a->hnext)
+        if (strcmp(a->key, key) == 0)
+            return a->entry;
+    return NULL;
+}
+
+/* @return 0, or -1 when out of memory (the caller then keeps its own entry). */
+static int alias_add(ttsm_manager *mgr, ttsm__entry *e, const char *key)
+{
+    ttsm__alias *a = ttsm__malloc(sizeof *a);
+    if (!a)
+        return -1;
+    memcpy(a->key, key, sizeof a->key);
+    a->entry = e;
+    a->next_of_entry = e->aliases;
+    e->aliases = a;
+    size_t b = alias_bucket(key);
+    a->hnext = mgr->alias_buckets[b];
+    mgr->alias_buckets[b] = a;
+    mgr->n_aliases++;
+    return 0;
+}
+
+static void alias_drop_all(ttsm_manager *mgr, ttsm__entry *e)
+{
+    while (e->aliases) {
+        ttsm__alias *a = e->aliases;
+        e->aliases = a->next_of_entry;
+        ttsm__alias **pp = &mgr->alias_buckets[alias_bucket(a->key)];
+        while (*pp && *pp != a)
+            pp = &(*pp)->hnext;
+        if (*pp)
+            *pp = a->hnext;
+        mgr->n_aliases--;
+        ttsm__free(a);
+    }
+}
+
+/* An entry leaves the cache: off the list and out of the index, and its
+ * aliases with it. */
 static void list_remove(ttsm_manager *mgr, ttsm__entry *e)
 {
+    alias_drop_all(mgr, e);
     list_unlink(mgr, e);
     if (mgr->n_buckets) {
         ttsm__entry **pp = &mgr->buckets[bucket_of(mgr, e->m.key)];
@@ -237,23 +340,32 @@ static ttsm__entry *find(ttsm_manager *mgr, const char *key)
         for (ttsm__entry *e = mgr->head; e; e = e->next)
             if (strcmp(e->m.key, key) == 0)
                 return e;
-        return NULL;
+    } else {
+        for (ttsm__entry *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
+            if (strcmp(e->m.key, key) == 0)
+                return e;
     }
-    for (ttsm__entry *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
-        if (strcmp(e->m.key, key) == 0)
-            return e;
-    return NULL;
+    return mgr->n_aliases ? alias_find(mgr, key) : NULL;
+}
+
+/* The manager is closed and nothing of it is left: free it (after the lock). */
+static int manager_done(const ttsm_manager *mgr)
+{
+    return mgr->closing && mgr->n_alive == 0 && mgr->reapers == 0;
 }
 
 /* Frees an entry that no one can reach any more, returning its bytes. Under
- * the lock, so the bytes leave the books only once the memory is gone.
+ * the lock, so the bytes leave the books only once the memory is gone. An
+ * engine data destroy left here has no reaper to run it (plain C data, the
+ * manager's own failure paths): it runs here, under the lock, as it always
+ * may for data without a destroy that reenters the library.
  * @return 1 when the manager is closing and this was its last object. */
 static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
 {
     ttsm__prefetch_forget(&e->m);
     ttsm__model_dematerialise(&e->m);
     ttsm__model_free_parts(&e->m);
-    if (e->state == TTSM__READY || e->state == TTSM__ORPHAN) {
+    if (e->counted) {
         ttsm__devslot *d = &mgr->devs[e->slot];
         d->in_use -= e->m.bytes;
         d->entries--;
@@ -264,7 +376,140 @@ static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
     ttsm__free(e);
     mgr->frees++; /* memo slots pointing at entries must look them up again */
     mgr->n_alive--;
-    return mgr->closing && mgr->n_alive == 0;
+    return manager_done(mgr);
+}
+
+/* Queues work for after the lock; the queue holds `e` (it is not freed
+ * while queued or reaped). */
+static void owe(ttsm_manager *mgr, ttsm__entry *e, unsigned work, const char *why)
+{
+    if (!work)
+        return;
+    if (!e->reap) {
+        e->reap_next = mgr->reap_head;
+        mgr->reap_head = e;
+    }
+    e->reap |= work;
+    if (why)
+        e->reap_why = why;
+}
+
+/* An entry out of the cache (orphan, failed or merged) that no caller holds any
+ * more: its engine data is dropped (after the lock: it may hold inner
+ * references, and be Python), then, once nothing holds it - no inner
+ * reference, no work owed - it is freed. @return entry_free's. */
+static int settle(ttsm_manager *mgr, ttsm__entry *e)
+{
+    if ((e->state != TTSM__ORPHAN && e->state != TTSM__FAILED && e->state != TTSM__MERGED) ||
+        atomic_load(&e->refs) || e->waiters)
+        return 0;
+    if (e->m.engine_destroy) {
+        owe(mgr, e, TTSM__REAP_DROP, NULL);
+        return 0;
+    }
+    if (atomic_load(&e->inner) || e->reap || e->reaping)
+        return 0;
+    return entry_free(mgr, e);
+}
+
+/* An entry leaves the cache (eviction, unload, invalidate, destroy): it
+ * becomes an orphan, its bytes still counted, and is freed now unless
+ * something is owed first: telling the host (on_evict), dropping its
+ * engine data (which may hold inner references, and may be Python: never
+ * under this lock), or the inner references themselves. Engine data is
+ * dropped once no caller holds the entry. @return settle()'s. */
+static int retire(ttsm_manager *mgr, ttsm__entry *e, const char *why, int notify)
+{
+    list_remove(mgr, e);
+    e->state = TTSM__ORPHAN;
+    mgr->n_orphans++;
+    owe(mgr, e, notify && mgr->opt.on_evict ? TTSM__REAP_NOTIFY : 0, why);
+    return settle(mgr, e);
+}
+
+static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
+                          uint64_t last_used);
+
+/* Callbacks this thread is running from reap() (nested ones included). */
+static _Thread_local int reaping_here;
+
+/* Does the queued work, outside the lock, until the queue is empty: the
+ * caller has counted itself in mgr->reapers (unlock_reap does). Frees what
+ * nothing holds afterwards, and the manager when it is done with.
+ * @return how many entries it worked on (0: none it could take). */
+static size_t reap(ttsm_manager *mgr)
+{
+    size_t done = 0;
+    for (;;) {
+        pthread_mutex_lock(&mgr->lock);
+        /* Take what is queued, but not an entry another reaper is still
+         * working on (owed more meanwhile): that reaper takes it next. */
+        ttsm__entry *list = NULL, *rest = NULL;
+        for (ttsm__entry *e = mgr->reap_head, *next; e; e = next) {
+            next = e->reap_next;
+            if (e->reaping) {
+                e->reap_next = rest;
+                rest = e;
+                continue;
+            }
+            e->reaping = e->reap;
+            e->reap = 0;
+            e->reap_last_used = e->last_used; /* a release may change it meanwhile */
+            if (e->reaping & TTSM__REAP_DROP) { /* taken under the lock: settle() reads it */
+                e->dying_data = e->m.engine_data;
+                e->dying_destroy = e->m.engine_destroy;
+                e->m.engine_data = NULL;
+                e->m.engine_destroy = NULL;
+            }
+            e->work_next = list;
+            list = e;
+        }
+        mgr->reap_head = rest;
+        if (!list) {
+            mgr->reapers--;
+            int last = manager_done(mgr);
+            pthread_cond_broadcast(&mgr->cond);
+            pthread_mutex_unlock(&mgr->lock);
+            if (last)
+                manager_free(mgr);
+            return done;
+        }
+        uint64_t now = now_ns(mgr);
+        pthread_mutex_unlock(&mgr->lock);
+        /* Entries being reaped are out of the cache and not freed before
+         * this reaper is done (e->reaping): what it reads stays valid. Their
+         * reap_next may be reused meanwhile (more owed); work_next is ours. */
+        reaping_here++;
+        for (ttsm__entry *e = list; e; e = e->work_next) {
+            if (e->reaping & TTSM__REAP_NOTIFY) {
+                ttsm_entry_info info;
+                entry_info_of(e, &info, now, e->reap_last_used);
+                mgr->opt.on_evict(mgr->opt.on_evict_user, &info, e->reap_why);
+            }
+            if (e->reaping & TTSM__REAP_DROP)
+                e->dying_destroy(e->dying_data);
+            done++;
+        }
+        reaping_here--;
+        pthread_mutex_lock(&mgr->lock);
+        for (ttsm__entry *e = list, *next; e; e = next) {
+            next = e->work_next;
+            e->reaping = 0;
+            settle(mgr, e); /* never the last object: this reaper is counted */
+        }
+        pthread_mutex_unlock(&mgr->lock);
+    }
+}
+
+/* Releases the lock and does what it left owed. */
+static void unlock_reap(ttsm_manager *mgr)
+{
+    int work = mgr->reap_head != NULL;
+    if (work)
+        mgr->reapers++;
+    pthread_mutex_unlock(&mgr->lock);
+    if (work)
+        reap(mgr);
 }
 
 static int evictable(const ttsm__entry *e)
@@ -273,13 +518,13 @@ static int evictable(const ttsm__entry *e)
            !e->pinned;
 }
 
+/* `why` is what on_evict is told: "budget", "keep-alive", "free", "single-instance". */
 static void evict(ttsm_manager *mgr, ttsm__entry *e, const char *why)
 {
     ttsm__logf(&mgr->log, TTSM_LOG_INFO, "evict %s (%s/%s on %s, %llu bytes): %s", e->m.key, e->m.engine,
               e->m.label, e->m.device, (unsigned long long)e->m.bytes, why);
-    list_remove(mgr, e);
     mgr->stats.evictions++;
-    entry_free(mgr, e);
+    retire(mgr, e, why, 1);
 }
 
 static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
@@ -297,7 +542,7 @@ static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
             atomic_load(&e->refs) == 0)
             break;
         if (evictable(e) && now - e->last_used >= ka * 1000000ull) {
-            evict(mgr, e, "idle longer than keep-alive");
+            evict(mgr, e, "keep-alive");
             n++;
         }
     }
@@ -311,7 +556,7 @@ size_t ttsm_manager_sweep(ttsm_manager *mgr)
     uint64_t now = now_ns(mgr);
     pthread_mutex_lock(&mgr->lock);
     size_t n = sweep_locked(mgr, now);
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return n;
 }
 
@@ -333,8 +578,9 @@ static uint64_t device_limit(ttsm_manager *mgr, const ttsm__entry *e, uint64_t f
     return limit;
 }
 
-static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t limit,
-                               ttsm_error *err)
+/* `what`: "needs N bytes", or what a build holds beyond its estimate. */
+static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, const char *what,
+                               uint64_t limit, ttsm_error *err)
 {
     const ttsm__devslot *d = &mgr->devs[e->slot];
     char held[TTSM_ERROR_MESSAGE_MAX];
@@ -351,12 +597,14 @@ static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t
                                  o->pinned ? " pinned" : "");
     }
     if (mgr->n_orphans && used < sizeof held)
-        snprintf(held + used, sizeof held - used, "%sinvalidated entries still referenced",
+        snprintf(held + used, sizeof held - used,
+                 "%sentries out of the cache still referenced (invalidated, or evicted while "
+                 "their engine object lives)",
                  used ? "; " : "");
     ttsm_status st = ttsm__err(
         err, TTSM_ERR_OUT_OF_MEMORY, e->m.device, "over budget",
-        "%s/%s needs %llu bytes; budget %llu, in use %llu, reserved %llu; held by: %s",
-        e->m.engine, e->m.label, (unsigned long long)e->m.bytes, (unsigned long long)limit,
+        "%s/%s %s; budget %llu, in use %llu, reserved %llu; held by: %s",
+        e->m.engine, e->m.label, what, (unsigned long long)limit,
         (unsigned long long)d->in_use, (unsigned long long)d->reserved,
         held[0] ? held : "nothing");
     ttsm__err_hint(err, "release or unpin models on %s, or raise its budget%s", e->m.device,
@@ -366,26 +614,79 @@ static ttsm_status over_budget(ttsm_manager *mgr, const ttsm__entry *e, uint64_t
     return st;
 }
 
-/* Evicts LRU entries of the device until `e` fits, then reserves its bytes. */
-static ttsm_status admit(ttsm_manager *mgr, ttsm__entry *e, uint64_t free_b, int known,
-                         ttsm_error *err)
+/* 1 when evicting every evictable entry of `slot` could make `need` fit:
+ * admission evicts nothing it cannot use. Memory already on its way out
+ * (work owed after the lock) may free more: then it is not ruled out. */
+static int could_fit(const ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit)
 {
-    ttsm__devslot *d = &mgr->devs[e->slot];
-    uint64_t limit = device_limit(mgr, e, free_b, known);
+    if (mgr->reap_head || mgr->reapers)
+        return 1;
+    const ttsm__devslot *d = &mgr->devs[slot];
+    uint64_t idle = 0;
+    for (const ttsm__entry *o = mgr->head; o; o = o->next)
+        if (o->slot == slot && evictable(o))
+            idle += o->m.bytes;
+    uint64_t want;
+    return !__builtin_add_overflow(d->in_use - idle, d->reserved, &want) &&
+           !__builtin_add_overflow(want, need, &want) && want <= limit;
+}
+
+/* Evicts LRU entries of slot `slot` until `need` more bytes fit under
+ * `limit` (with `all_or_nothing`, none when they could not). Evicted
+ * entries whose memory waits for work after the lock (engine data to
+ * drop) are reaped here, the lock released meanwhile, and memory other
+ * threads are reaping is waited for: the bytes are only counted free once
+ * they are. @return 1 when they fit, 0 when nothing more can be evicted.
+ * Under the lock. */
+static int make_room(ttsm_manager *mgr, int slot, uint64_t need, uint64_t limit, const char *why,
+                     int all_or_nothing)
+{
+    ttsm__devslot *d = &mgr->devs[slot];
     for (;;) {
         uint64_t want;
         if (!__builtin_add_overflow(d->in_use, d->reserved, &want) &&
-            !__builtin_add_overflow(want, e->m.bytes, &want) && want <= limit)
-            break;
+            !__builtin_add_overflow(want, need, &want) && want <= limit)
+            return 1;
+        if (all_or_nothing && !could_fit(mgr, slot, need, limit))
+            return 0;
+        /* Memory on its way out first, so no more is evicted than needed. */
+        if (mgr->reap_head) {
+            mgr->reapers++;
+            pthread_mutex_unlock(&mgr->lock);
+            size_t done = reap(mgr); /* never frees the manager: this call holds it */
+            pthread_mutex_lock(&mgr->lock);
+            if (done)
+                continue;
+        }
+        /* What is left is another thread's to reap: wait for it (unless this
+         * thread is a reaper itself, called back from engine data or
+         * on_evict: it would wait on itself). */
+        if (mgr->reapers && !reaping_here) {
+            pthread_cond_wait(&mgr->cond, &mgr->lock);
+            continue;
+        }
         ttsm__entry *victim = NULL;
         for (ttsm__entry *o = mgr->head; o && !victim; o = o->next)
-            if (o->slot == e->slot && evictable(o))
+            if (o->slot == slot && evictable(o))
                 victim = o;
         if (!victim)
-            return over_budget(mgr, e, limit, err);
-        evict(mgr, victim, "making room");
+            return 0;
+        evict(mgr, victim, why);
     }
-    d->reserved += e->m.bytes;
+}
+
+/* Makes room for `need` bytes of `e`, then reserves them. */
+static ttsm_status admit(ttsm_manager *mgr, ttsm__entry *e, uint64_t need, uint64_t free_b,
+                         int known, ttsm_error *err)
+{
+    ttsm__devslot *d = &mgr->devs[e->slot];
+    uint64_t limit = device_limit(mgr, e, free_b, known);
+    if (!make_room(mgr, e->slot, need, limit, "budget", 1)) {
+        char what[64];
+        snprintf(what, sizeof what, "needs %llu bytes", (unsigned long long)need);
+        return over_budget(mgr, e, what, limit, err);
+    }
+    d->reserved += need;
     if (d->in_use + d->reserved > d->peak)
         d->peak = d->in_use + d->reserved;
     return TTSM_OK;
@@ -412,7 +713,8 @@ static const char *label_of(const ttsm_load_config *cfg)
                            : "default";
 }
 
-/* A failure of a load in flight: it reaches every waiter, leaves no entry. */
+/* A failure of a load in flight: it reaches every waiter, leaves no entry
+ * (its memory goes once the last inner reference of a failed build does). */
 static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const ttsm_error *err)
 {
     list_remove(mgr, e);
@@ -429,21 +731,93 @@ static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const t
         }
     }
     pthread_cond_broadcast(&mgr->cond);
-    return e->waiters == 0 ? entry_free(mgr, e) : 0;
+    return settle(mgr, e);
+}
+
+/* What admission reserves for an engine's build beyond the weights: the
+ * caps' figures when set, else the manifest's engine_memory. Saturates. */
+static uint64_t build_estimate(const ttsm__engine *eng, uint64_t weights)
+{
+    uint64_t extra = eng->caps.extra_bytes;
+    double ratio = eng->caps.extra_ratio;
+    if (!extra && ratio == 0 && eng->manifest) {
+        extra = eng->manifest->extra_bytes;
+        ratio = eng->manifest->extra_ratio;
+    }
+    double r = ratio * (double)weights;
+    uint64_t by_ratio = r >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)r;
+    uint64_t sum;
+    return __builtin_add_overflow(extra, by_ratio, &sum) ? UINT64_MAX : sum;
+}
+
+/* Whether a's checkpoints are b's as opened: one location can hold another
+ * file since a was built (a link retargeted, a file renamed over), and the
+ * pool then opened the new one for b. */
+static int same_opened_files(const ttsm__entry *a, const ttsm__entry *b)
+{
+    if (a->m.n_comps != b->m.n_comps)
+        return 0;
+    for (size_t i = 0; i < a->m.n_comps; i++) {
+        const ttsm__host *x = a->m.comps[i].host, *y = b->m.comps[i].host;
+        if ((x == NULL) != (y == NULL) || (x && x != y && x->identity != y->identity))
+            return 0;
+    }
+    return 1;
+}
+
+/* A READY entry on e's device whose files are e's (content.h), or NULL. */
+static ttsm__entry *content_twin(ttsm_manager *mgr, const ttsm__entry *e)
+{
+    if (!e->content.set)
+        return NULL;
+    for (ttsm__entry *o = mgr->head; o; o = o->next)
+        if (o != e && o->state == TTSM__READY && o->slot == e->slot && o->content.set &&
+            o->content.hi == e->content.hi && o->content.lo == e->content.lo &&
+            same_opened_files(o, e))
+            return o;
+    return NULL;
+}
+
+/* Under the lock: e (still loading, not admitted) holds the files `twin`
+ * holds already. Its key becomes an alias of twin, which the caller gets
+ * with a new reference; e leaves without being charged. Its waiters wake,
+ * find the alias and take twin too. @return 0, or -1 when the alias could
+ * not be allocated (then e loads as usual). */
+static int merge_into(ttsm_manager *mgr, ttsm__entry *e, ttsm__entry *twin)
+{
+    if (alias_add(mgr, twin, e->m.key) != 0)
+        return -1;
+    ttsm__logf(&mgr->log, TTSM_LOG_INFO, "%s (%s/%s) holds the files of %s: one entry for both",
+               e->m.key, e->m.engine, e->m.label, twin->m.key);
+    atomic_fetch_add(&twin->refs, 1);
+    twin->last_used = now_ns(mgr);
+    list_touch(mgr, twin);
+    list_remove(mgr, e);
+    e->state = TTSM__MERGED;
+    pthread_cond_broadcast(&mgr->cond);
+    if (e->waiters == 0)
+        entry_free(mgr, e); /* the caller holds the manager: never its last object */
+    return 0;
 }
 
 static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engine *eng,
-                             const ttsm_load_config *cfg, int recovering, ttsm_error *err)
+                             const ttsm_load_config *cfg, const ttsm_load_config *canonical,
+                             int recovering, ttsm__entry **twin, ttsm_error *err)
 {
     ttsm_status st = TTSM_OK;
     ttsm_factory_ctx ctx = {&e->m, eng->manifest, mgr->opt.models_dirs, mgr->opt.hf_cache,
-                            e->m.device, eng->caps.user, recovering, 0};
+                            mgr->opt.comfyui_dirs, e->m.device, eng->caps.user, recovering, 0,
+                            0, 0, 0};
+    *twin = NULL;
     if (recovering && eng->caps.recover) {
         ttsm__logf(&mgr->log, TTSM_LOG_INFO, "recover %s (%s) before rebuilding it", e->m.key, e->m.engine);
         st = eng->caps.recover(eng->caps.user, cfg, err);
     }
     ttsm_model *made = NULL;
     e->m.synthesize = eng->caps.synthesize;
+    /* Load on a miss: what the model lacks comes from the Hub first. */
+    if (st == TTSM_OK)
+        st = ttsm__download_missing(&mgr->opt, &mgr->log, eng->manifest, cfg, e->m.key, err);
     e->m.building = 1;
     if (st == TTSM_OK)
         st = eng->factory(cfg, &ctx, &made, err);
@@ -458,37 +832,108 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
     if (st == TTSM_OK && made != &e->m)
         st = ttsm__err(err, TTSM_ERR_ENGINE, e->m.engine, "factory broke its contract",
                        "it returned success without the model from ttsm_model_create()");
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, est = 0, admitted = 0;
     if (st == TTSM_OK)
         st = ttsm__model_bytes(&e->m, &bytes, err);
+    if (st == TTSM_OK && eng->caps.build)
+        est = build_estimate(eng, bytes);
+    if (st == TTSM_OK && __builtin_add_overflow(bytes, est, &admitted))
+        st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, e->m.engine, "too large",
+                       "model size and engine estimate overflow 64 bits");
+    /* Only a model made of files alone can share an entry (content.h);
+     * the others skip the cost of the identity. An engine that builds an
+     * object per load does not share either: its object is built for its
+     * config, params that do not change the files included. */
+    if (st == TTSM_OK && e->m.n_comps && !e->m.engine_data && !eng->caps.build &&
+        ttsm__content_base(canonical, e->base, NULL) == TTSM_OK)
+        e->content = ttsm__content_of(e->base, &e->m);
     uint64_t free_b = 0, total = 0;
     int known = 0;
     if (st == TTSM_OK && !e->m.backend.host_visible && e->m.backend.memory)
         known = e->m.backend.memory(e->m.backend.user, e->m.dev_index, &free_b, &total, NULL) ==
                 TTSM_OK;
     pthread_mutex_lock(&mgr->lock);
-    e->m.bytes = bytes;
+    ttsm__entry *o = st == TTSM_OK ? content_twin(mgr, e) : NULL;
+    if (o && merge_into(mgr, e, o) == 0) {
+        pthread_mutex_unlock(&mgr->lock);
+        *twin = o;
+        return TTSM_OK;
+    }
+    e->m.bytes = admitted;
     if (st == TTSM_OK)
-        st = admit(mgr, e, free_b, known, err);
+        st = admit(mgr, e, admitted, free_b, known, err);
     if (st != TTSM_OK)
         e->m.bytes = 0; /* never admitted: the listing shows it holds nothing */
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     if (st != TTSM_OK)
         return st;
 
     st = ttsm__model_materialise(&e->m, bytes, mgr->opt.progress, mgr->opt.progress_user, err);
+    int materialised = st == TTSM_OK;
+    if (st == TTSM_OK && eng->caps.build) {
+        /* The engine object is built while the entry is still loading, so
+         * every other load of the key waits for it, and with no lock held. */
+        ctx.in_build = 1;
+        ctx.estimate = est;
+        st = eng->caps.build(cfg, &ctx, &e->m, err);
+        ctx.in_build = 0;
+        if (st != TTSM_OK && err && err->code != st) {
+            if (err->message[0])
+                err->code = st;
+            else
+                ttsm__err(err, st, e->m.engine, "engine build failed",
+                          "it returned %s without a message", ttsm_status_name(st));
+        }
+    }
+    uint64_t held = bytes;
+    if (st == TTSM_OK && __builtin_add_overflow(bytes, ctx.charged, &held))
+        st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, e->m.engine, "too large",
+                       "charged bytes overflow 64 bits");
 
     pthread_mutex_lock(&mgr->lock);
     ttsm__devslot *d = &mgr->devs[e->slot];
-    d->reserved -= bytes;
-    /* A failed load stays listed until fail_entry() takes it out: with its
-     * reservation returned it holds nothing (the soak test saw listings sum
-     * past the budget). */
-    if (st != TTSM_OK)
-        e->m.bytes = 0;
-    if (st == TTSM_OK) {
-        d->in_use += bytes;
+    if (st == TTSM_OK && held > admitted) {
+        /* The object holds more than was reserved for it: the rest must fit
+         * as well (its memory exists already; the budget's limit is what
+         * counts here, the driver's free memory includes it). */
+        uint64_t limit = device_limit(mgr, e, 0, 0);
+        if (make_room(mgr, e->slot, held - admitted, limit, "budget", 1)) {
+            d->reserved += held - admitted;
+            admitted = held;
+            if (d->in_use + d->reserved > d->peak)
+                d->peak = d->in_use + d->reserved;
+        } else {
+            char what[160];
+            snprintf(what, sizeof what,
+                     "holds %llu bytes beyond its weights, %llu more than the %llu reserved "
+                     "for its engine object",
+                     (unsigned long long)ctx.charged, (unsigned long long)(held - admitted),
+                     (unsigned long long)est);
+            st = over_budget(mgr, e, what, limit, err);
+            ttsm__err_hint(err, "declare what the engine builds (manifest \"engine_memory\", "
+                                "or extra_bytes when registering it) so admission reserves it "
+                                "first, or raise the budget of %s", e->m.device);
+        }
+    }
+    d->reserved -= admitted;
+    if (st == TTSM_OK || (materialised && (e->m.engine_destroy || atomic_load(&e->inner)))) {
+        /* Ready; or failed after its build made something that holds its
+         * memory: that stays counted until it is gone (what was admitted
+         * for it: more than that is what the failure is about, and goes
+         * with the object, which is dropped next). */
+        if (st != TTSM_OK && held > admitted)
+            held = admitted;
+        e->m.bytes = held;
+        d->in_use += held;
         d->entries++;
+        e->counted = 1;
+    } else {
+        /* A failed load stays listed until fail_entry() takes it out: with
+         * its reservation returned it holds nothing (the soak test saw
+         * listings sum past the budget). */
+        e->m.bytes = 0;
+    }
+    if (st == TTSM_OK) {
         e->state = TTSM__READY;
         atomic_store(&e->refs, 1);
         e->last_used = now_ns(mgr);
@@ -496,18 +941,22 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
         mgr->stats.loads++;
         pthread_cond_broadcast(&mgr->cond);
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     if (st == TTSM_OK)
         ttsm__logf(&mgr->log, TTSM_LOG_INFO, "loaded %s (%s/%s) on %s: %llu bytes", e->m.key, e->m.engine,
-                  e->m.label, e->m.device, (unsigned long long)bytes);
+                  e->m.label, e->m.device, (unsigned long long)held);
     return st;
 }
+
+/* How load_once() got its model (a ttsm_load_report's hit and shared). */
+enum { GOT_LOAD = 0, GOT_HIT, GOT_SHARED };
 
 /* One load of a canonical config: the key names the entry, the factory
  * gets the canonical config with every param the caller gave. */
 static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_model **out,
-                             ttsm_error *err)
+                             int *got, ttsm_error *err)
 {
+    *got = GOT_LOAD;
     char key[TTSM_KEY_HEX_SIZE], device[TTSM_DEVICE_NAME_MAX];
     ttsm_load_config fcfg = canon->cfg;
     const ttsm_load_config *cfg = &fcfg;
@@ -519,12 +968,8 @@ static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_m
         fcfg.n_params = canon->n_factory_params;
     }
     ttsm__engine eng;
-    if (ttsm__engine_lookup(cfg->engine, &eng) != 0) {
-        char names[256];
-        ttsm__engine_list(names, sizeof names);
-        return ttsm__err(err, TTSM_ERR_NOT_FOUND, cfg->engine, "engine not found",
-                         "no engine of this name is registered (engines: %s)", names);
-    }
+    if (ttsm__engine_lookup(cfg->engine, &eng) != 0)
+        return ttsm__engine_not_found(cfg->engine, err);
     if (!ttsm__engine_supports(&eng, device))
         return ttsm__err(err, TTSM_ERR_DEVICE, cfg->engine, "device not supported",
                          "the engine runs on %s, not on %s", eng.caps.devices, device);
@@ -539,6 +984,15 @@ static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_m
     ttsm__entry *e;
 again:
     e = find(mgr, key);
+    if (e && e->state == TTSM__LOADING && pthread_equal(e->loader, pthread_self())) {
+        /* A factory or build hook loading the model it is building would
+         * wait for itself forever. */
+        st = ttsm__err(err, TTSM_ERR_ENGINE, cfg->engine, "load of itself",
+                       "%s (%s) is loaded again from inside its own factory or build hook",
+                       key, e->m.label);
+        pthread_mutex_unlock(&mgr->lock);
+        return st;
+    }
     if (e && e->state == TTSM__LOADING) {
         e->waiters++;
         while (e->state == TTSM__LOADING)
@@ -550,15 +1004,12 @@ again:
                 *err = *e->fail_err;
             else
                 ttsm__err(err, st, cfg->engine, "load failed", "a concurrent load failed");
-            int last = e->waiters == 0 ? entry_free(mgr, e) : 0;
-            pthread_mutex_unlock(&mgr->lock);
-            if (last)
-                manager_free(mgr);
+            settle(mgr, e); /* the caller holds the manager: never the last */
+            unlock_reap(mgr);
             return st;
         }
-        if (e->state != TTSM__READY) { /* invalidated before we woke */
-            int last = e->waiters == 0 && atomic_load(&e->refs) == 0 ? entry_free(mgr, e) : 0;
-            (void)last; /* the caller still holds the manager: never the last */
+        if (e->state != TTSM__READY) { /* left the cache before we woke */
+            settle(mgr, e);
             goto again;
         }
     }
@@ -567,8 +1018,11 @@ again:
         mgr->stats.hits++;
         e->last_used = now;
         list_touch(mgr, e);
-        pthread_mutex_unlock(&mgr->lock);
+        unlock_reap(mgr);
+        ttsm__logf(&mgr->log, TTSM_LOG_DEBUG, "hit %s (%s/%s on %s)", e->m.key, e->m.engine,
+                   e->m.label, e->m.device);
         *out = &e->m;
+        *got = GOT_HIT;
         return TTSM_OK;
     }
     if (eng.caps.single_instance) {
@@ -580,10 +1034,10 @@ again:
                 st = ttsm__err(err, TTSM_ERR_ENGINE, cfg->engine, "single instance",
                                "the engine allows one loaded model and %s (%s on %s) is in use",
                                o->m.key, o->m.label, o->m.device);
-                pthread_mutex_unlock(&mgr->lock);
+                unlock_reap(mgr);
                 return st;
             }
-            evict(mgr, o, "single-instance engine loads another model");
+            evict(mgr, o, "single-instance");
         }
     }
     int slot = slot_of(mgr, device);
@@ -592,7 +1046,7 @@ again:
         if (e)
             ttsm__free(e->m.engine);
         ttsm__free(e);
-        pthread_mutex_unlock(&mgr->lock);
+        unlock_reap(mgr);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, cfg->engine, "out of memory",
                          slot < 0 ? "more than %d devices in one manager" : "entry (%d)",
                          TTSM_MANAGER_MAX_DEVICES);
@@ -604,16 +1058,20 @@ again:
     memcpy(e->m.device, device, sizeof device);
     e->m.backend = be;
     e->m.dev_index = dev_index;
+    e->m.convert = canon->dtype;
     e->slot = slot;
+    e->loader = pthread_self();
     list_append(mgr, e);
     mgr->n_alive++;
     mgr->stats.misses++;
     int recovering = take_invalid(mgr, key);
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
 
-    st = load_miss(mgr, e, &eng, cfg, recovering, err);
+    ttsm__entry *twin;
+    st = load_miss(mgr, e, &eng, cfg, &canon->cfg, recovering, &twin, err);
     if (st == TTSM_OK) {
-        *out = &e->m;
+        *out = twin ? &twin->m : &e->m;
+        *got = twin ? GOT_SHARED : GOT_LOAD;
         return TTSM_OK;
     }
     ttsm__logf(&mgr->log, TTSM_LOG_WARN, "load of %s (%s/%s on %s) failed: %s", key, cfg->engine,
@@ -625,7 +1083,7 @@ again:
             mgr->invalid[mgr->n_invalid++] = copy;
     }
     fail_entry(mgr, e, st, err);
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return st;
 }
 
@@ -635,26 +1093,49 @@ typedef struct chain_step {
     ttsm_manager *mgr;
     ttsm_load_config cfg;
     const ttsm__canon *canon; /* cfg already canonical (the first try), or NULL */
+    ttsm_load_report *rep;    /* where each attempt is recorded; may be NULL */
 } chain_step;
 
+/* Every attempt of a load passes here, so the report sees each one: the
+ * model asked for, the chain's steps, the device fallback. */
 static ttsm_status load_step(void *user, ttsm_model **out, ttsm_error *err)
 {
     chain_step *cs = user;
-    if (cs->canon)
-        return load_once(cs->mgr, cs->canon, out, err);
     ttsm__canon c;
-    ttsm_status st = ttsm__canonicalize(&cs->cfg, &c, err);
-    return st != TTSM_OK ? st : load_once(cs->mgr, &c, out, err);
+    const ttsm__canon *canon = cs->canon;
+    int got = GOT_LOAD;
+    ttsm_error mine;
+    ttsm_error *e = err ? err : &mine;
+    ttsm_status st = TTSM_OK;
+    if (!canon && (st = ttsm__canonicalize(&cs->cfg, &c, e)) == TTSM_OK)
+        canon = &c;
+    if (st == TTSM_OK) {
+        ttsm__logf(&cs->mgr->log, TTSM_LOG_DEBUG, "try %s/%s on %s", canon->cfg.engine,
+                   label_of(&canon->cfg), canon->cfg.device ? canon->cfg.device : "auto");
+        st = load_once(cs->mgr, canon, out, &got, e);
+    }
+    if (cs->rep) {
+        const ttsm_load_config *k = canon ? &canon->cfg : &cs->cfg;
+        char dev[TTSM_DEVICE_NAME_MAX];
+        if (ttsm_device_resolve(k->device, dev, sizeof dev, NULL) != TTSM_OK)
+            ttsm__format_trunc(dev, sizeof dev, "%s", k->device ? k->device : "auto");
+        ttsm__report_step(cs->rep, label_of(k), dev, st, e);
+        if (st == TTSM_OK) {
+            cs->rep->hit = got == GOT_HIT;
+            cs->rep->shared = got == GOT_SHARED;
+        }
+    }
+    return st;
 }
 
 /* Device -> cpu when the caller allowed it (a manager option, since params
  * are part of the key). */
 static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_config *cfg,
-                                             const ttsm__canon *canon, ttsm_model **out,
-                                             ttsm_error *err)
+                                             const ttsm__canon *canon, ttsm_load_report *rep,
+                                             ttsm_model **out, ttsm_error *err)
 {
     ttsm_error first;
-    chain_step cs = {mgr, *cfg, canon};
+    chain_step cs = {mgr, *cfg, canon, rep};
     ttsm_status st = load_step(&cs, out, &first);
     if (st == TTSM_OK)
         return st;
@@ -678,7 +1159,7 @@ static ttsm_status load_with_device_fallback(ttsm_manager *mgr, const ttsm_load_
 static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *err)
 {
     chain_step *cs = user;
-    return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, out, err);
+    return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, cs->rep, out, err);
 }
 
 /* ---- the hit memo (see manager.h) ----------------------------- */
@@ -773,7 +1254,7 @@ static int memo_hit(ttsm_manager *mgr, XXH128_hash_t h, int has_path, ttsm_model
                 mgr->stats.hits++;
         }
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     if (hit == 2) {
         /* A device can go away (a registered backend's count, a driver
          * reset): the full path then says so, as it would for a new key.
@@ -786,7 +1267,7 @@ static int memo_hit(ttsm_manager *mgr, XXH128_hash_t h, int has_path, ttsm_model
         }
         pthread_mutex_lock(&mgr->lock);
         mgr->stats.hits++;
-        pthread_mutex_unlock(&mgr->lock);
+        unlock_reap(mgr);
     }
     return hit != 0;
 }
@@ -902,62 +1383,30 @@ static void memo_link(ttsm_manager *mgr, XXH128_hash_t h, ttsm_model *m)
     pthread_mutex_unlock(&mgr->lock);
 }
 
-static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
-                        ttsm_model **out, ttsm_error *err);
-
 ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
                       ttsm_error *err)
 {
-    XXH128_hash_t h = {0, 0};
-    ttsm_status st = load(mgr, cfg, &h, out, err);
-    if (st == TTSM_OK && (h.low64 | h.high64))
-        memo_link(mgr, h, *out);
-    if (st == TTSM_OK && mgr->opt.prefetch && ttsm_model_prefetch(*out, NULL) != TTSM_OK)
-        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "prefetch of %s not started", (*out)->key);
-    return st;
+    return ttsm_load_with_report(mgr, cfg, out, NULL, err);
 }
 
-/* @param h set to the hash of the config as given (0, 0: not memoised). */
-static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
-                        ttsm_model **out, ttsm_error *err)
+/* The chain a manifest declares (ENGINES.md): the model asked for; a
+ * variant's base model; for a language other than English, the engine's
+ * language_fallback model. Each step is a full load, so a fallback that
+ * lands on an entry already cached is a hit. */
+static ttsm_status load_chain(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                              const ttsm__canon *c, ttsm_load_report *rep, ttsm_model **out,
+                              ttsm_error *err)
 {
-    if (!mgr || !cfg || !out)
-        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
-                         "manager, config and out must not be NULL");
-    char raw[1024];
-    size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
-                         ? raw_config(cfg, raw, sizeof raw)
-                         : 0;
-    if (raw_len)
-        *h = XXH3_128bits(raw, raw_len);
-    if (raw_len && memo_hit(mgr, *h, cfg->model_path != NULL, out)) {
-        *h = (XXH128_hash_t){0, 0}; /* its slot already points at the entry */
-        return TTSM_OK;
-    }
-    ttsm__canon c;
-    ttsm_status st = ttsm__canonicalize(cfg, &c, err);
-    if (st != TTSM_OK)
-        return st;
-    if (raw_len)
-        memo_fill(mgr, *h, &c.cfg, cfg->model_path);
-    /* The full path canonicalises once: the first try reuses `c`. */
-    if (!c.manifest || !c.manifest->has_fallback)
-        return load_with_device_fallback(mgr, cfg, &c, out, err);
-
-    /* The chain a manifest declares (ENGINES.md): the model asked for; a
-     * variant's base model; for a language other than English, the
-     * engine's language_fallback model. Each step is a full load, so a
-     * fallback that lands on an entry already cached is a hit. */
-    const ttsm__manifest *m = c.manifest;
-    const ttsm__model_spec *ms = c.model;
+    const ttsm__manifest *m = c->manifest;
+    const ttsm__model_spec *ms = c->model;
     chain_step steps[3];
     ttsm_fallback_step fs[3];
     size_t n = 0;
-    steps[n] = (chain_step){mgr, *cfg, &c};
+    steps[n] = (chain_step){mgr, *cfg, c, rep};
     fs[n] = (ttsm_fallback_step){ms->name, load_device_step, &steps[n], NULL, NULL};
     n++;
     if (ms->variant_of) {
-        steps[n] = (chain_step){mgr, *cfg, NULL};
+        steps[n] = (chain_step){mgr, *cfg, NULL, rep};
         steps[n].cfg.model_name = ms->variant_of;
         steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
         fs[n] = (ttsm_fallback_step){ms->variant_of, load_device_step, &steps[n],
@@ -966,7 +1415,7 @@ static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_h
     }
     const ttsm__model_spec *lf = ttsm__manifest_model(m, m->language_fallback);
     if (lf && lf != ms && ms->language && lf->language && strcmp(ms->language, lf->language) != 0) {
-        steps[n] = (chain_step){mgr, *cfg, NULL};
+        steps[n] = (chain_step){mgr, *cfg, NULL, rep};
         steps[n].cfg.model_name = lf->name;
         steps[n].cfg.language = NULL;
         steps[n].cfg.model_path = steps[n].cfg.repo_id = NULL;
@@ -975,11 +1424,80 @@ static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_h
         n++;
     }
     if (n == 1)
-        return load_with_device_fallback(mgr, cfg, &c, out, err);
-    st = ttsm_fallback_run(fs, n, out, err);
+        return load_with_device_fallback(mgr, cfg, c, rep, out, err);
+    ttsm_status st = ttsm_fallback_run(fs, n, out, err);
     if (st == TTSM_OK && strcmp((*out)->label, ms->name) != 0)
-        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name, ms->name,
-                  (*out)->label);
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "%s/%s not available: loaded %s instead", m->name,
+                   ms->name, (*out)->label);
+    return st;
+}
+
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
+                        ttsm_model **out, ttsm_load_report *rep, ttsm_error *err);
+
+ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg,
+                                  ttsm_model **out, ttsm_load_report *rep, ttsm_error *err)
+{
+    XXH128_hash_t h = {0, 0};
+    ttsm_status st = load(mgr, cfg, &h, out, rep, err);
+    if (st == TTSM_OK && (h.low64 | h.high64))
+        memo_link(mgr, h, *out);
+    if (st == TTSM_OK && mgr->opt.prefetch && ttsm_model_prefetch(*out, NULL) != TTSM_OK)
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "prefetch of %s not started", (*out)->key);
+    return st;
+}
+
+/* @param h set to the hash of the config as given (0, 0: nothing to link). */
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
+                        ttsm_model **out, ttsm_load_report *rep, ttsm_error *err)
+{
+    if (!mgr || !cfg || !out)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
+                         "manager, config and out must not be NULL");
+    ttsm_status st = ttsm__report_begin(rep, err);
+    if (st != TTSM_OK)
+        return st;
+    char raw[1024];
+    size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
+                         ? raw_config(cfg, raw, sizeof raw)
+                         : 0;
+    if (raw_len)
+        *h = XXH3_128bits(raw, raw_len);
+    if (raw_len && memo_hit(mgr, *h, cfg->model_path != NULL, out)) {
+        *h = (XXH128_hash_t){0, 0}; /* its slot already points at the entry */
+        if (rep) {
+            ttsm__report_step(rep, (*out)->label, (*out)->device, TTSM_OK, NULL);
+            rep->hit = 1;
+            ttsm__report_finish(rep, *out);
+        }
+        return TTSM_OK;
+    }
+    ttsm__canon c;
+    st = ttsm__canonicalize(cfg, &c, err);
+    if (st != TTSM_OK) {
+        ttsm__report_step(rep, cfg->model_name ? cfg->model_name : label_of(cfg), cfg->device,
+                          st, err);
+        ttsm__report_finish(rep, NULL);
+        return st;
+    }
+    /* A relabelled config (a repo id that holds another model's files)
+     * stays off the memo: a memo hit could not report what it asked. */
+    if (c.asked) {
+        char why[TTSM_ERROR_MESSAGE_MAX];
+        ttsm__format_trunc(why, sizeof why,
+                           "%s/%s: the repo %s holds the files of %s, so that is what loads",
+                           c.manifest->name, c.asked->name, cfg->repo_id, c.model->name);
+        ttsm__report_relabel(rep, c.asked->name, why);
+        *h = (XXH128_hash_t){0, 0};
+    } else if (raw_len) {
+        memo_fill(mgr, *h, &c.cfg, cfg->model_path);
+    }
+    /* The full path canonicalises once: the first try reuses `c`. */
+    if (!c.manifest || !c.manifest->has_fallback)
+        st = load_with_device_fallback(mgr, cfg, &c, rep, out, err);
+    else
+        st = load_chain(mgr, cfg, &c, rep, out, err);
+    ttsm__report_finish(rep, st == TTSM_OK ? *out : NULL);
     return st;
 }
 
@@ -1016,12 +1534,37 @@ void ttsm_model_release(ttsm_model *model)
          * recently used and the keep-alive sweep can stop early. */
         if (m->state == TTSM__READY)
             list_touch(mgr, m);
-        if (m->state == TTSM__ORPHAN && m->waiters == 0)
-            last = entry_free(mgr, m);
+        if (m->state == TTSM__ORPHAN)
+            last = settle(mgr, m);
     }
-    pthread_mutex_unlock(&mgr->lock);
-    if (last)
+    if (last) {
+        pthread_mutex_unlock(&mgr->lock);
         manager_free(mgr);
+        return;
+    }
+    unlock_reap(mgr);
+}
+
+void ttsm_model_retain_inner(ttsm_model *model)
+{
+    if (model)
+        atomic_fetch_add(&ttsm__entry_of(model)->inner, 1);
+}
+
+void ttsm_model_release_inner(ttsm_model *model)
+{
+    if (!model)
+        return;
+    ttsm__entry *m = ttsm__entry_of(model);
+    ttsm_manager *mgr = m->mgr;
+    pthread_mutex_lock(&mgr->lock);
+    atomic_fetch_sub(&m->inner, 1);
+    if (settle(mgr, m)) {
+        pthread_mutex_unlock(&mgr->lock);
+        manager_free(mgr);
+        return;
+    }
+    unlock_reap(mgr);
 }
 
 static ttsm_status with_entry(ttsm_manager *mgr, const char *key, ttsm__entry **out,
@@ -1075,12 +1618,11 @@ ttsm_status ttsm_unload(ttsm_manager *mgr, const char *key, ttsm_error *err)
         } else {
             ttsm__logf(&mgr->log, TTSM_LOG_INFO, "unload %s (%s/%s on %s)", e->m.key, e->m.engine,
                       e->m.label, e->m.device);
-            list_remove(mgr, e);
             mgr->stats.unloads++;
-            entry_free(mgr, e);
+            retire(mgr, e, "unload", 1);
         }
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return st;
 }
 
@@ -1107,17 +1649,27 @@ ttsm_status ttsm_invalidate(ttsm_manager *mgr, const char *key, ttsm_error *err)
         } else {
             if (copy)
                 mgr->invalid[mgr->n_invalid++] = copy;
+            /* Its other keys owe the recovery too: the next load through
+             * any of them rebuilds the same files (best effort when memory
+             * runs out; the key asked for is always recorded). */
+            for (ttsm__alias *a = e->aliases; a; a = a->next_of_entry) {
+                int owed = 0;
+                for (size_t i = 0; i < mgr->n_invalid && !owed; i++)
+                    owed = strcmp(mgr->invalid[i], a->key) == 0;
+                char *k = owed ? NULL : ttsm__strdup(a->key);
+                if (k && ttsm__grow((void **)&mgr->invalid, &mgr->cap_invalid, mgr->n_invalid + 1,
+                                    sizeof *mgr->invalid, 1u << 20) == 0)
+                    mgr->invalid[mgr->n_invalid++] = k;
+                else
+                    ttsm__free(k);
+            }
             ttsm__logf(&mgr->log, TTSM_LOG_INFO, "invalidate %s (%s/%s on %s)", e->m.key, e->m.engine,
                       e->m.label, e->m.device);
-            list_remove(mgr, e);
             mgr->stats.invalidations++;
-            e->state = TTSM__ORPHAN;
-            mgr->n_orphans++;
-            if (atomic_load(&e->refs) == 0 && e->waiters == 0)
-                entry_free(mgr, e);
+            retire(mgr, e, "invalidate", 1);
         }
     }
-    pthread_mutex_unlock(&mgr->lock);
+    unlock_reap(mgr);
     return st;
 }
 
@@ -1126,24 +1678,122 @@ void ttsm_manager_destroy(ttsm_manager *mgr)
     if (!mgr)
         return;
     pthread_mutex_lock(&mgr->lock);
-    mgr->closing = 1;
-    while (mgr->head) {
-        ttsm__entry *e = mgr->head;
-        list_remove(mgr, e);
-        if (atomic_load(&e->refs) == 0 && e->waiters == 0) {
-            entry_free(mgr, e);
-        } else {
-            e->state = TTSM__ORPHAN;
-            mgr->n_orphans++;
-        }
-    }
-    int last = mgr->n_alive == 0;
+    int timer = mgr->sweeper_running;
+    mgr->sweeper_stop = 1;
+    pthread_cond_signal(&mgr->sweep_cond);
     pthread_mutex_unlock(&mgr->lock);
-    if (last)
-        manager_free(mgr);
+    if (timer)
+        pthread_join(mgr->sweeper, NULL);
+    pthread_mutex_lock(&mgr->lock);
+    mgr->sweeper_running = 0;
+    mgr->closing = 1;
+    /* Counted as a reaper until the end, so nothing frees the manager under
+     * this call: the last of its objects (here or later) does. */
+    mgr->reapers++;
+    while (mgr->head)
+        retire(mgr, mgr->head, NULL, 0);
+    pthread_mutex_unlock(&mgr->lock);
+    reap(mgr);
+}
+
+/* ---- the keep-alive timer and free() ------------------------------------ */
+
+/* Sleeps until the least recently used idle entry's keep-alive ends (or a
+ * keep-alive from now, when none is idle), sweeps, repeats; wakes at once
+ * to stop. Deadlines are in the manager's clock, the sleep in real time. */
+static void *sweeper_main(void *arg)
+{
+    ttsm_manager *mgr = arg;
+    uint64_t ka = mgr->opt.keep_alive_ms * 1000000ull;
+    pthread_mutex_lock(&mgr->lock);
+    while (!mgr->sweeper_stop) {
+        uint64_t now = now_ns(mgr);
+        sweep_locked(mgr, now);
+        if (mgr->reap_head) {
+            unlock_reap(mgr);
+            pthread_mutex_lock(&mgr->lock);
+            continue;
+        }
+        uint64_t wait = ka;
+        for (ttsm__entry *e = mgr->head; e; e = e->next)
+            if (evictable(e)) {
+                uint64_t end = e->last_used + ka;
+                wait = end > now ? end - now : 0;
+                break;
+            }
+        if (wait < 1000000)
+            wait = 1000000; /* 1 ms: the clock may lag what the entry was stamped with */
+        if (wait > 3600000000000ull)
+            wait = 3600000000000ull; /* an hour, then look again */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + wait % 1000000000ull;
+        ts.tv_sec += (time_t)(wait / 1000000000ull + ns / 1000000000ull);
+        ts.tv_nsec = (long)(ns % 1000000000ull);
+        int rc = pthread_cond_timedwait(&mgr->sweep_cond, &mgr->lock, &ts);
+        (void)rc; /* ETIMEDOUT or a signal: either way, look again */
+    }
+    pthread_mutex_unlock(&mgr->lock);
+    return NULL;
+}
+
+ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nbytes,
+                              uint64_t *available, ttsm_error *err)
+{
+    if (!mgr)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "free", "invalid argument", "manager");
+    char dev[TTSM_DEVICE_NAME_MAX];
+    ttsm_status st = ttsm_device_resolve(device, dev, sizeof dev, err);
+    if (st != TTSM_OK)
+        return st;
+    ttsm_backend be;
+    int dev_index;
+    if (ttsm__backend_lookup(dev, &be, &dev_index) != 0)
+        return ttsm__err(err, TTSM_ERR_DEVICE, dev, "no backend", "device has no backend");
+    uint64_t free_b = 0, total = 0;
+    int known = !be.host_visible && be.memory &&
+                be.memory(be.user, dev_index, &free_b, &total, NULL) == TTSM_OK;
+    pthread_mutex_lock(&mgr->lock);
+    int slot = slot_of(mgr, dev);
+    uint64_t fits = UINT64_MAX;
+    if (slot >= 0) {
+        ttsm__entry probe; /* device_limit reads the slot and the backend */
+        memset(&probe, 0, sizeof probe);
+        probe.slot = slot;
+        probe.m.backend = be;
+        uint64_t limit = device_limit(mgr, &probe, free_b, known);
+        ttsm__devslot *d = &mgr->devs[slot];
+        if (limit != UINT64_MAX)
+            make_room(mgr, slot, nbytes, limit, "free", 0);
+        uint64_t used = d->in_use + d->reserved;
+        fits = limit == UINT64_MAX ? UINT64_MAX : limit > used ? limit - used : 0;
+    }
+    unlock_reap(mgr);
+    if (available)
+        *available = fits;
+    return TTSM_OK;
 }
 
 /* ---- listing and stats -------------------------------------------------- */
+
+/* `last_used`: e->last_used read under the lock (the rest does not change
+ * once the entry is ready, or is atomic). */
+static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
+                          uint64_t last_used)
+{
+    memset(v, 0, sizeof *v);
+    memcpy(v->key, e->m.key, sizeof v->key);
+    ttsm__format_trunc(v->engine, sizeof v->engine, "%s", e->m.engine);
+    ttsm__format_trunc(v->model, sizeof v->model, "%s", e->m.label);
+    memcpy(v->device, e->m.device, sizeof v->device);
+    v->bytes = e->m.bytes;
+    v->refs = atomic_load(&e->refs);
+    v->pinned = e->pinned;
+    v->loading = e->state == TTSM__LOADING;
+    v->idle_seconds = v->refs || v->loading || now < last_used
+                          ? 0.0
+                          : (double)(now - last_used) / 1e9;
+}
 
 ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *n,
                               ttsm_error *err)
@@ -1157,24 +1807,13 @@ ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *
     size_t count = mgr->n_cached;
     ttsm_entry_info *v = ttsm__calloc(count ? count : 1, sizeof *v);
     if (!v) {
-        pthread_mutex_unlock(&mgr->lock);
+        unlock_reap(mgr);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "list", "out of memory", "listing");
     }
     size_t i = 0;
-    for (ttsm__entry *e = mgr->head; e; e = e->next, i++) {
-        memcpy(v[i].key, e->m.key, sizeof v[i].key);
-        ttsm__format_trunc(v[i].engine, sizeof v[i].engine, "%s", e->m.engine);
-        ttsm__format_trunc(v[i].model, sizeof v[i].model, "%s", e->m.label);
-        memcpy(v[i].device, e->m.device, sizeof v[i].device);
-        v[i].bytes = e->m.bytes;
-        v[i].refs = atomic_load(&e->refs);
-        v[i].pinned = e->pinned;
-        v[i].loading = e->state == TTSM__LOADING;
-        v[i].idle_seconds = v[i].refs || v[i].loading || now < e->last_used
-                                ? 0.0
-                                : (double)(now - e->last_used) / 1e9;
-    }
-    pthread_mutex_unlock(&mgr->lock);
+    for (ttsm__entry *e = mgr->head; e; e = e->next, i++)
+        entry_info_of(e, &v[i], now, e->last_used);
+    unlock_reap(mgr);
     *out = v;
     *n = count;
     return TTSM_OK;

@@ -11,8 +11,24 @@
 #include "base/log.h"
 #include "formats/pool.h"
 #include "engines/model.h"
+#include "cache/content.h"
 
-enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED };
+/* MERGED: a miss whose files an entry already held (content.h); it never
+ * joins the cache, its key becomes an alias of that entry. */
+enum { TTSM__LOADING = 1, TTSM__READY, TTSM__ORPHAN, TTSM__FAILED, TTSM__MERGED };
+
+/* Another key that names an entry: the key of a config spelled otherwise
+ * whose files turned out to be the entry's (docs/cache-key.md). */
+typedef struct ttsm__alias {
+    char key[TTSM_KEY_HEX_SIZE];
+    struct ttsm__entry *entry;
+    struct ttsm__alias *next_of_entry; /* the entry's other aliases */
+    struct ttsm__alias *hnext;         /* the next alias in its bucket */
+} ttsm__alias;
+#define TTSM__ALIAS_BUCKETS 64
+
+/* Work an entry owes the host after the lock (manager.c, reap()). */
+enum { TTSM__REAP_NOTIFY = 1, TTSM__REAP_DROP = 2 };
 
 typedef struct ttsm__entry {
     ttsm_model m; /* first: the ttsm_model handle a caller holds is its entry */
@@ -20,13 +36,29 @@ typedef struct ttsm__entry {
     int state;
     int slot; /* in mgr->devs */
     _Atomic size_t refs;
+    /* References of the entry's own engine data (TTSM_DLPACK_INNER exports,
+     * ttsm_model_retain_inner) and of the reaper: they keep the memory, not
+     * the place in the cache. */
+    _Atomic size_t inner;
     size_t waiters; /* threads waiting for this load (under the lock) */
     int pinned;
+    int counted;    /* its bytes are in its device's in_use */
     uint64_t last_used;
+    pthread_t loader; /* the thread running its load (while loading) */
     ttsm_status fail_st;
     ttsm_error *fail_err;            /* for waiters of a failed load */
     struct ttsm__entry *prev, *next; /* cache list, least recently used first */
     struct ttsm__entry *hnext;       /* the next entry in its key-index bucket */
+    unsigned reap, reaping;          /* TTSM__REAP_* queued / being done */
+    const char *reap_why;            /* the on_evict reason (static text) */
+    uint64_t reap_last_used;         /* last_used when its reaper took it */
+    struct ttsm__entry *reap_next;   /* mgr->reap_head list */
+    struct ttsm__entry *work_next;   /* the list its reaper works through */
+    void *dying_data;                /* engine data taken by the reaper to destroy */
+    void (*dying_destroy)(void *);
+    char base[TTSM_KEY_HEX_SIZE];    /* key of the config without its source, or "" */
+    ttsm__content content;           /* what its files are (content.h) */
+    ttsm__alias *aliases;            /* other keys that name this entry */
 } ttsm__entry;
 
 /* The entry of a model handle the manager gave out. */
@@ -77,6 +109,8 @@ struct ttsm_manager {
     _Atomic(struct ttsm__pathwatch *) watch;
     uint64_t fs_gen;          /* bumped when one of them may have changed */
     int watch_failed;         /* inotify unavailable: paths are not memoised */
+    ttsm__alias *alias_buckets[TTSM__ALIAS_BUCKETS];
+    size_t n_aliases;
     size_t n_buckets;         /* 0 or a power of two */
     size_t n_cached, n_orphans, n_alive;
     int closing;
@@ -88,6 +122,15 @@ struct ttsm_manager {
     /* The opened checkpoints. The pool has its own lock, taken after `lock`
      * (never before): opening headers must not stall hits on other keys. */
     ttsm__pool pool;
+    /* Entries that left the cache and owe the host work outside the lock
+     * (on_evict, engine data destroy); reapers: threads doing or about to
+     * do it (the manager is freed only when none is left). */
+    ttsm__entry *reap_head;
+    size_t reapers;
+    /* The keep-alive timer (options.keep_alive_timer). */
+    pthread_t sweeper;
+    int sweeper_running, sweeper_stop;
+    pthread_cond_t sweep_cond; /* CLOCK_MONOTONIC */
 };
 
 #endif

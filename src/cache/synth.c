@@ -53,3 +53,15 @@ void ttsm_audio_free(ttsm_audio *a)
     a->samples = NULL;
     a->n_samples = 0;
 }
+
+ttsm_status ttsm_model_voices(ttsm_model *model, char **json, ttsm_error *err)
+{
+    if (!model || !json)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_model_voices", "invalid argument",
+                         "model and json must be given");
+    if (!model->voices)
+        return ttsm__err(err, TTSM_ERR_ENGINE, model->engine, "no voices",
+                         "%s does not speak inside ttsm, so it has no voices to list",
+                         model->engine);
+    return model->voices(model, json, err);
+}

@@ -4,9 +4,11 @@
  * `ttsm say` works on a fresh machine with no downloads. */
 #include <ctype.h>
 #include <espeak-ng/speak_lib.h>
+#include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -14,6 +16,7 @@
 #include "base/strbuf.h"
 #include "engines/espeak.h"
 #include "engines/factory_manifest.h"
+#include "engines/model.h"
 
 #define MAX_TEXT_BYTES (1u << 20)
 #define MAX_SECONDS 3600u
@@ -117,6 +120,7 @@ ttsm_status ttsm__espeak_factory(const ttsm_load_config *cfg, const ttsm_factory
     if (st == TTSM_OK) {
         init_refs++;
         ttsm_model_set_engine_data(m, NULL, release_espeak);
+        m->voices = ttsm__espeak_voices;
         *out = m;
     }
     pthread_mutex_unlock(&lock);
@@ -136,8 +140,7 @@ static int voice_matches_language(const espeak_VOICE *v, const char *code)
     return 0;
 }
 
-/* Up to five names near `want` (same first letter, or one within edit
- * distance 2), for the not-found message. */
+/* Edit distance, ignoring case, for the not-found message. */
 static size_t edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -158,26 +161,130 @@ static size_t edit_distance(const char *a, const char *b)
     return d[la][lb];
 }
 
+static int same_text(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+            return 0;
+    return *a == *b;
+}
+
+/* The last part of an identifier ("gmw/en-US" -> "en-US"). */
+static const char *id_tail(const espeak_VOICE *v)
+{
+    const char *slash = v->identifier ? strrchr(v->identifier, '/') : NULL;
+    return slash ? slash + 1 : v->identifier;
+}
+
+/* How far `want` is from the ways a voice can be named: its name, its
+ * identifier (whole or its last part), each of its language ids - the
+ * names espeak-ng's own -v option takes. 0 is a match. */
+static size_t voice_distance(const espeak_VOICE *v, const char *want)
+{
+    size_t best = edit_distance(v->name, want);
+    const char *paren = strstr(v->name, " (");
+    if (paren) { /* "English" of "English (America)" */
+        char first[64];
+        size_t n = (size_t)(paren - v->name) < sizeof first - 1 ? (size_t)(paren - v->name)
+                                                                 : sizeof first - 1;
+        memcpy(first, v->name, n);
+        first[n] = '\0';
+        size_t d = edit_distance(first, want);
+        best = d < best ? d : best;
+    }
+    if (v->identifier) {
+        size_t a = edit_distance(v->identifier, want), b = edit_distance(id_tail(v), want);
+        best = a < best ? a : best;
+        best = b < best ? b : best;
+    }
+    for (const char *p = v->languages; p && *p;) {
+        const char *lang = p + 1; /* skip the priority byte */
+        size_t d = edit_distance(lang, want);
+        best = d < best ? d : best;
+        p = lang + strlen(lang) + 1;
+    }
+    return best;
+}
+
+/* The voice `want` names, by name or identifier first, then by language. */
+static const espeak_VOICE *find_voice(const espeak_VOICE **voices, const char *want)
+{
+    for (size_t i = 0; voices && voices[i]; i++) {
+        const espeak_VOICE *v = voices[i];
+        if (same_text(v->name, want) ||
+            (v->identifier && (same_text(v->identifier, want) || same_text(id_tail(v), want))))
+            return v;
+    }
+    for (size_t i = 0; voices && voices[i]; i++)
+        for (const char *p = voices[i]->languages; p && *p;) {
+            const char *lang = p + 1;
+            if (same_text(lang, want))
+                return voices[i];
+            p = lang + strlen(lang) + 1;
+        }
+    return NULL;
+}
+
+/* Up to five voices nearest `want`, as "<language id> (<name>)". */
 static void close_matches(const espeak_VOICE **voices, const char *want, int by_language,
                           ttsm__sb *out)
 {
-    size_t n = 0;
-    for (size_t i = 0; voices && voices[i] && n < 5; i++) {
-        const char *cand = by_language ? voices[i]->languages + 1 : voices[i]->name;
-        if (!cand || !*cand)
+    enum { MAX = 5 };
+    const espeak_VOICE *best[MAX];
+    size_t dist[MAX], n = 0, limit = strlen(want) <= 3 ? 1 : 2 + strlen(want) / 8;
+    for (size_t i = 0; voices && voices[i]; i++) {
+        size_t d = by_language ? edit_distance(voices[i]->languages + 1, want)
+                               : voice_distance(voices[i], want);
+        if (d > limit)
             continue;
-        size_t limit = strlen(want) <= 3 ? 1 : 2;
-        if (edit_distance(cand, want) <= limit ||
-            (strlen(want) > 3 && tolower((unsigned char)cand[0]) == tolower((unsigned char)want[0]))) {
-            int dup = out->len && strstr(ttsm__sb_str(out), cand) != NULL;
-            if (!dup) {
-                ttsm__sb_addf(out, "%s%s", n ? ", " : "", cand);
-                n++;
-            }
+        size_t k = n < MAX ? n++ : MAX;
+        if (k == MAX && d >= dist[MAX - 1])
+            continue;
+        if (k == MAX)
+            k = MAX - 1;
+        while (k > 0 && dist[k - 1] > d) {
+            best[k] = best[k - 1];
+            dist[k] = dist[k - 1];
+            k--;
         }
+        best[k] = voices[i];
+        dist[k] = d;
     }
+    for (size_t i = 0; i < n; i++)
+        ttsm__sb_addf(out, "%s%s (%s)", i ? ", " : "", best[i]->languages + 1, best[i]->name);
     if (n == 0)
-        ttsm__sb_adds(out, "none near it");
+        ttsm__sb_adds(out, "none near it; ttsm say --list-voices lists them");
+}
+
+static json_t *voice_json(const espeak_VOICE *v)
+{
+    json_t *langs = json_array();
+    for (const char *p = v->languages; p && *p;) {
+        const char *lang = p + 1;
+        json_array_append_new(langs, json_string(lang));
+        p = lang + strlen(lang) + 1;
+    }
+    return json_pack("{s:s, s:s?, s:o, s:s?}", "name", v->name, "id", v->identifier, "languages",
+                     langs, "gender", v->gender == 1 ? "male" : v->gender == 2 ? "female" : NULL);
+}
+
+ttsm_status ttsm__espeak_voices(ttsm_model *model, char **out, ttsm_error *err)
+{
+    (void)model;
+    pthread_mutex_lock(&lock);
+    const espeak_VOICE **voices = espeak_ListVoices(NULL);
+    json_t *list = json_array();
+    for (size_t i = 0; voices && voices[i]; i++)
+        json_array_append_new(list, voice_json(voices[i]));
+    pthread_mutex_unlock(&lock);
+    json_t *root = json_pack("{s:s, s:o}", "engine", "espeak-ng", "voices", list);
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    *out = text ? ttsm__strdup(text) : NULL;
+    free(text);
+    if (!*out)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, "espeak-ng", "out of memory", "voices");
+    return TTSM_OK;
 }
 
 ttsm_status ttsm__espeak_synthesize(ttsm_model *model, const char *text,
@@ -205,14 +312,10 @@ ttsm_status ttsm__espeak_synthesize(ttsm_model *model, const char *text,
     ttsm_status st = TTSM_OK;
     pthread_mutex_lock(&lock);
     const espeak_VOICE **voices = espeak_ListVoices(NULL);
-    const espeak_VOICE *chosen = NULL;
-    for (size_t i = 0; voices && voices[i] && !chosen; i++) {
-        const espeak_VOICE *v = voices[i];
-        if (o->voice ? (strcmp(v->name, o->voice) == 0 ||
-                        (v->identifier && strcmp(v->identifier, o->voice) == 0))
-                     : voice_matches_language(v, code))
-            chosen = v;
-    }
+    const espeak_VOICE *chosen = o->voice ? find_voice(voices, o->voice) : NULL;
+    for (size_t i = 0; !o->voice && voices && voices[i] && !chosen; i++)
+        if (voice_matches_language(voices[i], code))
+            chosen = voices[i];
     if (!chosen) {
         ttsm__sb near = {0};
         close_matches(voices, o->voice ? o->voice : code, !o->voice, &near);

@@ -10,5 +10,7 @@ ttsm_status ttsm__espeak_factory(const ttsm_load_config *cfg, const ttsm_factory
 ttsm_status ttsm__espeak_synthesize(ttsm_model *model, const char *text,
                                     const ttsm_synth_options *options, ttsm_audio *out,
                                     ttsm_error *err);
+/* {"engine", "voices": [{"name", "id", "languages", "gender"}]} (ttsm_model_voices). */
+ttsm_status ttsm__espeak_voices(ttsm_model *model, char **out, ttsm_error *err);
 
 #endif

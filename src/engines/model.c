@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/json.h"
+#include "base/path.h"
 #include "formats/table.h"
 #include "formats/pool.h"
 #include "engines/model.h"
@@ -85,30 +87,31 @@ ttsm_status ttsm_model_add_checkpoint(ttsm_model *m, const char *component, cons
 static ttsm_status check_file(const char *path, ttsm_file_kind kind, ttsm_error *err)
 {
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return ttsm__err(err, errno == ENOENT ? TTSM_ERR_NOT_FOUND : TTSM_ERR_IO, path,
-                         "cannot open", "%s", strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return ttsm__err(err, TTSM_ERR_IO, path, "cannot open", "not a regular file");
+    int fd = -1;
+    /* A FIFO or a device is refused without waiting on it. */
+    ttsm_status st = ttsm__open_regular(path, "cannot open", NULL, &fd, &sb, err);
+    if (st != TTSM_OK)
+        return st;
     if (kind == TTSM_FILE_BLOB) {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-            return ttsm__err(err, TTSM_ERR_IO, path, "cannot open", "%s", strerror(errno));
-        fclose(f);
+        close(fd);
         return TTSM_OK;
     }
-    if ((uint64_t)sb.st_size > MAX_JSON_BYTES)
+    if ((uint64_t)sb.st_size > MAX_JSON_BYTES) {
+        close(fd);
         return ttsm__err(err, TTSM_ERR_FORMAT, path, "JSON too large",
                          "%lld bytes, the limit is %llu", (long long)sb.st_size,
                          (unsigned long long)MAX_JSON_BYTES);
+    }
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
+    json_t *j = json_loadfd(fd, 0, &je);
+    close(fd);
     if (!j && ttsm__json_oom(&je))
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, path, "out of memory", "parsing JSON");
-    if (!j)
-        return ttsm__err(err, TTSM_ERR_FORMAT, path, "invalid JSON",
-                         "%s at line %d, column %d (byte %d)", je.text, je.line, je.column,
-                         je.position);
+    if (!j) {
+        char why[160];
+        return ttsm__err(err, TTSM_ERR_FORMAT, path, "invalid JSON", "%s",
+                         ttsm__json_error_text(&je, why, sizeof why));
+    }
     json_decref(j);
     return TTSM_OK;
 }
@@ -153,6 +156,21 @@ void *ttsm_factory_ctx_user(const ttsm_factory_ctx *ctx)
 int ttsm_factory_ctx_recovering(const ttsm_factory_ctx *ctx)
 {
     return ctx ? ctx->recovering : 0;
+}
+ttsm_status ttsm_factory_ctx_charge(const ttsm_factory_ctx *ctx, uint64_t bytes, ttsm_error *err)
+{
+    if (!ctx || !ctx->in_build)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_factory_ctx_charge",
+                         "invalid argument", "only a build hook can charge bytes");
+    ttsm_factory_ctx *c = (ttsm_factory_ctx *)ctx;
+    if (__builtin_add_overflow(c->charged, bytes, &c->charged))
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, ctx->model->engine, "invalid argument",
+                         "charged bytes overflow 64 bits");
+    return TTSM_OK;
+}
+uint64_t ttsm_factory_ctx_estimate(const ttsm_factory_ctx *ctx)
+{
+    return ctx ? ctx->estimate : 0;
 }
 
 void ttsm__model_free_parts(ttsm_model *m)
@@ -201,6 +219,10 @@ uint64_t ttsm_model_bytes(const ttsm_model *m)
 void *ttsm_model_engine_data(const ttsm_model *m)
 {
     return m ? m->engine_data : NULL;
+}
+ttsm_dtype ttsm_model_dtype(const ttsm_model *m)
+{
+    return m ? m->convert : TTSM_DTYPE_INVALID;
 }
 size_t ttsm_model_component_count(const ttsm_model *m)
 {

@@ -23,6 +23,8 @@ typedef struct ttsm__component {
     ttsm_model_tensor *tensors; /* one per checkpoint tensor, same order, once materialised */
     void *block;                /* device allocation (non-host-visible devices) */
     uint64_t block_bytes;
+    void **converted;           /* host-visible devices: one owned buffer per storage
+                                   converted to the model's dtype (else NULL) */
 } ttsm__component;
 
 struct ttsm_model {
@@ -40,8 +42,13 @@ struct ttsm_model {
     void *engine_data;
     void (*engine_destroy)(void *);
     ttsm_synthesize_fn synthesize; /* from the engine's caps */
+    /* The voices the engine offers as JSON (ttsm_model_voices); NULL: none. */
+    ttsm_status (*voices)(ttsm_model *model, char **json, ttsm_error *err);
     /* Set by the manager once the model is admitted. */
     uint64_t bytes;
+    /* Floating-point tensors become this dtype at materialisation
+     * (TTSM_DTYPE_INVALID: as stored); set by the manager before the factory. */
+    ttsm_dtype convert;
     /* The cache's background pass over the bytes (cache/prefetch.c); NULL
      * until one is started. */
     _Atomic(struct ttsm__prefetch *) prefetch;
@@ -52,10 +59,14 @@ struct ttsm_factory_ctx {
     ttsm_model *model;                     /* ttsm_model_create hands this out */
     const struct ttsm__manifest *manifest; /* the engine's; NULL for code engines */
     const char *models_dirs, *hf_cache;    /* where the manager looks for files */
+    const char *comfyui_dirs;              /* ComfyUI installations (store/roots.h) */
     const char *device;
     void *user;
     int recovering;
     int created;
+    int in_build;      /* 1 while the engine's build hook runs: it may charge */
+    uint64_t estimate; /* bytes admitted for the build beyond the weights */
+    uint64_t charged;  /* what the build reported (ttsm_factory_ctx_charge) */
 };
 
 /* Releases the components' checkpoints and files, destroys the engine data

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/path.h"
 #include "engines/espeak.h"
 #include "engines/factory_manifest.h"
 #include "engines/registry.h"
@@ -74,10 +76,18 @@ static int cmp_str(const void *a, const void *b)
 
 static ttsm_status read_file(const char *path, char **out, size_t *len, ttsm_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ttsm__err(err, errno == ENOENT ? TTSM_ERR_NOT_FOUND : TTSM_ERR_IO, path,
-                         "cannot read manifest", "%s", strerror(errno));
+    /* A FIFO named *.json would block the registry's start: refused, not
+     * opened. */
+    int fd;
+    ttsm_status st = ttsm__open_regular(path, "cannot read manifest", NULL, &fd, NULL, err);
+    if (st != TTSM_OK)
+        return st;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return ttsm__err(err, TTSM_ERR_IO, path, "cannot read manifest", "%s", strerror(e));
+    }
     char *buf = ttsm__malloc(MAX_MANIFEST_BYTES + 1);
     if (!buf) {
         fclose(f);
@@ -96,9 +106,35 @@ static ttsm_status read_file(const char *path, char **out, size_t *len, ttsm_err
     return TTSM_OK;
 }
 
+/* System folders (system_dirs) are read as they are, outside every models
+ * root and the hub cache: only built-in manifests, and folders a program
+ * trusts (ttsm_engines_load_dir_trusted), may name them. A manifest from
+ * TTSM_ENGINES_PATH or another folder that could would make any absolute
+ * folder - /etc - a place models load from. */
+static ttsm_status check_system_dirs(const ttsm__manifest *m, ttsm_error *err)
+{
+    for (int shared = 0; shared < 2; shared++) {
+        const ttsm__model_spec *ms = shared ? m->shared : m->models;
+        size_t n = shared ? m->n_shared : m->n_models;
+        for (size_t i = 0; i < n; i++)
+            if (ms[i].n_system_dirs) {
+                ttsm_status st = ttsm__err(
+                    err, TTSM_ERR_FORMAT, m->source, "invalid manifest",
+                    "%s[%zu].system_dirs: \"%s\" is a system folder, which only built-in "
+                    "manifests may name; a manifest from a folder finds its files in the models "
+                    "roots and the hub cache",
+                    shared ? "shared" : "models", i, ms[i].system_dirs[0]);
+                ttsm__err_hint(err, "put the files under a models root, or load the folder "
+                                    "with ttsm_engines_load_dir_trusted() if you control it");
+                return st;
+            }
+    }
+    return TTSM_OK;
+}
+
 /* Parses every manifest of `dir` before registering any, so a bad file
  * leaves the registry as it was. */
-static ttsm_status load_dir(const char *dir, ttsm_error *err)
+static ttsm_status load_dir(const char *dir, int trusted, ttsm_error *err)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -149,6 +185,8 @@ static ttsm_status load_dir(const char *dir, ttsm_error *err)
             ttsm__free(text);
             if (st == TTSM_OK)
                 n_parsed++;
+            if (st == TTSM_OK && !trusted)
+                st = check_system_dirs(parsed[n_parsed - 1], err);
         }
         for (size_t j = 0; st == TTSM_OK && j + 1 < n_parsed; j++)
             if (strcmp(parsed[j]->name, parsed[n_parsed - 1]->name) == 0)
@@ -157,12 +195,16 @@ static ttsm_status load_dir(const char *dir, ttsm_error *err)
                                parsed[j]->source);
         ttsm__free(path);
     }
+    /* Each is kept before it is registered: once the table points at it, it
+     * must never be freed (a refused one stays kept, unused). */
     for (size_t i = 0; i < n_parsed && st == TTSM_OK; i++) {
-        st = register_manifest(parsed[i], err);
-        if (st == TTSM_OK && keep(parsed[i]) != 0)
+        if (keep(parsed[i]) != 0) {
             st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, dir, "out of memory", "registry");
-        if (st == TTSM_OK)
-            parsed[i] = NULL; /* registered: never freed */
+            break;
+        }
+        ttsm__manifest *m = parsed[i];
+        parsed[i] = NULL;
+        st = register_manifest(m, err);
     }
 out:
     for (size_t i = 0; parsed && i < n_parsed; i++)
@@ -186,9 +228,12 @@ static void init(void)
         /* Built-in manifests are validated by the tests; one that fails here
          * is a build defect, reported like a bad folder manifest. */
         ttsm_status st = ttsm__manifest_parse(b->text, b->len, source, &m, &err);
-        if (st == TTSM_OK && (st = register_manifest(m, &err)) == TTSM_OK &&
-            keep(m) != 0)
+        if (st == TTSM_OK && keep(m) != 0) {
+            ttsm__manifest_free(m);
             st = ttsm__err(&err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "registry");
+        } else if (st == TTSM_OK) {
+            st = register_manifest(m, &err); /* kept first: never freed once registered */
+        }
         if (st != TTSM_OK) {
             if (env_status == TTSM_OK) {
                 env_status = st;
@@ -209,7 +254,7 @@ static void init(void)
     char *save = NULL;
     for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
         ttsm_error err;
-        ttsm_status st = load_dir(dir, &err);
+        ttsm_status st = load_dir(dir, 0, &err);
         if (st != TTSM_OK && env_status == TTSM_OK) {
             env_status = st;
             env_error = err;
@@ -229,7 +274,43 @@ ttsm_status ttsm_engines_load_dir(const char *dir, ttsm_error *err)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "engines", "invalid argument",
                          "dir must be given");
     ttsm__registry_init();
-    return load_dir(dir, err);
+    return load_dir(dir, 0, err);
+}
+
+ttsm_status ttsm_engines_load_dir_trusted(const char *dir, ttsm_error *err)
+{
+    if (!dir || !*dir)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "engines", "invalid argument",
+                         "dir must be given");
+    ttsm__registry_init();
+    return load_dir(dir, 1, err);
+}
+
+ttsm_status ttsm_engines_add_manifest(const char *json, size_t len, const char *source,
+                                      ttsm_error *err)
+{
+    if (!json || !source || !*source)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "engines", "invalid argument",
+                         "the manifest text and a source name must be given");
+    if (len > MAX_MANIFEST_BYTES)
+        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest",
+                         "larger than %u bytes", MAX_MANIFEST_BYTES);
+    ttsm__registry_init();
+    ttsm__manifest *m;
+    ttsm_status st = ttsm__manifest_parse(json, len, source, &m, err);
+    if (st != TTSM_OK)
+        return st;
+    if ((st = check_system_dirs(m, err)) != TTSM_OK) { /* as a folder's manifest */
+        ttsm__manifest_free(m);
+        return st;
+    }
+    /* Kept before it is registered: once the table points at it, it must
+     * never be freed (a refused one stays kept, unused). */
+    if (keep(m) != 0) {
+        ttsm__manifest_free(m);
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "registry");
+    }
+    return register_manifest(m, err);
 }
 
 ttsm_status ttsm_engines_status(ttsm_error *err)
@@ -280,6 +361,24 @@ const ttsm_engine_info *ttsm_engine_find(const char *name)
         return NULL;
     ttsm__registry_init();
     return ttsm__table_handle(name);
+}
+
+ttsm_status ttsm__engine_not_found(const char *name, ttsm_error *err)
+{
+    ttsm__registry_init();
+    char names[256];
+    ttsm__table_list(names, sizeof names);
+    if (env_status == TTSM_OK)
+        return ttsm__err(err, TTSM_ERR_NOT_FOUND, name, "engine not found",
+                         "no engine of this name is registered (engines: %s)", names);
+    ttsm_status st = ttsm__err(err, TTSM_ERR_NOT_FOUND, name, "engine not found",
+                               "not registered, and a manifest of TTSM_ENGINES_PATH failed to "
+                               "load: %s",
+                               env_error.message);
+    ttsm__err_hint(err, "fix or remove that manifest: no manifest of its folder is read while one "
+                        "fails (registered engines: %s)",
+                   names);
+    return st;
 }
 
 const ttsm__manifest *ttsm__registry_manifest(const char *name)

@@ -35,5 +35,10 @@ const ttsm__manifest *ttsm__registry_manifest(const char *name);
 int ttsm__engine_lookup(const char *name, ttsm__engine *out);
 /* "file, chatterbox, ..." for messages. */
 void ttsm__engine_list(char *buf, size_t size);
+/* Fills `err` with the not-found error for engine `name`: the engines
+ * there are, and - when a manifest of TTSM_ENGINES_PATH failed to load -
+ * which one and why, since the engine asked for may be the one it
+ * defines. @return TTSM_ERR_NOT_FOUND. */
+ttsm_status ttsm__engine_not_found(const char *name, ttsm_error *err);
 
 #endif

@@ -41,17 +41,52 @@ static void builtin_file(ttsm__engine *e)
     e->caps = ttsm_engine_caps_default();
 }
 
+/* Code for a manifest engine: its files stay the manifest's, the hooks are
+ * the caller's. Under `lock`. */
+static ttsm_status attach_locked(const char *name, const ttsm_engine_caps *caps, ttsm_error *err)
+{
+    ttsm__engine *e = NULL;
+    for (size_t i = 0; i < n_engines && !e; i++)
+        if (strcmp(engines[i].name, name) == 0)
+            e = &engines[i];
+    if (!e || !e->manifest)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, name, "invalid argument",
+                         "no engine from a manifest has this name: code without a factory "
+                         "can only be attached to one");
+    if (e->attached)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, name, "invalid argument",
+                         "code is attached to this engine already");
+    e->caps.build = caps->build;
+    e->caps.recover = caps->recover;
+    e->caps.user = caps->user;
+    e->caps.extra_bytes = caps->extra_bytes;
+    e->caps.extra_ratio = caps->extra_ratio;
+    e->attached = 1;
+    return TTSM_OK;
+}
+
 ttsm_status ttsm__table_add_code(const char *name, ttsm_factory_fn factory,
                                  const ttsm_engine_caps *caps, ttsm_error *err)
 {
-    if (!name || !*name || strlen(name) >= TTSM_CONFIG_NAME_MAX || !factory)
+    if (!name || !*name || strlen(name) >= TTSM_CONFIG_NAME_MAX || (!factory && !caps))
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "engine", "invalid argument",
-                         "an engine needs a name below %d bytes and a factory",
+                         "an engine needs a name below %d bytes and a factory (or caps to "
+                         "attach to a manifest engine)",
                          TTSM_CONFIG_NAME_MAX);
     if (caps && caps->struct_size != sizeof *caps)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, name, "invalid argument",
                          "caps.struct_size is %zu, expected %zu: use ttsm_engine_caps_default()",
                          caps->struct_size, sizeof *caps);
+    if (caps && (caps->extra_ratio < 0 || caps->extra_ratio > 1e6 ||
+                 caps->extra_ratio != caps->extra_ratio))
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, name, "invalid argument",
+                         "caps.extra_ratio must be between 0 and 1e6");
+    if (!factory) {
+        pthread_mutex_lock(&lock);
+        ttsm_status st = attach_locked(name, caps, err);
+        pthread_mutex_unlock(&lock);
+        return st;
+    }
     if (caps && caps->devices && strlen(caps->devices) >= sizeof engines[0].devices)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, name, "invalid argument",
                          "device list longer than %zu bytes", sizeof engines[0].devices - 1);

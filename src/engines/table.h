@@ -15,10 +15,13 @@ typedef struct ttsm_engine_info {
     ttsm_engine_caps caps;
     char devices[128];
     const struct ttsm__manifest *manifest; /* NULL for engines registered in code */
+    int attached; /* a manifest engine with code attached (ttsm_register_engine, NULL factory) */
 } ttsm__engine;
 
-/* Adds an engine registered in code. @return TTSM_OK or
- * TTSM_ERR_INVALID_ARGUMENT (bad arguments, name taken, table full). */
+/* Adds an engine registered in code; with `factory` NULL, attaches caps'
+ * hooks (build, recover, user, extra_*) to the manifest engine `name`.
+ * @return TTSM_OK or TTSM_ERR_INVALID_ARGUMENT (bad arguments, name taken,
+ * table full, no such manifest engine, code attached already). */
 ttsm_status ttsm__table_add_code(const char *name, ttsm_factory_fn factory,
                                  const ttsm_engine_caps *caps, ttsm_error *err);
 /* Adds the engine of a manifest, or swaps the manifest of the engine of that

@@ -137,7 +137,14 @@ ttsm_status ttsm_checkpoint_open(const char *path, const ttsm_checkpoint_options
     if (!path || !*path || !out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, NULL, "ttsm_checkpoint_open",
                          "path and out must be given");
-    return open_source(path, 0, NULL, 0, options, out, err);
+    ttsm_status st = open_source(path, 0, NULL, 0, options, out, err);
+    /* A file that breaks a rule is damaged (a cut download, a disk error)
+     * or not what its name says: say how to check it and what to do. */
+    if (st == TTSM_ERR_FORMAT && err && !err->hint[0])
+        ttsm__err_hint(err, "the file is damaged or not a checkpoint: `ttsm verify %s` checks "
+                            "every byte; if it was downloaded, download it again",
+                       path);
+    return st;
 }
 
 ttsm_status ttsm__checkpoint_open_memory(const void *data, size_t size, const char *name,

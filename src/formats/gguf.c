@@ -48,6 +48,7 @@
 #define GGUF_MAX_DEPTH 8u            /* nested arrays */
 #define GGUF_WINDOW (64u << 10)      /* bytes read from the file at a time */
 #define GGUF_TYPE_STR_MAX 128        /* "array[" x depth + scalar name + "]" x depth */
+#define GGUF_TAKE_JSON (64u << 10)   /* values at least this long are handed over, not copied */
 
 /* GGUF key/value types, as numbered in the file. */
 enum {
@@ -654,8 +655,21 @@ static int read_kv(rd *r, uint64_t index, uint32_t *alignment)
              "type or value", r->key, ull(r->kv_off));
         return -1;
     }
-    if ((r->st = ttsm__ckpt_add_meta(r->ck, r->key, type, r->json, r->err)) != TTSM_OK)
+    if (r->json_len >= GGUF_TAKE_JSON) {
+        /* A long value (a vocabulary, a big array) is handed over, trimmed
+         * to its length, not copied: it is held once, and the next value
+         * starts a small buffer again. */
+        char *j = ttsm__realloc(r->json, r->json_len);
+        if (j)
+            r->json = j;
+        j = r->json;
+        r->json = NULL;
+        r->json_len = r->json_cap = 0;
+        if ((r->st = ttsm__ckpt_add_meta_take(r->ck, r->key, type, j, r->err)) != TTSM_OK)
+            return -1;
+    } else if ((r->st = ttsm__ckpt_add_meta(r->ck, r->key, type, r->json, r->err)) != TTSM_OK) {
         return -1;
+    }
     r->keyset[slot] = (uint32_t)(r->ck->n_meta - 1);
     return 0;
 }

@@ -15,8 +15,14 @@
 #include <xxhash.h>
 
 #include "base/alloc.h"
+#include "base/path.h"
 
-#define DEFAULT_MAX_INFLATE (64ull << 30)
+/* The default cap on inflating (max_inflate_bytes 0): proportionate to the
+ * file, so a 1 MB archive cannot make a reader hold 1 GiB. Real archives
+ * are stored, not deflated (torch.save never compresses); re-zipped ones
+ * of weights shrink by far less than 16:1. */
+#define INFLATE_RATIO 16u
+#define INFLATE_FLOOR (64ull << 20)
 
 const char *ttsm_format_name(ttsm_format format)
 {
@@ -36,7 +42,7 @@ ttsm_checkpoint_options ttsm_checkpoint_options_default(void)
     memset(&o, 0, sizeof o);
     o.struct_size = sizeof o;
     o.io_mode = TTSM_IO_MMAP;
-    o.max_inflate_bytes = DEFAULT_MAX_INFLATE;
+    o.max_inflate_bytes = 0; /* proportionate: ttsm__ckpt_inflate_cap() */
     return o;
 }
 
@@ -86,8 +92,6 @@ ttsm_status ttsm__ckpt_new(const char *path, const ttsm_checkpoint_options *opts
         if (o.io_mode != TTSM_IO_MMAP && o.io_mode != TTSM_IO_READ)
             return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, path, "invalid options",
                              "io_mode %d is neither TTSM_IO_MMAP nor TTSM_IO_READ", (int)o.io_mode);
-        if (o.max_inflate_bytes == 0)
-            o.max_inflate_bytes = DEFAULT_MAX_INFLATE;
     }
     ttsm_checkpoint *ck = ttsm__calloc(1, sizeof *ck);
     if (!ck)
@@ -132,6 +136,9 @@ void ttsm_checkpoint_close(ttsm_checkpoint *ck)
         ttsm__free(c);
         c = n;
     }
+    for (size_t i = 0; i < ck->n_owned; i++)
+        ttsm__free(ck->owned[i]);
+    ttsm__free(ck->owned);
     ttsm__free(ck->files);
     ttsm__free(ck->storages);
     ttsm__free(ck->tensors);
@@ -171,21 +178,12 @@ ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t 
     ttsm_status st = push_file(ck, path, &f, index, err);
     if (st != TTSM_OK)
         return st;
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) {
-        int e = errno;
-        return ttsm__err(err, e == ENOENT || e == ENOTDIR ? TTSM_ERR_NOT_FOUND : TTSM_ERR_IO,
-                         path, e == ENOENT || e == ENOTDIR ? "file not found" : "cannot open",
-                         "%s", strerror(e));
-    }
+    /* A FIFO, device or socket is refused without waiting on it. */
     struct stat sb;
-    if (fstat(f->fd, &sb) != 0)
-        return ttsm__err(err, TTSM_ERR_IO, path, "cannot stat", "%s", strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        return ttsm__err(err, TTSM_ERR_IO, path, "cannot open",
-                         "is a directory; name a checkpoint file inside it");
-    if (!S_ISREG(sb.st_mode))
-        return ttsm__err(err, TTSM_ERR_IO, path, "cannot open", "not a regular file");
+    st = ttsm__open_regular(path, "cannot open", "name a checkpoint file inside it", &f->fd, &sb,
+                            err);
+    if (st != TTSM_OK)
+        return st;
     f->size = (uint64_t)sb.st_size;
     if (ck->io_mode == TTSM_IO_MMAP && f->size > 0) {
         if (f->size > SIZE_MAX)
@@ -288,8 +286,29 @@ ttsm_status ttsm__ckpt_add_storage(ttsm_checkpoint *ck, uint32_t file_index, uin
     s->nbytes = nbytes;
     s->mem = mem;
     s->mem_is_cache = 0;
+    s->lazy = NULL;
     *index = (uint32_t)ck->n_storages++;
     return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_add_lazy_storage(ttsm_checkpoint *ck, uint64_t nbytes,
+                                        const ttsm__lazy *lazy, uint32_t *index,
+                                        ttsm_error *err)
+{
+    ttsm_status st = ttsm__ckpt_add_storage(ck, UINT32_MAX, 0, nbytes, NULL, index, err);
+    if (st == TTSM_OK)
+        ck->storages[*index].lazy = lazy;
+    return st;
+}
+
+uint64_t ttsm__ckpt_inflate_cap(const ttsm_checkpoint *ck, uint64_t file_size)
+{
+    if (ck->max_inflate_bytes)
+        return ck->max_inflate_bytes;
+    uint64_t cap;
+    if (__builtin_mul_overflow(file_size, (uint64_t)INFLATE_RATIO, &cap))
+        cap = UINT64_MAX;
+    return cap < INFLATE_FLOOR ? INFLATE_FLOOR : cap;
 }
 
 static uint64_t name_hash(const char *s, size_t n)
@@ -604,6 +623,7 @@ ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, t
     s->nbytes = d->nbytes;
     s->mem = NULL;
     s->mem_is_cache = 0;
+    s->lazy = NULL;
     /* Dense row-major strides, as ttsm__ckpt_add_tensor computes them. A
      * vector's are always {1}: one shared copy, so a reader may leave out
      * the room for them (8 bytes a tensor: norms and biases are many). */
@@ -670,8 +690,8 @@ ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, size_t *
     return TTSM_OK;
 }
 
-ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
-                                const char *json, ttsm_error *err)
+static ttsm_status add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
+                            const char *json, char *take, ttsm_error *err)
 {
     if (ck->n_meta >= TTSM__MAX_METADATA)
         return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "too much metadata", "more than %u keys",
@@ -680,29 +700,50 @@ ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char
      * keeps the structure simple. Files with many keys hit the cap above. */
     if (ck->n_meta < 4096) {
         for (size_t i = 0; i < ck->n_meta; i++)
-            if (strcmp(ck->meta[i].pub.key, key) == 0)
+            if (strcmp(ck->meta[i].pub.key, key) == 0) {
+                ttsm__free(take);
                 return ttsm__err(err, TTSM_ERR_FORMAT, ck->path, "duplicate metadata key",
                                  "'%.200s' appears twice", key);
+            }
     }
     if (ttsm__grow((void **)&ck->meta, &ck->cap_meta, ck->n_meta + 1, sizeof *ck->meta,
                    TTSM__MAX_METADATA) != 0)
         goto oom;
-    size_t kl = strlen(key) + 1, tl = strlen(type) + 1, jl = strlen(json) + 1;
+    if (take && ttsm__grow((void **)&ck->owned, &ck->cap_owned, ck->n_owned + 1,
+                           sizeof *ck->owned, TTSM__MAX_METADATA) != 0)
+        goto oom;
+    size_t kl = strlen(key) + 1, tl = strlen(type) + 1, jl = take ? 0 : strlen(json) + 1;
     char *k = ttsm__ckpt_arena(ck, kl, 1), *t = ttsm__ckpt_arena(ck, tl, 1),
-         *j = ttsm__ckpt_arena(ck, jl, 1);
+         *j = take ? take : ttsm__ckpt_arena(ck, jl, 1);
     if (!k || !t || !j)
         goto oom;
     memcpy(k, key, kl);
     memcpy(t, type, tl);
-    memcpy(j, json, jl);
+    if (take)
+        ck->owned[ck->n_owned++] = take;
+    else
+        memcpy(j, json, jl);
     ck->meta[ck->n_meta].pub.key = k;
     ck->meta[ck->n_meta].pub.type = t;
     ck->meta[ck->n_meta].pub.json = j;
     ck->n_meta++;
     return TTSM_OK;
 oom:
+    ttsm__free(take);
     return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
                      "adding metadata '%.200s'", key);
+}
+
+ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
+                                const char *json, ttsm_error *err)
+{
+    return add_meta(ck, key, type, json, NULL, err);
+}
+
+ttsm_status ttsm__ckpt_add_meta_take(ttsm_checkpoint *ck, const char *key, const char *type,
+                                     char *json, ttsm_error *err)
+{
+    return add_meta(ck, key, type, json, json, err);
 }
 
 /* ---- accessors -------------------------------------------------------- */
@@ -773,6 +814,33 @@ const ttsm_metadata_entry *ttsm_checkpoint_metadata_find(const ttsm_checkpoint *
 
 /* ---- data ------------------------------------------------------------- */
 
+/* A storage made on first use (a deflated member): made once, under the
+ * checkpoint's lock, and kept until close. A failure (a corrupt stream, a
+ * CRC mismatch) is reported to each caller and leaves nothing behind. */
+static ttsm_status lazy_data(ttsm_checkpoint *ck, ttsm__storage *s, const ttsm_tensor_info *t,
+                             const void **data, ttsm_error *err)
+{
+    static const unsigned char empty[64];
+    ttsm_status st = TTSM_OK;
+    const ttsm__file *f = &ck->files[s->lazy->file_index];
+    pthread_mutex_lock(&ck->lock);
+    if (!s->mem && s->nbytes > 0) {
+        void *buf = s->nbytes > SIZE_MAX - 64 ? NULL : ttsm__aligned_alloc(64, (size_t)s->nbytes);
+        if (!buf)
+            st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->path, "out of memory",
+                           "inflating %llu bytes for tensor '%.200s'",
+                           (unsigned long long)s->nbytes, t->name);
+        else if ((st = s->lazy->fill(f, s->lazy, buf, err)) != TTSM_OK)
+            ttsm__free(buf);
+        else
+            s->mem = buf;
+    }
+    if (st == TTSM_OK)
+        *data = s->mem ? (const unsigned char *)s->mem + t->storage_offset : empty;
+    pthread_mutex_unlock(&ck->lock);
+    return st;
+}
+
 ttsm_status ttsm_checkpoint_tensor_data(ttsm_checkpoint *ck, const ttsm_tensor_info *t,
                                         const void **data, ttsm_error *err)
 {
@@ -781,6 +849,8 @@ ttsm_status ttsm_checkpoint_tensor_data(ttsm_checkpoint *ck, const ttsm_tensor_i
                          "ttsm_checkpoint_tensor_data", "tensor does not belong to checkpoint");
     ttsm__storage *s = &ck->storages[t->storage_index];
     static const unsigned char empty[64];
+    if (s->lazy)
+        return lazy_data(ck, s, t, data, err);
     if (s->file_index == UINT32_MAX) {
         *data = s->mem ? (const unsigned char *)s->mem + t->storage_offset : empty;
         return TTSM_OK;

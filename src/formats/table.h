@@ -30,13 +30,26 @@ typedef struct ttsm__file {
     size_t map_len;
 } ttsm__file;
 
-/* Where a storage's bytes are: a byte range of a file, or owned memory. */
-typedef struct ttsm__storage { /* 32 bytes: one per tensor in most files */
+/* Bytes a reader can produce only by work (a deflated zip member): made
+ * when a tensor's data is first asked for, never at open. The reader puts
+ * one in the checkpoint's arena with what `fill` needs after it. */
+typedef struct ttsm__lazy ttsm__lazy;
+struct ttsm__lazy {
+    uint32_t file_index; /* the file the bytes come from */
+    /* Writes the storage's nbytes into `out`; errors name the file. */
+    ttsm_status (*fill)(const ttsm__file *f, const ttsm__lazy *lz, void *out, ttsm_error *err);
+};
+
+/* Where a storage's bytes are: a byte range of a file, owned memory, or
+ * bytes made on first use. 40 bytes, no padding: one per tensor in most
+ * files. */
+typedef struct ttsm__storage {
     uint64_t file_offset;
     uint64_t nbytes;
-    void *mem;           /* owned bytes (deflated members), or read-mode cache */
-    uint32_t file_index; /* UINT32_MAX when in memory */
-    int mem_is_cache;    /* 1: mem is the read-mode copy of the file range */
+    void *mem;              /* owned bytes, the read-mode cache, or the made bytes */
+    const ttsm__lazy *lazy; /* non-NULL: mem is made by lazy->fill, under ck->lock */
+    uint32_t file_index;    /* UINT32_MAX when in memory (or made on first use) */
+    int mem_is_cache;       /* 1: mem is the read-mode copy of the file range */
 } ttsm__storage;
 
 typedef struct ttsm__meta {
@@ -68,6 +81,9 @@ struct ttsm_checkpoint {
 
     /* Bump arena for names, shapes and strides: one allocation per chunk. */
     struct ttsm__chunk *chunks;
+    /* Long metadata values handed over by readers (ttsm__ckpt_add_meta_take). */
+    char **owned;
+    size_t n_owned, cap_owned;
 
     pthread_mutex_t lock; /* read-mode data loads */
 
@@ -80,8 +96,10 @@ struct ttsm_checkpoint {
 ttsm_status ttsm__ckpt_new(const char *path, const ttsm_checkpoint_options *opts,
                            ttsm_checkpoint **out, ttsm_error *err);
 
-/* Opens `path` (O_RDONLY|O_CLOEXEC), records its size and, in mmap mode, maps
- * it privately. ENOENT is TTSM_ERR_NOT_FOUND, other failures TTSM_ERR_IO. */
+/* Opens `path` (O_RDONLY|O_CLOEXEC; ttsm__open_regular, so a FIFO or a
+ * device is refused without blocking), records its size and, in mmap mode,
+ * maps it privately. ENOENT is TTSM_ERR_NOT_FOUND, other failures
+ * (including "not a regular file: it is a FIFO") TTSM_ERR_IO. */
 ttsm_status ttsm__ckpt_add_file(ttsm_checkpoint *ck, const char *path, uint32_t *index,
                                 ttsm_error *err);
 /* Adds a memory-backed source; with `take` the checkpoint frees `mem`. */
@@ -98,6 +116,17 @@ ttsm_status ttsm__file_read(const ttsm__file *f, uint64_t off, void *buf, size_t
  * `mem` taken over by the checkpoint. */
 ttsm_status ttsm__ckpt_add_storage(ttsm_checkpoint *ck, uint32_t file_index, uint64_t file_offset,
                                    uint64_t nbytes, void *mem, uint32_t *index, ttsm_error *err);
+
+/* A storage of `nbytes` that `lazy` (in the arena, outliving the storage)
+ * makes on first access; reported as in memory (file_offset UINT64_MAX). */
+ttsm_status ttsm__ckpt_add_lazy_storage(ttsm_checkpoint *ck, uint64_t nbytes,
+                                        const ttsm__lazy *lazy, uint32_t *index,
+                                        ttsm_error *err);
+
+/* The cap on what the deflated members of this checkpoint may inflate to
+ * together: max_inflate_bytes, or when that is 0 (the default) 16 x the
+ * size of the file, at least 64 MiB. */
+uint64_t ttsm__ckpt_inflate_cap(const ttsm_checkpoint *ck, uint64_t file_size);
 
 /* A tensor. `strides` NULL means dense row-major. Computes n_elements and
  * nbytes with overflow checks (block types need the innermost dimension to be
@@ -163,6 +192,10 @@ void ttsm__ckpt_truncate(ttsm_checkpoint *ck, size_t n_tensors, size_t n_storage
 /* A metadata entry (all strings copied); a duplicate key is a format error. */
 ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,
                                 const char *json, ttsm_error *err);
+/* The same, taking `json` (ttsm__malloc'd, NUL-terminated, freed on close or
+ * on failure) instead of copying it: a long value is held once, not twice. */
+ttsm_status ttsm__ckpt_add_meta_take(ttsm_checkpoint *ck, const char *key, const char *type,
+                                     char *json, ttsm_error *err);
 
 /* Copies into the checkpoint's arena; NULL when out of memory. */
 void *ttsm__ckpt_arena(ttsm_checkpoint *ck, size_t size, size_t align);

@@ -288,11 +288,29 @@ static ttsm_status read_header_records(torch_ctx *c, ttsm_error *err)
     return TTSM_OK;
 }
 
+/* A deflated storage member, inflated when its bytes are first asked for
+ * (table.c); the entry and its name are copied into the arena. */
+typedef struct zip_lazy {
+    ttsm__lazy base;
+    ttsm__zip_entry e;
+} zip_lazy;
+
+static ttsm_status inflate_storage(const ttsm__file *f, const ttsm__lazy *lz, void *out,
+                                   ttsm_error *err)
+{
+    const zip_lazy *z = (const zip_lazy *)lz;
+    return ttsm__zip_read_into(f, &z->e, out, err);
+}
+
 /* Turns each slot into a checkpoint storage: stored members in place,
- * deflated ones inflated under the max_inflate_bytes cap. */
+ * deflated ones made on first access - opening and inspecting an archive
+ * never inflates a storage. What they may inflate to together is checked
+ * here against the cap (max_inflate_bytes, or proportionate to the file)
+ * from their declared sizes, before any byte is inflated. */
 static ttsm_status zip_storages(torch_ctx *c, uint32_t file_index, uint32_t *slot_storage,
                                 ttsm_error *err)
 {
+    uint64_t cap = ttsm__ckpt_inflate_cap(c->ck, c->f->size), total = 0;
     for (size_t i = 0; i < c->n_slots; i++) {
         const ttsm__zip_entry *e = c->slots[i].entry;
         ttsm_status st;
@@ -302,10 +320,34 @@ static ttsm_status zip_storages(torch_ctx *c, uint32_t file_index, uint32_t *slo
             st = ttsm__ckpt_add_storage(c->ck, file_index, e->data_offset, e->size, NULL,
                                         &slot_storage[i], err);
         } else {
-            void *mem;
-            if ((st = ttsm__zip_extract(c->f, e, c->ck->max_inflate_bytes, &mem, err)) != TTSM_OK)
+            st = ttsm__zip_check_size(c->f, e, cap, err);
+            if (st == TTSM_OK && (__builtin_add_overflow(total, e->size, &total) || total > cap))
+                st = ttsm__err(err, TTSM_ERR_FORMAT, c->f->path, "zip entry too large",
+                               "the deflated storages inflate to more than %llu bytes together "
+                               "(entry '%.200s' passes it), over the cap of %llu bytes "
+                               "(max_inflate_bytes)",
+                               (unsigned long long)cap, e->name, (unsigned long long)cap);
+            if (st != TTSM_OK) {
+                uint64_t most; /* the hint is for the cap, not for an impossible ratio */
+                int possible = !__builtin_mul_overflow(e->comp_size, (uint64_t)TTSM__ZIP_MAX_RATIO,
+                                                       &most) && e->size <= most + 1024;
+                if (st == TTSM_ERR_FORMAT && possible && !c->ck->max_inflate_bytes)
+                    ttsm__err_hint(err, "by default deflated storages may inflate to 16 x the "
+                                        "file's size (at least 64 MiB); set max_inflate_bytes "
+                                        "to read a file that expands more");
                 return st;
-            st = ttsm__ckpt_add_storage(c->ck, UINT32_MAX, 0, e->size, mem, &slot_storage[i], err);
+            }
+            zip_lazy *z = ttsm__ckpt_arena(c->ck, sizeof *z, _Alignof(zip_lazy));
+            char *name = ttsm__ckpt_arena(c->ck, (size_t)e->name_len + 1, 1);
+            if (!z || !name)
+                return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, c->f->path, "out of memory",
+                                 "recording storage %zu", i);
+            memcpy(name, e->name, (size_t)e->name_len + 1);
+            z->base.file_index = file_index;
+            z->base.fill = inflate_storage;
+            z->e = *e;
+            z->e.name = name;
+            st = ttsm__ckpt_add_lazy_storage(c->ck, e->size, &z->base, &slot_storage[i], err);
         }
         if (st != TTSM_OK)
             return st;
@@ -330,8 +372,9 @@ static ttsm_status read_zip(ttsm_checkpoint *ck, uint32_t file_index, ttsm_error
     const ttsm__zip_entry *pe;
     if ((st = find_root(&c, &pe, err)) != TTSM_OK || (st = read_header_records(&c, err)) != TTSM_OK)
         goto done;
-    uint64_t cap = ck->max_inflate_bytes < TTSM__PICKLE_MAX_BYTES ? ck->max_inflate_bytes
-                                                                  : TTSM__PICKLE_MAX_BYTES;
+    uint64_t cap = ttsm__ckpt_inflate_cap(ck, c.f->size);
+    if (cap > TTSM__PICKLE_MAX_BYTES)
+        cap = TTSM__PICKLE_MAX_BYTES;
     if ((st = ttsm__zip_extract(c.f, pe, cap, &pkl, err)) != TTSM_OK)
         goto done;
     if (!(arena = ttsm__pickle_arena_new())) {

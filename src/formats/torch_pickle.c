@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/text.h"
 
 /* ---- the allow-list ------------------------------------------------------- */
 
@@ -622,17 +623,10 @@ static ttsm_status read_line(up *u, const char **s, size_t *len)
     return TTSM_OK;
 }
 
-/* Names printed in messages: printable ASCII only, capped. */
+/* Names printed in messages, capped, through the one sanitiser. */
 static void printable(char *out, size_t cap, const char *s, size_t n)
 {
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 4 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[j++] = (char)(c >= 0x20 && c < 0x7f ? c : '?');
-    }
-    if (j + 4 >= cap && n > j)
-        memcpy(out + j, "...", 3), j += 3;
-    out[j] = '\0';
+    ttsm__printable(s, n, out, cap);
 }
 
 static ttsm_status push_global(up *u, const char *mod, size_t ml, const char *name, size_t nl)

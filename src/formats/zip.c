@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "base/alloc.h"
+#include "base/text.h"
 
 #define EOCD_SIZE 22u
 #define EOCD_MAX_COMMENT 65535u
@@ -38,20 +39,11 @@ static uint64_t rd64(const unsigned char *p)
     return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
 }
 
-/* A name printable in messages: at most 120 bytes, control bytes as '?'. */
+/* A name printable in messages: at most 120 bytes, through the one
+ * sanitiser (base/text.h). */
 static const char *shown(const char *name, size_t len, char buf[128])
 {
-    size_t n = len > 120 ? 120 : len;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)name[i];
-        buf[i] = (char)(c < 0x20 || c == 0x7f ? '?' : c);
-    }
-    if (len > n) {
-        memcpy(buf + n, "...", 4);
-    } else {
-        buf[n] = '\0';
-    }
-    return buf;
+    return ttsm__printable(name, len, buf, 124);
 }
 
 /* ---- end records -------------------------------------------------------- */
@@ -687,18 +679,13 @@ static ttsm_status inflate_member(const ttsm__file *f, const ttsm__zip_entry *e,
     return st;
 }
 
-ttsm_status ttsm__zip_extract(const ttsm__file *f, const ttsm__zip_entry *e, uint64_t cap,
-                              void **out, ttsm_error *err)
+ttsm_status ttsm__zip_check_size(const ttsm__file *f, const ttsm__zip_entry *e, uint64_t cap,
+                                 ttsm_error *err)
 {
     char sb[128];
     const char *path = f->path;
     const char *nm = shown(e->name, e->name_len, sb);
-    *out = NULL;
-    if (e->size > cap)
-        return ttsm__err(err, TTSM_ERR_FORMAT, path, "zip entry too large",
-                         "entry '%s' holds %llu bytes, over the cap of %llu bytes "
-                         "(max_inflate_bytes)",
-                         nm, (unsigned long long)e->size, (unsigned long long)cap);
+    /* An impossible ratio first: that is a lie, not just a big member. */
     if (e->method == TTSM__ZIP_DEFLATED) {
         uint64_t most;
         if (__builtin_mul_overflow(e->comp_size, (uint64_t)TTSM__ZIP_MAX_RATIO, &most) ||
@@ -711,15 +698,24 @@ ttsm_status ttsm__zip_extract(const ttsm__file *f, const ttsm__zip_entry *e, uin
                              nm, (unsigned long long)e->size, (unsigned long long)e->comp_size,
                              TTSM__ZIP_MAX_RATIO);
     }
-    if (e->size == 0 && e->method == TTSM__ZIP_STORED)
-        return TTSM_OK;
+    if (e->size > cap)
+        return ttsm__err(err, TTSM_ERR_FORMAT, path, "zip entry too large",
+                         "entry '%s' holds %llu bytes, over the cap of %llu bytes "
+                         "(max_inflate_bytes)",
+                         nm, (unsigned long long)e->size, (unsigned long long)cap);
     if (e->size > SIZE_MAX - 64)
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, path, "out of memory",
                          "entry '%s' of %llu bytes", nm, (unsigned long long)e->size);
-    unsigned char *buf = ttsm__aligned_alloc(64, (size_t)e->size);
-    if (!buf)
-        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, path, "out of memory",
-                         "%llu bytes for entry '%s'", (unsigned long long)e->size, nm);
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__zip_read_into(const ttsm__file *f, const ttsm__zip_entry *e, void *out,
+                                ttsm_error *err)
+{
+    char sb[128];
+    const char *path = f->path;
+    const char *nm = shown(e->name, e->name_len, sb);
+    unsigned char *buf = out;
     ttsm_status st;
     if (e->method == TTSM__ZIP_STORED)
         st = ttsm__file_read(f, e->data_offset, buf, (size_t)e->size, err);
@@ -734,6 +730,25 @@ ttsm_status ttsm__zip_extract(const ttsm__file *f, const ttsm__zip_entry *e, uin
                            "%08x",
                            nm, (unsigned long long)e->size, (unsigned long)crc, e->crc32);
     }
+    return st;
+}
+
+ttsm_status ttsm__zip_extract(const ttsm__file *f, const ttsm__zip_entry *e, uint64_t cap,
+                              void **out, ttsm_error *err)
+{
+    char sb[128];
+    *out = NULL;
+    ttsm_status st = ttsm__zip_check_size(f, e, cap, err);
+    if (st != TTSM_OK)
+        return st;
+    if (e->size == 0 && e->method == TTSM__ZIP_STORED)
+        return TTSM_OK;
+    unsigned char *buf = ttsm__aligned_alloc(64, (size_t)e->size);
+    if (!buf)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->path, "out of memory",
+                         "%llu bytes for entry '%s'", (unsigned long long)e->size,
+                         shown(e->name, e->name_len, sb));
+    st = ttsm__zip_read_into(f, e, buf, err);
     if (st != TTSM_OK) {
         ttsm__free(buf);
         return st;

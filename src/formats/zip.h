@@ -2,7 +2,8 @@
  * (torch.save >= 1.6 writes one). It reads the central directory, checks
  * every entry against its local header and hands out where each member's
  * bytes lie, so stored members can be used in place; deflated members are
- * inflated into owned buffers under a size cap.
+ * inflated into owned buffers under a size cap (storages lazily, when their
+ * bytes are first asked for: torch.c).
  *
  * On-disk layout (all integers little-endian; APPNOTE 6.3):
  *   [local header 30 B + name + extra][data][data descriptor?] ... per member
@@ -59,6 +60,17 @@ void ttsm__zip_close(ttsm__zip *z);
 
 /* O(log n) lookup by exact name. @return NULL when absent. */
 const ttsm__zip_entry *ttsm__zip_find(const ttsm__zip *z, const char *name, size_t len);
+
+/* The checks a member passes before any of it is read: its size is at most
+ * `cap`, its declared ratio possible for deflate, its size addressable. */
+ttsm_status ttsm__zip_check_size(const ttsm__file *f, const ttsm__zip_entry *e, uint64_t cap,
+                                 ttsm_error *err);
+
+/* Reads (stored) or inflates (deflated) a member that passed
+ * ttsm__zip_check_size into `out` (e->size bytes), refusing a stream that
+ * inflates to more or fewer bytes than declared, and checks the CRC-32. */
+ttsm_status ttsm__zip_read_into(const ttsm__file *f, const ttsm__zip_entry *e, void *out,
+                                ttsm_error *err);
 
 /* Reads a member into a new 64-byte-aligned buffer (free with ttsm__free):
  * stored members are copied, deflated ones inflated. Refuses a member whose

@@ -6,9 +6,11 @@
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 
 #include "base/alloc.h"
 #include "base/config.h"
+#include "base/convert.h"
 #include "base/error.h"
 #include "base/json.h"
 #include "manifest/manifest.h"
@@ -785,6 +787,8 @@ void ttsm__manifest_free(ttsm__manifest *m)
         ttsm__free(m->params[i].name);
         ttsm__free(m->params[i].def);
         free_strs(m->params[i].values, m->params[i].n_values);
+        free_strs(m->params[i].dtype_values, m->params[i].n_dtypes);
+        ttsm__free(m->params[i].dtypes);
     }
     ttsm__free(m->params);
     ttsm__free(m->folder);
@@ -794,10 +798,74 @@ void ttsm__manifest_free(ttsm__manifest *m)
     for (size_t i = 0; i < m->n_models; i++)
         free_model(&m->models[i]);
     ttsm__free(m->models);
+    ttsm__free(m->model_index);
     for (size_t i = 0; i < m->n_shared; i++)
         free_model(&m->shared[i]);
     ttsm__free(m->shared);
     ttsm__free(m);
+}
+
+/* A param's "dtype": {value: "float16" | "bfloat16" | "float32"}: the
+ * values of the param that load the weights in that dtype. */
+static int parse_param_dtype(parser *p, ttsm__param_spec *ps, json_t *v)
+{
+    size_t at = push(p, ".dtype");
+    int rc = -1;
+    if (!json_is_object(v) || json_object_size(v) == 0) {
+        fail(p, "must be an object {\"<param value>\": \"float16\" | \"bfloat16\" | "
+                "\"float32\"}");
+        goto out;
+    }
+    size_t n = json_object_size(v);
+    if (!(ps->dtype_values = ttsm__calloc(n + 1, sizeof *ps->dtype_values)) ||
+        !(ps->dtypes = ttsm__calloc(n, sizeof *ps->dtypes))) {
+        oom(p);
+        goto out;
+    }
+    const char *k;
+    json_t *d;
+    json_object_foreach(v, k, d) {
+        int ok = ps->n_values == 0;
+        for (size_t i = 0; i < ps->n_values && !ok; i++)
+            ok = strcmp(ps->values[i], k) == 0;
+        if (!ok) {
+            fail(p, "\"%s\" is not one of the param's values", k);
+            goto out;
+        }
+        ttsm_dtype dt = json_is_string(d) ? ttsm__load_dtype(json_string_value(d))
+                                          : TTSM_DTYPE_INVALID;
+        if (!dt) {
+            fail(p, "%s: must be \"float16\", \"bfloat16\" or \"float32\"", k);
+            goto out;
+        }
+        if (!(ps->dtype_values[ps->n_dtypes] = dup(p, k)))
+            goto out;
+        ps->dtypes[ps->n_dtypes++] = dt;
+    }
+    rc = 0;
+out:
+    pop(p, at);
+    return rc;
+}
+
+/* "engine_memory": {"extra_bytes": N, "ratio": R} (either may be left out). */
+static int parse_engine_memory(parser *p, ttsm__manifest *m, json_t *v)
+{
+    static const char *const keys[] = {"extra_bytes", "ratio", NULL};
+    strcpy(p->path, "engine_memory");
+    if (!json_is_object(v) || json_object_size(v) == 0)
+        return fail(p, "must be an object {\"extra_bytes\": bytes, \"ratio\": number}");
+    if (check_keys(p, v, keys) != 0)
+        return -1;
+    json_t *b = json_object_get(v, "extra_bytes"), *r = json_object_get(v, "ratio");
+    if (b && (!json_is_integer(b) || json_integer_value(b) < 0))
+        return fail(p, "extra_bytes must be an integer >= 0");
+    if (r && (!json_is_number(r) || json_number_value(r) < 0 || json_number_value(r) > 1e6))
+        return fail(p, "ratio must be a number from 0 to 1e6");
+    m->extra_bytes = b ? (uint64_t)json_integer_value(b) : 0;
+    m->extra_ratio = r ? json_number_value(r) : 0;
+    p->path[0] = '\0';
+    return 0;
 }
 
 static int parse_params(parser *p, ttsm__manifest *m, json_t *root)
@@ -821,11 +889,16 @@ static int parse_params(parser *p, ttsm__manifest *m, json_t *root)
         const char *k;
         json_t *v;
         json_object_foreach(params, k, v) {
-            static const char *const keys[] = {"default", "values", NULL};
+            static const char *const keys[] = {"default", "values", "dtype", NULL};
             ttsm__param_spec *ps = &m->params[m->n_params++];
             size_t at2 = push(p, ".%s", k);
             if (check_ident(p, k) != 0 || !(ps->name = dup(p, k)))
                 goto out;
+            if (strcmp(k, "dtype") == 0) {
+                fail(p, "\"dtype\" is every engine's load dtype param and cannot be declared "
+                        "(map a param onto it with \"dtype\": {value: dtype})");
+                goto out;
+            }
             if (!json_is_object(v)) {
                 fail(p, "must be an object");
                 goto out;
@@ -840,6 +913,9 @@ static int parse_params(parser *p, ttsm__manifest *m, json_t *root)
                 fail(p, "default \"%s\" is not one of its values", ps->def);
                 goto out;
             }
+            if (json_object_get(v, "dtype") &&
+                parse_param_dtype(p, ps, json_object_get(v, "dtype")) != 0)
+                goto out;
             pop(p, at2);
         }
     }
@@ -901,16 +977,48 @@ static int check_fallback_claim(parser *p, const ttsm__manifest *m)
     return 0;
 }
 
+/* The slot of `name` in the model index, or the empty slot it would take. */
+static size_t model_slot(const ttsm__manifest *m, const char *name)
+{
+    size_t mask = m->model_index_cap - 1, i = (size_t)XXH3_64bits(name, strlen(name)) & mask;
+    while (m->model_index[i] && strcmp(m->models[m->model_index[i] - 1].name, name) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Indexes the models by name, refusing a name that repeats. A manifest may
+ * hold tens of thousands of models (one per voice): comparing each with
+ * every other took seconds on every registry start. */
+static int index_models(parser *p, ttsm__manifest *m)
+{
+    size_t cap = 16;
+    while (cap < 2 * m->n_models)
+        cap *= 2;
+    if (!(m->model_index = ttsm__calloc(cap, sizeof *m->model_index)))
+        return oom(p);
+    m->model_index_cap = cap;
+    for (size_t i = 0; i < m->n_models; i++) {
+        size_t k = model_slot(m, m->models[i].name);
+        if (m->model_index[k]) {
+            size_t at = push(p, "models[%zu]", i);
+            (void)at;
+            return fail(p, "model name \"%s\" repeats models[%u]", m->models[i].name,
+                        m->model_index[k] - 1);
+        }
+        m->model_index[k] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
 /* Borrowed and shared components must name a component that exists where
  * they point, and borrowing does not chain. */
 static int check_references(parser *p, ttsm__manifest *m)
 {
+    if (index_models(p, m) != 0)
+        return -1;
     for (size_t i = 0; i < m->n_models; i++) {
         ttsm__model_spec *ms = &m->models[i];
         size_t at = push(p, "models[%zu]", i);
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(m->models[j].name, ms->name) == 0)
-                return fail(p, "model name \"%s\" repeats models[%zu]", ms->name, j);
         if (ms->variant_of && (!ttsm__manifest_model(m, ms->variant_of) ||
                                strcmp(ms->variant_of, ms->name) == 0))
             return fail(p, "variant_of \"%s\" is not another model of this engine",
@@ -964,9 +1072,13 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root && ttsm__json_oom(&je))
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, source, "out of memory", "parsing");
-    if (!root)
-        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest",
-                         "not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+    if (!root) {
+        /* a file that is no JSON at all (a passwd file) is quoted by a few
+         * sanitised bytes at most */
+        char why[200];
+        return ttsm__err(err, TTSM_ERR_FORMAT, source, "invalid manifest", "not valid JSON: %s",
+                         ttsm__json_error_text(&je, why, sizeof why));
+    }
     ttsm__manifest *m = ttsm__calloc(1, sizeof *m);
     if (!m) {
         json_decref(root);
@@ -978,7 +1090,7 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
         "default_device",  "languages",     "params",         "identity_params",
         "folder",          "legacy_folders", "default_model", "language_fallback",
         "component_sets",  "shared",        "models",         "sample_rate",
-        "factory",         NULL};
+        "factory",         "engine_memory", NULL};
     json_t *caps, *sets, *shared, *models, *schema;
     if (!json_is_object(root)) {
         fail(&p, "a manifest is a JSON object");
@@ -1047,6 +1159,9 @@ ttsm_status ttsm__manifest_parse(const char *text, size_t len, const char *sourc
         goto done;
     }
 
+    if (json_object_get(root, "engine_memory") &&
+        parse_engine_memory(&p, m, json_object_get(root, "engine_memory")) != 0)
+        goto done;
     caps = json_object_get(root, "capabilities");
     strcpy(p.path, "capabilities");
     if (!json_is_object(caps)) {
@@ -1139,6 +1254,10 @@ done:
 
 const ttsm__model_spec *ttsm__manifest_model(const ttsm__manifest *m, const char *name)
 {
+    if (name && m->model_index_cap) {
+        uint32_t k = m->model_index[model_slot(m, name)];
+        return k ? &m->models[k - 1] : NULL;
+    }
     for (size_t i = 0; name && i < m->n_models; i++)
         if (m->models[i].name && strcmp(m->models[i].name, name) == 0)
             return &m->models[i];

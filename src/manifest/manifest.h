@@ -4,6 +4,8 @@
 #ifndef TTSM_MANIFEST_INTERNAL_H
 #define TTSM_MANIFEST_INTERNAL_H
 
+#include <stdint.h>
+
 #include "ttsm.h"
 
 enum { TTSM__KIND_TENSORS = 1, TTSM__KIND_JSON, TTSM__KIND_BLOB };
@@ -71,6 +73,9 @@ typedef struct ttsm__param_spec {
     char **values; /* allowed values; none: any */
     size_t n_values;
     int identity;
+    char **dtype_values; /* "dtype": {value: load dtype}: values that select */
+    ttsm_dtype *dtypes;  /* ... these load dtypes (docs/engines.md) */
+    size_t n_dtypes;
 } ttsm__param_spec;
 
 typedef struct ttsm__manifest {
@@ -104,6 +109,14 @@ typedef struct ttsm__manifest {
     size_t n_models;
     ttsm__model_spec *shared; /* name = the shared model's key */
     size_t n_shared;
+    /* "engine_memory": what an engine object built from the weights holds
+     * beyond them, for admission before it is built (0, 0: nothing). */
+    uint64_t extra_bytes;
+    double extra_ratio;
+    /* Open addressing over models by name (index + 1; 0 empty), so lookups
+     * and the duplicate check stay linear in the number of models. */
+    uint32_t *model_index;
+    size_t model_index_cap; /* a power of two, or 0 before it is built */
 } ttsm__manifest;
 
 /* Parses and validates one manifest. `source` names it in messages.

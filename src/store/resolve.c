@@ -1,8 +1,9 @@
 /* resolve.c - finds the file of every component of a model: the explicit
  * model_path, each models root in the ComfyUI layout (<root>/TTS/<engine
- * folder>/<model folder>), the engine's legacy folders, then the HuggingFace
- * hub cache in its real layout (refs -> snapshots -> blobs). Every place
- * tried is recorded for the not-found message. */
+ * folder>/<model folder>; roots.c says which roots, in which order), the
+ * engine's legacy folders, then the HuggingFace hub cache in its real
+ * layout (refs -> snapshots -> blobs). Every place tried is recorded for
+ * the not-found message, with where each file goes in every root. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -16,17 +17,19 @@
 #include <jansson.h>
 
 #include "base/alloc.h"
+#include "base/error.h"
 #include "base/path.h"
 #include "base/strbuf.h"
 #include "formats/safetensors_index.h"
 #include "store/resolve.h"
 
-#define MAX_ROOTS 32
 
 int ttsm__hub_dir(const ttsm__roots *roots, char *out, size_t size)
 {
     const char *v;
     int n;
+    if (roots && roots->no_hub)
+        return -1;
     if (roots && roots->hf_cache && *roots->hf_cache)
         n = snprintf(out, size, "%s", roots->hf_cache);
     else if ((v = getenv("HF_HUB_CACHE")) && *v)
@@ -44,6 +47,15 @@ static int is_file(const char *p)
 {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* A model file is found when its name exists and is not a folder: a FIFO
+ * or a device in its place is found too, and refused by the opener, which
+ * says what it is, instead of being passed over as "not found". */
+static int is_entry(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode);
 }
 
 static int is_dir(const char *p)
@@ -78,7 +90,7 @@ static char *match_in(const char *dir, const char *pattern, const char *model, i
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", dir, pt);
         *oom |= full.failed;
-        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+        if (!full.failed && is_entry(full.p) && !(result = ttsm__sb_take(&full)))
             *oom = 1;
         ttsm__sb_free(&full);
         goto out;
@@ -118,7 +130,7 @@ static char *match_in(const char *dir, const char *pattern, const char *model, i
         ttsm__sb full = {0};
         ttsm__sb_addf(&full, "%s/%s", ttsm__sb_str(&sub), best);
         *oom |= full.failed;
-        if (!full.failed && is_file(full.p) && !(result = ttsm__sb_take(&full)))
+        if (!full.failed && is_entry(full.p) && !(result = ttsm__sb_take(&full)))
             *oom = 1;
         ttsm__sb_free(&full);
         ttsm__free(best);
@@ -131,9 +143,11 @@ out:
 
 /* The commit a revision names in a hub repo folder: refs/<rev> holds it,
  * or the revision is a commit itself. @return 0 found, 1 absent, -1 a
- * malformed ref (err set). */
-static int hub_commit(const char *repo_dir, const char *rev, char commit[41], ttsm_error *err)
+ * malformed ref or one that is not a file (err and *why set). */
+static int hub_commit(const char *repo_dir, const char *rev, char commit[41], ttsm_status *why,
+                      ttsm_error *err)
 {
+    *why = TTSM_ERR_FORMAT;
     size_t rl = strlen(rev);
     int hex = rl == 40;
     for (size_t i = 0; hex && i < 40; i++)
@@ -150,12 +164,24 @@ static int hub_commit(const char *repo_dir, const char *rev, char commit[41], tt
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/refs/%s", repo_dir, rev) >= (int)sizeof path)
         return 1;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* A ref that is a FIFO would block the resolution: refused, not read. */
+    struct stat sb;
+    if (stat(path, &sb) != 0)
         return 1;
+    int fd;
+    ttsm_status st = ttsm__open_regular(path, "cannot read ref", NULL, &fd, NULL, err);
+    if (st == TTSM_ERR_NOT_FOUND)
+        return 1;
+    if (st != TTSM_OK) {
+        *why = st;
+        return -1;
+    }
     char buf[64];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
+        ;
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
         n--;
     buf[n] = '\0';
@@ -172,17 +198,30 @@ static int hub_commit(const char *repo_dir, const char *rev, char commit[41], tt
 }
 
 /* A file found in a snapshot must resolve (through its blob symlink) to a
- * place inside the repo's own folder. @return 0 ok, -1 escape (err set). */
-static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
+ * place inside the repo's own folder, and that folder to a place inside the
+ * hub cache. @return 0 ok, -1 escape (err set). */
+static int check_inside(const char *hub, const char *repo_dir, const char *file, ttsm_error *err)
 {
-    char *real_repo = realpath(repo_dir, NULL), *real_file = realpath(file, NULL);
-    int ok = real_repo && real_file && strncmp(real_file, real_repo, strlen(real_repo)) == 0 &&
+    char *real_hub = realpath(hub, NULL), *real_repo = realpath(repo_dir, NULL),
+         *real_file = realpath(file, NULL);
+    /* The repo folder itself must be inside the hub: one that is a symlink
+     * to elsewhere would make everything below it "inside its repo". */
+    size_t hl = real_hub && strcmp(real_hub, "/") != 0 ? strlen(real_hub) : 0;
+    int repo_ok = real_hub && real_repo && strncmp(real_repo, real_hub, hl) == 0 &&
+                  real_repo[hl] == '/';
+    int ok = repo_ok && real_file && strncmp(real_file, real_repo, strlen(real_repo)) == 0 &&
              real_file[strlen(real_repo)] == '/';
-    if (!ok)
+    if (!repo_ok)
+        ttsm__err(err, TTSM_ERR_FORMAT, file, "unsafe hub cache entry",
+                  "its repo folder %s resolves to %s, outside the hub cache %s; the cache is "
+                  "damaged or tampered with",
+                  repo_dir, real_repo ? real_repo : "(nothing)", real_hub ? real_hub : hub);
+    else if (!ok)
         ttsm__err(err, TTSM_ERR_FORMAT, file, "unsafe hub cache entry",
                   "it resolves to %s, outside its repo folder %s; the cache is damaged or "
                   "tampered with",
                   real_file ? real_file : "(nothing)", real_repo ? real_repo : repo_dir);
+    free(real_hub);
     free(real_repo);
     free(real_file);
     return ok ? 0 : -1;
@@ -192,7 +231,8 @@ static int check_inside(const char *repo_dir, const char *file, ttsm_error *err)
  * blobs/ as well: each that exists must also resolve inside the repo
  * folder. An index that does not parse is left to its reader, which says
  * why at load. @return 0 ok, -1 escape (err set), -2 out of memory. */
-static int check_shards_inside(const char *repo_dir, const char *index, ttsm_error *err)
+static int check_shards_inside(const char *hub, const char *repo_dir, const char *index,
+                               ttsm_error *err)
 {
     static const char suffix[] = ".index.json";
     size_t n = strlen(index);
@@ -200,12 +240,16 @@ static int check_shards_inside(const char *repo_dir, const char *index, ttsm_err
     if (!slash || n < sizeof suffix - 1 || strcmp(index + n - (sizeof suffix - 1), suffix) != 0)
         return 0;
     struct stat sb;
-    FILE *fp = fopen(index, "rb");
-    if (!fp)
-        return 0;
-    if (fstat(fileno(fp), &sb) != 0 || sb.st_size <= 0 ||
+    int fd;
+    FILE *fp = NULL;
+    if (ttsm__open_regular(index, "cannot open", NULL, &fd, &sb, NULL) != TTSM_OK)
+        return 0; /* not a file: the opener says what it is */
+    if (!(fp = fdopen(fd, "rb")) || sb.st_size <= 0 ||
         (uint64_t)sb.st_size > TTSM__ST_MAX_INDEX) {
-        fclose(fp);
+        if (fp)
+            fclose(fp);
+        else
+            close(fd);
         return 0;
     }
     size_t len = (size_t)sb.st_size;
@@ -227,7 +271,7 @@ static int check_shards_inside(const char *repo_dir, const char *index, ttsm_err
         ttsm__sb_adds(&path, ix.shards[i]);
         if (path.failed)
             rc = -2;
-        else if (stat(path.p, &sb) == 0 && check_inside(repo_dir, path.p, err) != 0)
+        else if (stat(path.p, &sb) == 0 && check_inside(hub, repo_dir, path.p, err) != 0)
             rc = -1;
         ttsm__sb_free(&path);
     }
@@ -239,17 +283,46 @@ typedef struct finder {
     const ttsm__manifest *m;
     const ttsm_load_config *cfg;
     const ttsm__roots *roots;
-    char *roots_copy;
-    const char *root[MAX_ROOTS];
-    size_t n_roots;
+    const ttsm__rootset *rs;
     char hub[PATH_MAX];
     int have_hub;
     int oom; /* a path could not be built: out of memory, not "not found" */
 } finder;
 
-/* Tries every alternative in `files` in `dir`. */
+/* `pattern` with "{model}" replaced by `model`, appended to `b`. */
+static void add_subst(ttsm__sb *b, const char *pattern, const char *model)
+{
+    for (const char *p = pattern; *p;) {
+        if (strncmp(p, "{model}", 7) == 0) {
+            ttsm__sb_adds(b, model);
+            p += 7;
+        } else {
+            ttsm__sb_add(b, p++, 1);
+        }
+    }
+}
+
+/* A symlink at `path` whose target is gone: "<path> -> <target>", else NULL. */
+static char *dangling(const char *path, int *oom)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0 || !S_ISLNK(sb.st_mode) || stat(path, &sb) == 0)
+        return NULL;
+    char target[PATH_MAX];
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    target[n > 0 ? n : 0] = '\0';
+    ttsm__sb b = {0};
+    ttsm__sb_addf(&b, "%s -> %s", path, n > 0 ? target : "?");
+    *oom |= b.failed;
+    char *r = b.failed ? NULL : ttsm__sb_take(&b);
+    ttsm__sb_free(&b);
+    return r;
+}
+
+/* Tries every alternative in `files` in `dir`. When none is there, a link
+ * for one whose target is gone is kept in *broken (the first one). */
 static char *try_dir(const char *dir, char *const *files, size_t n_files, const char *model,
-                     ttsm__sb *tried, int *oom)
+                     ttsm__sb *tried, char **broken, int *oom)
 {
     ttsm__sb_addf(tried, "%s%s", tried->len ? "; " : "", dir);
     if (!is_dir(dir))
@@ -259,7 +332,81 @@ static char *try_dir(const char *dir, char *const *files, size_t n_files, const 
         if (p)
             return p;
     }
+    for (size_t i = 0; i < n_files && !*broken; i++) {
+        if (strchr(files[i], '*'))
+            continue;
+        ttsm__sb full = {0};
+        ttsm__sb_addf(&full, "%s/", dir);
+        add_subst(&full, files[i], model);
+        *oom |= full.failed;
+        if (!full.failed)
+            *broken = dangling(full.p, oom);
+        ttsm__sb_free(&full);
+    }
     return NULL;
+}
+
+/* The folder model `ms` keeps its files in under root `root`:
+ * <root>/TTS/<engine folder>/<model folder> or <root>/TTS/<dir>; a root
+ * that is a TTS folder itself has no "TTS/". */
+static void model_dir(const ttsm__manifest *m, const char *root, int kind,
+                      const ttsm__model_spec *ms, ttsm__sb *dir)
+{
+    const char *tts = kind == TTSM__ROOT_TTS ? "" : "/TTS";
+    if (ms->dir)
+        ttsm__sb_addf(dir, "%s%s/%s", root, tts, ms->dir);
+    else
+        ttsm__sb_addf(dir, "%s%s/%s/%s", root, tts, m->folder, ms->folder ? ms->folder : ms->name);
+}
+
+/* What `ttsm resolve --where` and the not-found hint say: the folder the
+ * files go in for every root, the local names looked for, and the repo path
+ * to download (the repo's own name for the file). The first call for a
+ * component wins: its own files come before a borrow's. @return 0, or -1
+ * when out of memory. */
+static int record_where(finder *f, const ttsm__model_spec *ms, const ttsm__comp_spec *cs,
+                        const ttsm__repo *repo, int own_repo, ttsm__resolved_comp *rc)
+{
+    if (rc->want)
+        return 0;
+    ttsm__sb want = {0};
+    for (size_t a = 0; a < cs->n_files; a++) {
+        if (a)
+            ttsm__sb_adds(&want, "|");
+        add_subst(&want, cs->files[a], ms->name);
+    }
+    if (want.failed || !(rc->want = ttsm__sb_take(&want))) {
+        ttsm__sb_free(&want);
+        return -1;
+    }
+    if (f->rs->n && !(rc->where = ttsm__calloc(f->rs->n, sizeof *rc->where)))
+        return -1;
+    for (size_t r = 0; r < f->rs->n; r++) {
+        ttsm__sb dir = {0};
+        model_dir(f->m, f->rs->roots[r].path, f->rs->roots[r].kind, ms, &dir);
+        if (cs->subfolder)
+            ttsm__sb_addf(&dir, "/%s", cs->subfolder);
+        if (dir.failed || !(rc->where[r] = ttsm__sb_take(&dir))) {
+            ttsm__sb_free(&dir);
+            return -1;
+        }
+    }
+    size_t n_files = 0;
+    char *const *files = repo ? ttsm__comp_repo_files(cs, repo->id, &n_files) : NULL;
+    if (!n_files)
+        return 0;
+    ttsm__sb path = {0};
+    if (repo->subfolder)
+        ttsm__sb_addf(&path, "%s/", repo->subfolder);
+    if (cs->subfolder && !own_repo)
+        ttsm__sb_addf(&path, "%s/", cs->subfolder);
+    add_subst(&path, files[0], ms->name);
+    rc->dl_repo = ttsm__strdup(repo->id);
+    rc->dl_revision = ttsm__strdup(repo->revision ? repo->revision : "main");
+    rc->dl_path = path.failed ? NULL : ttsm__sb_take(&path);
+    rc->dl_dataset = repo->dataset;
+    ttsm__sb_free(&path);
+    return rc->dl_repo && rc->dl_revision && rc->dl_path ? 0 : -1;
 }
 
 /* The hub repo folder of `repo`: <hub>/models--org--name (datasets--...). */
@@ -282,7 +429,8 @@ static void repo_folder(ttsm__sb *out, const char *hub, const ttsm__repo *repo)
  * error of an unsafe entry or a malformed ref. */
 static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const ttsm__comp_spec *cs,
                                 const ttsm__repo *repo, int own_repo, int pinned_by_manifest,
-                                char **found, ttsm__sb *tried, ttsm_error *err)
+                                char **found, ttsm__sb *tried, int *said_hub, char **broken,
+                                ttsm_error *err)
 {
     size_t n_files;
     char *const *files = ttsm__comp_repo_files(cs, repo->id, &n_files);
@@ -294,9 +442,10 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
     const char *rev = repo->revision ? repo->revision : "main";
     char commit[41];
     f->oom |= repo_dir.failed;
-    int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, err);
+    ttsm_status why;
+    int hc = repo_dir.failed ? 1 : hub_commit(repo_dir.p, rev, commit, &why, err);
     if (hc < 0) {
-        st = TTSM_ERR_FORMAT;
+        st = why;
         goto out;
     }
     if (hc == 0) {
@@ -309,15 +458,16 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
          * which is not used, is there. */
         char main_commit[41];
         int has_main = pinned_by_manifest && !repo_dir.failed &&
-                       hub_commit(repo_dir.p, "main", main_commit, NULL) == 0 &&
+                       hub_commit(repo_dir.p, "main", main_commit, &why, NULL) == 0 &&
                        strcmp(main_commit, commit) != 0;
         if (has_main)
             ttsm__sb_addf(tried, "%shub %s@%s (pinned revision not in cache: refs/main is %.12s, "
                                  "which is not used)",
                           tried->len ? "; " : "", repo->id, rev, main_commit);
-        else
-            ttsm__sb_addf(tried, "%shub %s@%s (not in cache)", tried->len ? "; " : "", repo->id,
-                          rev);
+        else /* which cache was searched, said once per component */
+            ttsm__sb_addf(tried, "%shub %s@%s (not in cache%s%s)", tried->len ? "; " : "",
+                          repo->id, rev, *said_hub ? "" : " ", *said_hub ? "" : f->hub);
+        *said_hub = 1;
         goto out;
     }
     /* Inside a snapshot: the repo subfolder, then (for the model's own
@@ -344,11 +494,11 @@ static ttsm_status find_in_repo(finder *f, const ttsm__model_spec *ms, const tts
     if (all_gone) {
         ttsm__sb_addf(tried, "%shub %s@%s (marked absent in .no_exist)", tried->len ? "; " : "",
                       repo->id, rev);
-    } else if ((*found = try_dir(ttsm__sb_str(&dir), files, n_files, ms->name, tried,
+    } else if ((*found = try_dir(ttsm__sb_str(&dir), files, n_files, ms->name, tried, broken,
                                  &f->oom))) {
-        int bad = check_inside(repo_dir.p, *found, err) != 0 ? -1 : 0;
+        int bad = check_inside(f->hub, repo_dir.p, *found, err) != 0 ? -1 : 0;
         if (!bad)
-            bad = check_shards_inside(repo_dir.p, *found, err);
+            bad = check_shards_inside(f->hub, repo_dir.p, *found, err);
         if (bad) {
             ttsm__free(*found);
             *found = NULL;
@@ -381,7 +531,8 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
         if (sub)                                                                                \
             ttsm__sb_addf(&dir, "/%s", sub);                                                    \
     } while (0)
-#define TRY_LOCAL() try_dir(ttsm__sb_str(&dir), cs->files, cs->n_files, ms->name, &tried, &f->oom)
+#define TRY_LOCAL()                                                                             \
+    try_dir(ttsm__sb_str(&dir), cs->files, cs->n_files, ms->name, &tried, &rc->broken, &f->oom)
 
     /* 1. The explicit path names the model's folder (not for shared models:
      * an explicit path is one model, its auxiliaries still come from roots). */
@@ -392,18 +543,18 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
             rc->origin = "explicit";
         DIR_RESET();
     }
-    /* 2. Models roots, ComfyUI layout; 3. legacy folders. */
-    for (size_t r = 0; !found && r < f->n_roots; r++) {
-        if (ms->dir)
-            ttsm__sb_addf(&dir, "%s/TTS/%s", f->root[r], ms->dir);
-        else
-            ttsm__sb_addf(&dir, "%s/TTS/%s/%s", f->root[r], f->m->folder, mfolder);
+    /* 2. Models roots, ComfyUI layout; 3. legacy folders (below a models
+     * root only: a TTS folder has no siblings of its own). */
+    for (size_t r = 0; !found && r < f->rs->n; r++) {
+        const ttsm__root *root = &f->rs->roots[r];
+        model_dir(f->m, root->path, root->kind, ms, &dir);
         DIR_SUB();
         if ((found = TRY_LOCAL()))
             rc->origin = "models root";
         DIR_RESET();
-        for (size_t l = 0; !found && l < f->m->n_legacy && !ms->dir; l++) {
-            ttsm__sb_addf(&dir, "%s/%s/%s", f->root[r], f->m->legacy[l], lfolder);
+        for (size_t l = 0; !found && l < f->m->n_legacy && !ms->dir &&
+                           root->kind == TTSM__ROOT_MODELS; l++) {
+            ttsm__sb_addf(&dir, "%s/%s/%s", root->path, f->m->legacy[l], lfolder);
             DIR_SUB();
             if ((found = TRY_LOCAL()))
                 rc->origin = "legacy folder";
@@ -426,23 +577,24 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
      * only the repo the config names. */
     ttsm__repo cfg_repo = {0};
     char cfg_id[TTSM_CONFIG_VALUE_MAX + 1];
-    if (f->cfg->repo_id && !cs->repo) {
-        snprintf(cfg_id, sizeof cfg_id, "%s", f->cfg->repo_id);
-        char *at = strchr(cfg_id, '@');
-        if (at) {
-            *at = '\0';
-            cfg_repo.revision = at + 1;
-        }
-        cfg_repo.id = cfg_id;
-    }
+    /* Only the requested model's own components: a shared or borrowed one
+     * lives in its own model's repos. */
+    if (!cs->repo && !is_shared)
+        ttsm__config_repo(f->cfg, ms, &cfg_repo, cfg_id, sizeof cfg_id);
     /* A repo the caller names is the only one searched: its revision is
      * part of the cache key, so falling back to another repo (or to main)
      * would load files the key does not describe. */
     size_t n_repos = cs->repo || cfg_repo.id ? 1 : ms->n_repos;
+    if (record_where(f, ms, cs,
+                     cs->repo ? cs->repo : cfg_repo.id ? &cfg_repo : ms->n_repos ? &ms->repos[0] : NULL,
+                     cs->repo != NULL, rc) != 0)
+        f->oom = 1;
+    int said_hub = 0;
     for (size_t i = 0; !found && f->have_hub && i < n_repos; i++) {
         const ttsm__repo *repo = cs->repo ? cs->repo : cfg_repo.id ? &cfg_repo : &ms->repos[i];
         ttsm_status st = find_in_repo(f, ms, cs, repo, cs->repo != NULL,
-                                      repo != &cfg_repo && repo->revision, &found, &tried, err);
+                                      repo != &cfg_repo && repo->revision, &found, &tried,
+                                      &said_hub, &rc->broken, err);
         if (st != TTSM_OK) {
             ttsm__sb_free(&tried);
             return st;
@@ -457,6 +609,8 @@ static ttsm_status find_comp(finder *f, const ttsm__model_spec *ms, int is_share
         return TTSM_ERR_OUT_OF_MEMORY;
     }
     if (found) {
+        ttsm__free(rc->broken); /* a dead link elsewhere does not matter now */
+        rc->broken = NULL;
         char loc[PATH_MAX];
         rc->path = ttsm__strdup(ttsm__path_location(found, loc, sizeof loc) == 0 ? loc : found);
         ttsm__free(found);
@@ -491,14 +645,36 @@ static int wanted(const ttsm__comp_spec *cs, const ttsm_load_config *cfg, const 
     return 1;
 }
 
-static const ttsm__comp_spec *comp_named(const ttsm__model_spec *ms, const char *name,
-                                         const ttsm_load_config *cfg, const ttsm__manifest *m)
+const ttsm__comp_spec *ttsm__comp_named(const ttsm__model_spec *ms, const char *name,
+                                        const ttsm_load_config *cfg, const ttsm__manifest *m)
 {
     for (size_t i = 0; i < ms->n_comps; i++)
         if (strcmp(ms->comps[i].name, name) == 0 && ms->comps[i].files &&
             (!ms->comps[i].when_key || wanted(&ms->comps[i], cfg, m)))
             return &ms->comps[i];
     return NULL;
+}
+
+int ttsm__config_repo(const ttsm_load_config *cfg, const ttsm__model_spec *ms, ttsm__repo *out,
+                      char *buf, size_t size)
+{
+    memset(out, 0, sizeof *out);
+    if (!cfg->repo_id || snprintf(buf, size, "%s", cfg->repo_id) >= (int)size)
+        return 0;
+    char *at = strchr(buf, '@');
+    if (at) {
+        *at = '\0';
+        out->revision = at + 1;
+    }
+    out->id = buf;
+    /* One of the model's own repos at another revision keeps its layout. */
+    for (size_t i = 0; ms && i < ms->n_repos; i++)
+        if (strcmp(ms->repos[i].id, buf) == 0) {
+            out->subfolder = ms->repos[i].subfolder;
+            out->dataset = ms->repos[i].dataset;
+            break;
+        }
+    return 1;
 }
 
 ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec *model,
@@ -508,23 +684,24 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
     memset(out, 0, sizeof *out);
     out->manifest = m;
     out->model = model;
+    out->model_type = cfg->model_type;
+    out->repo_id = cfg->repo_id;
     finder f;
     memset(&f, 0, sizeof f);
     f.m = m;
     f.cfg = cfg;
     f.roots = roots;
-    const char *dirs = roots && roots->models_dirs ? roots->models_dirs : getenv("TTSM_MODELS_PATH");
-    if (dirs && *dirs) {
-        if (!(f.roots_copy = ttsm__strdup(dirs)))
-            return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "roots");
-        char *save = NULL;
-        for (char *d = strtok_r(f.roots_copy, ":", &save); d && f.n_roots < MAX_ROOTS;
-             d = strtok_r(NULL, ":", &save))
-            f.root[f.n_roots++] = d;
+    f.rs = &out->roots;
+    ttsm_status st = ttsm__roots_collect(roots ? roots->models_dirs : NULL,
+                                         roots ? roots->comfyui_dirs : NULL, &out->roots, err);
+    if (st != TTSM_OK) {
+        ttsm__rootset_free(&out->roots);
+        return st;
     }
     f.have_hub = ttsm__hub_dir(roots, f.hub, sizeof f.hub) == 0;
+    if (f.have_hub)
+        memcpy(out->hub, f.hub, sizeof out->hub);
 
-    ttsm_status st = TTSM_OK;
     out->comps = ttsm__calloc(model->n_comps ? model->n_comps : 1, sizeof *out->comps);
     if (!out->comps) {
         st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "resolving");
@@ -536,6 +713,8 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             continue;
         ttsm__resolved_comp *rc = &out->comps[out->n_comps++];
         rc->name = cs->name;
+        rc->comp = cs;
+        rc->owner = model;
         const ttsm__model_spec *src = model;
         int is_shared = 0;
         if (cs->files) {
@@ -559,10 +738,12 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             rc->shared = is_shared = 1;
             rc->from_model = cs->shared;
         }
-        const ttsm__comp_spec *spec = comp_named(src, cs->name, cfg, m);
+        const ttsm__comp_spec *spec = ttsm__comp_named(src, cs->name, cfg, m);
         char *own_searched = rc->searched;
         rc->searched = NULL;
         rc->spec = spec;
+        if (src && !cs->files)
+            rc->owner = src;
         if (!spec) { /* the manifest validated this; only a `when` can hide it */
             rc->searched = own_searched ? own_searched
                                         : ttsm__strdup("(no variant of this component for "
@@ -590,7 +771,7 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             if (!rc->searched)
                 st = ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, m->name, "out of memory", "resolving");
             if (!rc->path)
-                rc->spec = cs, rc->borrowed = 0, rc->from_model = NULL;
+                rc->spec = cs, rc->borrowed = 0, rc->from_model = NULL, rc->owner = model;
         }
         ttsm__free(own_searched);
         if (st != TTSM_OK)
@@ -599,7 +780,6 @@ ttsm_status ttsm__resolve_model(const ttsm__manifest *m, const ttsm__model_spec 
             out->n_missing++;
     }
 done:
-    ttsm__free(f.roots_copy);
     if (st != TTSM_OK)
         ttsm__resolution_free(out);
     return st;
@@ -608,14 +788,91 @@ done:
 void ttsm__resolution_free(ttsm__resolution *r)
 {
     for (size_t i = 0; r && r->comps && i < r->n_comps; i++) {
-        ttsm__free(r->comps[i].path);
-        ttsm__free(r->comps[i].searched);
+        ttsm__resolved_comp *rc = &r->comps[i];
+        ttsm__free(rc->path);
+        ttsm__free(rc->searched);
+        ttsm__free(rc->want);
+        for (size_t k = 0; rc->where && k < r->roots.n; k++)
+            ttsm__free(rc->where[k]);
+        ttsm__free(rc->where);
+        ttsm__free(rc->broken);
+        ttsm__free(rc->dl_repo);
+        ttsm__free(rc->dl_revision);
+        ttsm__free(rc->dl_path);
     }
     if (r) {
         ttsm__free(r->comps);
         r->comps = NULL;
         r->n_comps = 0;
+        ttsm__rootset_free(&r->roots);
     }
+}
+
+/* Appends `v` to `b`, in single quotes unless it is plain. */
+static void add_word(ttsm__sb *b, const char *v)
+{
+    int plain = *v != '\0';
+    for (const char *c = v; *c && plain; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                strchr("-_.,:/@+=", *c) != NULL;
+    if (plain) {
+        ttsm__sb_adds(b, v);
+        return;
+    }
+    ttsm__sb_adds(b, "'");
+    for (const char *c = v; *c; c++) {
+        if (*c == '\'')
+            ttsm__sb_adds(b, "'\\''");
+        else
+            ttsm__sb_add(b, c, 1);
+    }
+    ttsm__sb_adds(b, "'");
+}
+
+void ttsm__pull_command(const ttsm__resolution *r, char *out, size_t size)
+{
+    ttsm__sb b = {0};
+    ttsm__sb_adds(&b, "ttsm pull ");
+    add_word(&b, r->manifest->name);
+    /* The default model needs no --model. */
+    if (!r->manifest->default_model || strcmp(r->manifest->default_model, r->model->name) != 0) {
+        ttsm__sb_adds(&b, " --model ");
+        add_word(&b, r->model->name);
+    }
+    if (r->model_type && r->manifest->n_model_types &&
+        strcmp(r->model_type, r->manifest->model_types[0]) != 0) {
+        ttsm__sb_adds(&b, " --type ");
+        add_word(&b, r->model_type);
+    }
+    const char *at = r->repo_id ? strchr(r->repo_id, '@') : NULL;
+    if (at && at[1]) {
+        ttsm__sb_adds(&b, " --revision ");
+        add_word(&b, at + 1);
+    }
+    ttsm__format_trunc(out, size, "%s", b.failed ? "ttsm pull" : ttsm__sb_str(&b));
+    ttsm__sb_free(&b);
+}
+
+/* How to fetch a missing file from the Hub, appended to `b`: the exact
+ * `ttsm pull` command (it fetches what the resolver would read, where it
+ * would read it). */
+static void download_hint(ttsm__sb *b, const ttsm__resolution *r, const ttsm__resolved_comp *rc)
+{
+    if (!rc->dl_repo)
+        return;
+    char cmd[160];
+    ttsm__pull_command(r, cmd, sizeof cmd);
+    ttsm__sb_addf(b, "; or run `%s` (or load with downloads on), which fetches %s from %s",
+                  cmd, rc->dl_path, rc->dl_repo);
+}
+
+/* The first root that exists (else the first one): where to put files. */
+static size_t best_root(const ttsm__resolution *r)
+{
+    for (size_t i = 0; i < r->roots.n; i++)
+        if (r->roots.roots[i].exists)
+            return i;
+    return 0;
 }
 
 ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subject,
@@ -625,33 +882,51 @@ ttsm_status ttsm__resolution_error(const ttsm__resolution *r, const char *subjec
         const ttsm__resolved_comp *rc = &r->comps[i];
         if (rc->path || (rc->spec && rc->spec->optional))
             continue;
-        /* The names looked for: "{model}" stands for the model whose files
-         * they are (RVC's Claire.pth), as match_in() substituted it. */
-        const char *owner = rc->from_model ? rc->from_model : r->model->name;
-        ttsm__sb files = {0};
-        for (size_t a = 0; rc->spec && a < rc->spec->n_files; a++) {
-            if (a)
-                ttsm__sb_adds(&files, "|");
-            for (const char *p = rc->spec->files[a]; *p;) {
-                if (strncmp(p, "{model}", 7) == 0) {
-                    ttsm__sb_adds(&files, owner);
-                    p += 7;
-                } else {
-                    ttsm__sb_add(&files, p++, 1);
-                }
+        const char *files = rc->want ? rc->want : "(no file for these params)";
+        const char *first = rc->spec && rc->spec->n_files ? rc->spec->files[0] : NULL;
+        ttsm_status st;
+        ttsm__sb hint = {0};
+        if (rc->broken) {
+            st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "broken hub cache link",
+                           "%s: %s, and its blob is gone", rc->name, rc->broken);
+            if (rc->dl_repo) {
+                char cmd[160];
+                ttsm__pull_command(r, cmd, sizeof cmd);
+                ttsm__sb_addf(&hint, "run `%s`: it fetches the blob of %s from %s again", cmd,
+                              rc->dl_path ? rc->dl_path : files, rc->dl_repo);
+            } else {
+                ttsm__sb_addf(&hint, "delete that link, then put %s back", files);
             }
+        } else {
+            st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "file not found",
+                           "%s%s%s%s (searched: %s)", files, rc->from_model ? " from " : "",
+                           rc->from_model ? rc->from_model : "",
+                           rc->borrowed ? " (borrowed)" : "",
+                           rc->searched && *rc->searched
+                               ? rc->searched
+                               : "nowhere: no models root or hub cache");
+            /* The exact place: the folder in the first models root (an
+             * existing one), then the repo and file to download. */
+            ttsm__sb name = {0};
+            if (first)
+                add_subst(&name, first, rc->owner ? rc->owner->name : r->model->name);
+            if (r->roots.n && rc->where)
+                ttsm__sb_addf(&hint, "put %s in %s/", ttsm__sb_str(&name),
+                              rc->where[best_root(r)]);
+            else if (rc->owner) {
+                ttsm__sb_addf(&hint, "no models root is set: pass --models-dir DIR (or "
+                                     "--comfyui) and put %s in ",
+                              ttsm__sb_str(&name));
+                model_dir(r->manifest, "DIR", TTSM__ROOT_MODELS, rc->owner, &hint);
+                if (rc->spec && rc->spec->subfolder)
+                    ttsm__sb_addf(&hint, "/%s", rc->spec->subfolder);
+                ttsm__sb_adds(&hint, "/");
+            }
+            download_hint(&hint, r, rc);
+            ttsm__sb_free(&name);
         }
-        ttsm_status st = ttsm__err(err, TTSM_ERR_NOT_FOUND, subject, "file not found",
-                                   "%s%s%s%s (searched: %s)", ttsm__sb_str(&files),
-                                   rc->from_model ? " from " : "",
-                                   rc->from_model ? rc->from_model : "",
-                                   rc->borrowed ? " (borrowed)" : "",
-                                   rc->searched ? rc->searched : "nowhere: no models root or hub cache");
-        ttsm__err_hint(err, "put the files under <models root>/TTS/%s%s (--models-dir or "
-                            "TTSM_MODELS_PATH), or download the repo into the HuggingFace cache",
-                       r->model->dir ? r->model->dir : r->manifest->folder,
-                       r->model->dir ? "" : "/<model>");
-        ttsm__sb_free(&files);
+        ttsm__err_hint(err, "%s", hint.failed ? "see ttsm resolve --where" : ttsm__sb_str(&hint));
+        ttsm__sb_free(&hint);
         return st;
     }
     return TTSM_OK;

@@ -41,7 +41,7 @@ PYEOF
 
 run "$TTSM" convert --help
 expect_rc 0
-expect_out "usage: ttsm convert IN OUT.safetensors [--force]"
+expect_out "usage: ttsm convert IN OUT.safetensors [options]"; expect_out "-f, --force"
 expect_out "examples:"
 run "$TTSM" help convert
 expect_rc 0
@@ -128,5 +128,39 @@ run "$TTSM" convert "$FIX/nested.pt" "$TMP/no/such/dir/o.safetensors"
 expect_rc 7
 expect_err "temporary file"
 [ ! -e "/tmp/ttsm-pwned-fixture-os_system" ] || fail "payload ran"
+
+# Output bounded by the input: a stride-0 view repeats a 1- to 4-byte
+# storage 2^34 or 2^62 times (a file of a few hundred bytes asked for 64 GiB
+# and more, or wrapped the size). Refused before anything is written.
+"$PY" - "$TMP" <<'PYEOF'
+import sys, torch
+d = sys.argv[1]
+torch.save({"w": torch.zeros(1).expand(2**34)}, d + "/s34.pt")
+torch.save({"w": torch.zeros(1, dtype=torch.uint8).expand(2**62)}, d + "/s62.pt")
+torch.save({"v": torch.zeros(1, dtype=torch.float16).expand(2**62),
+            "w": torch.zeros(1, dtype=torch.float16).expand(2**62)}, d + "/wrap.pt")
+torch.save({"ok\x1b[31m": torch.zeros(2, dtype=torch.complex128)}, d + "/esc.pt")
+PYEOF
+run "$TTSM" convert "$TMP/s34.pt" "$TMP/clean/o.safetensors"
+expect_rc 6
+expect_err "output too large: it would pass its limit of 67108928 bytes of tensor data at tensor 'w' (68719476736 bytes once contiguous), from 4 bytes"
+run "$TTSM" convert "$TMP/s62.pt" "$TMP/clean/o.safetensors"
+expect_rc 6; expect_err "(4611686018427387904 bytes once contiguous)"
+run "$TTSM" convert "$TMP/wrap.pt" "$TMP/clean/o.safetensors" --max-output 16000000T
+expect_rc 6; expect_err "it would need more than 2^64 bytes"
+expect_eq "$(ls -A "$TMP/clean")" "" "nothing written for a view that asks too much"
+# The limit is an option; a real conversion under it works.
+run "$TTSM" convert "$FIX/views.pt" "$TMP/clean/v.safetensors" --max-output 64
+expect_rc 6; expect_err "limit of 64 bytes"
+run "$TTSM" convert "$FIX/views.pt" "$TMP/clean/v.safetensors" --max-output 1K
+expect_rc 0
+rm -f "$TMP/clean/v.safetensors"
+run "$TTSM" convert "$FIX/views.pt" "$TMP/clean/v.safetensors" --max-output 1x
+expect_rc 2; expect_err "--max-output wants a size"
+# A refusal quoting a name from the file shows no raw escape.
+run "$TTSM" convert "$TMP/esc.pt" "$TMP/clean/o.safetensors"
+expect_rc 6; expect_err "tensor 'ok?[31m' has element type C128"
+if grep -q $'\033' <<<"$ERR"; then fail "an ESC byte reached the terminal"; fi
+expect_eq "$(ls -A "$TMP/clean")" "" "no files after the refusals"
 
 done_testing

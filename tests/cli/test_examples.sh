@@ -12,7 +12,7 @@ expect_rc 0
 for engine in chatterbox chatterbox_official_23lang f5tts higgs_audio rvc vibevoice index_tts; do
   run "$TTSM" load "$engine" --models-dir "$EX" --device auto --json
   expect_rc 0
-  python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["attempts"][0]["result"]=="load"; assert d["model"]["components"], d' <<<"$OUT" \
+  python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["loads"][0]["result"]=="load"; assert d["model"]["components"], d; assert d["fallback"] is None and [a["status"] for a in d["attempts"]]==["TTSM_OK"], d' <<<"$OUT" \
     || fail "$engine: bad load JSON"
 done
 run "$TTSM" ls --models-dir "$EX" --json; expect_rc 0

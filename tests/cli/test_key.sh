@@ -57,4 +57,28 @@ while IFS=$'\t' read -r key canon_hex args_line; do
   n=$((n + 1))
 done <"$TMP/vectors.tsv"
 [ "$n" -ge 10 ] || fail "only $n vectors"
+
+# The content vectors ("One set of bytes, one entry"): each id is xxhsum -H2
+# of its content string, and that string is built from base and components.
+python3 - "$TTSM_SRC/docs/cache-key.md" >"$TMP/content.tsv" <<'PY' || fail "cannot read content vectors"
+import sys
+doc = open(sys.argv[1], encoding="utf-8").read()
+import json
+block = doc.split("### Content vectors", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
+def field(n, v):
+    return "%s:%d:%s\n" % (n, len(v.encode()), v)
+for v in json.loads(block):
+    s = "ttsm-content-v1\n" + field("base", v["base"])
+    for c in v["components"]:
+        s += field("component", c["name"]) + field("kind", c["kind"]) + field("file", c["file"])
+    assert s == v["content"], "content string of %s" % v["id"]
+    print(v["id"] + "\t" + s.encode().hex())
+PY
+m=0
+while IFS=$'\t' read -r id hex; do
+  theirs=$(python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]))' "$hex" | xxhsum -H2 - | cut -d' ' -f1)
+  expect_eq "$theirs" "$id" "xxhsum of content vector $m"
+  m=$((m + 1))
+done <"$TMP/content.tsv"
+[ "$m" -ge 4 ] || fail "only $m content vectors"
 done_testing

@@ -11,7 +11,7 @@ PY
 
 run "$TTSM" load --model-path "$TMP/m.safetensors" --device cpu --repeat 3 --json
 expect_rc 0
-results=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(a["result"] for a in d["attempts"]), d["stats"]["loads"], d["stats"]["hits"], d["entries"][0]["refs"], d["entries"][0]["bytes"], d["entries"][0]["device"])' <<<"$OUT")
+results=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(a["result"] for a in d["loads"]), d["stats"]["loads"], d["stats"]["hits"], d["entries"][0]["refs"], d["entries"][0]["bytes"], d["entries"][0]["device"])' <<<"$OUT")
 expect_eq "$results" "load hit hit 1 2 3 16 cpu" "one load, two hits, three references"
 
 run "$TTSM" load file --model-path "$TMP/m.safetensors" --device cpu --repeat 2
@@ -22,6 +22,21 @@ expect_out "REFS"
 run "$TTSM" load --model-path "$TMP/m.safetensors" --device cpu --budget cpu=8
 expect_rc 5
 expect_err "cpu: over budget: file/$TMP/m.safetensors needs 16 bytes; budget 8, in use 0"
+
+# Keep-alive: with the timer an idle entry is evicted while nothing calls the
+# manager (during --hold); without it, only at the next call.
+run "$TTSM" load --model-path "$TMP/m.safetensors" --device cpu --keep-alive 100ms \
+    --keep-alive-timer --hold 1s --json
+expect_rc 0
+held=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["hold"]["evictions"], len(d["entries"]))' <<<"$OUT")
+expect_eq "$held" "1 0" "the timer evicted the idle entry during the hold"
+run "$TTSM" load --model-path "$TMP/m.safetensors" --device cpu --keep-alive 100ms --hold 300ms --json
+expect_rc 0
+held=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["hold"]["evictions"], d["stats"]["evictions"])' <<<"$OUT")
+expect_eq "$held" "0 1" "without the timer: evicted by the listing's sweep, after the hold"
+run "$TTSM" load --model-path "$TMP/m.safetensors" --keep-alive 5x
+expect_rc 2
+expect_err "--keep-alive wants a duration"
 
 run "$TTSM" load --model-path "$TMP/missing.safetensors" --device cpu
 expect_rc 3

@@ -84,7 +84,11 @@ for e in engines:
             if layout == "hub":
                 for i, p in enumerate([real] + others):
                     os.rename(p, aside + str(i))
-                check(tag + " dangling", m["name"], where, 3, [shown])
+                # A snapshot link whose blob is gone is named as such.
+                check(tag + " dangling", m["name"], where, 3,
+                      [shown] if "*" in shown or kind == "shard" else
+                      ["broken hub cache link", path + " -> ", "blob is gone",
+                       "hint: run `ttsm pull %s`: it fetches the blob of" % m["name"]])
                 for i, p in enumerate([real] + others):
                     os.rename(aside + str(i), p)
             if kind == "blob":
@@ -127,8 +131,18 @@ cp "$TMP/tok" "$C/tokenizer.json"
 mv "$C/ve.safetensors" "$TMP/ve"
 run "$TTSM" load chatterbox --device cpu "${COMFY[@]}"
 expect_rc 3
-expect_err "ttsm: chatterbox/English: file not found: ve.safetensors|ve.pt (searched: $C; $STORE/comfy/chatterbox/English; hub ResembleAI/chatterbox@main (not in cache))"
-expect_err "hint: put the files under <models root>/TTS/chatterbox/<model>"
+expect_err "ttsm: chatterbox/English: file not found: ve.safetensors|ve.pt (searched: $C; $STORE/comfy/chatterbox/English; hub ResembleAI/chatterbox@main (not in cache $TMP/no-hub))"
+# The hint gives the exact place, and the exact pull command with the repo and file it fetches.
+expect_err "hint: put ve.safetensors in $C/; or run \`ttsm pull chatterbox\` (or load with downloads on), which fetches ve.safetensors from ResembleAI/chatterbox"
+[[ "$ERR" != *"<model>"* && "$ERR" != *"<models root>"* ]] || fail "a placeholder in the hint"
+# The command names the model (quoted when it has spaces) and a model type
+# other than the engine's first.
+run "$TTSM" load chatterbox --model 'German (havok2)' --device cpu --models-dir "$TMP/none" --hf-cache "$TMP/none"
+expect_rc 3
+expect_err "or run \`ttsm pull chatterbox --model 'German (havok2)'\`"
+run "$TTSM" load chatterbox --type vc --device cpu --models-dir "$TMP/none" --hf-cache "$TMP/none"
+expect_rc 3
+expect_err "or run \`ttsm pull chatterbox --type vc\`"
 # The .pt alternative is taken when the .safetensors is absent.
 "$PY" "$GEN" "$TMP/alt" --engines chatterbox_official_23lang --layout comfy >/dev/null
 cp "$TMP/alt/comfy/TTS/chatterbox_official_23lang/Official 23-Lang/ve.pt" "$C/ve.pt"
@@ -155,11 +169,41 @@ S=$(snap models--microsoft--VibeVoice-1.5B)
 rm "$S/config.json"
 run "$TTSM" load vibevoice --device cpu "${HUB[@]}"
 expect_rc 3
-expect_err "file not found: config.json (searched: $TMP/no-root/TTS/vibevoice/vibevoice-1.5B; $TMP/no-root/vibevoice/models--microsoft--VibeVoice-1.5B; $S; hub Shinku/VibeVoice-1.5B@main (not in cache); hub callgg/vibevoice-bf16@main (not in cache))"
+expect_err "file not found: config.json (searched: $TMP/no-root/TTS/vibevoice/vibevoice-1.5B; $TMP/no-root/vibevoice/models--microsoft--VibeVoice-1.5B; $S; hub Shinku/VibeVoice-1.5B@main (not in cache $STORE/hub); hub callgg/vibevoice-bf16@main (not in cache))"
 S=$(snap models--ResembleAI--chatterbox)
 blob=$(realpath "$S/t3_cfg.safetensors")
+cp "$blob" "$TMP/t3-blob"
 truncate -s 100 "$blob"
 run "$TTSM" load chatterbox --device cpu "${HUB[@]}"
 expect_rc 6
 expect_err "ttsm: $S/t3_cfg.safetensors: "
+cp "$TMP/t3-blob" "$blob"
+
+# Shared files are looked for in their own folder, and the hint says so:
+# the F5 vocoder in TTS/F5-TTS/vocos, IndexTTS-2's CAM++ in TTS/IndexTTS/campplus.
+mv "$STORE/comfy/TTS/F5-TTS/vocos/pytorch_model.bin" "$TMP/vocos"
+run "$TTSM" load f5tts --device cpu "${COMFY[@]}"
+expect_rc 3
+expect_err "file not found: pytorch_model.bin from vocos (searched: $STORE/comfy/TTS/F5-TTS/vocos;"
+expect_err "hint: put pytorch_model.bin in $STORE/comfy/TTS/F5-TTS/vocos/; or run \`ttsm pull f5tts\` (or load with downloads on), which fetches pytorch_model.bin from charactr/vocos-mel-24khz"
+mv "$TMP/vocos" "$STORE/comfy/TTS/F5-TTS/vocos/pytorch_model.bin"
+mv "$STORE/comfy/TTS/IndexTTS/campplus/campplus_cn_common.bin" "$TMP/campplus"
+run "$TTSM" load index_tts --device cpu "${COMFY[@]}"
+expect_rc 3
+expect_err "hint: put campplus_cn_common.bin in $STORE/comfy/TTS/IndexTTS/campplus/; or run \`ttsm pull index_tts\` (or load with downloads on), which fetches campplus_cn_common.bin from funasr/campplus"
+mv "$TMP/campplus" "$STORE/comfy/TTS/IndexTTS/campplus/campplus_cn_common.bin"
+# No models root at all: the hint says how to name one, with the folder below it.
+run "$TTSM" load chatterbox --device cpu --hf-cache "$TMP/no-hub"
+expect_rc 3
+expect_err "hint: no models root is set: pass --models-dir DIR (or --comfyui) and put t3_cfg.safetensors in DIR/TTS/chatterbox/English/"
+# A hub entry whose blob is gone: the link, its target and what to do.
+S=$(snap models--ResembleAI--chatterbox)
+blob=$(realpath "$S/t3_cfg.safetensors")
+mv "$blob" "$TMP/t3-blob"
+run "$TTSM" load chatterbox --device cpu "${HUB[@]}"
+expect_rc 3
+expect_err "ttsm: chatterbox/English: broken hub cache link: t3_cfg: $S/t3_cfg.safetensors -> ../../blobs/"
+expect_err "and its blob is gone"
+expect_err "hint: run \`ttsm pull chatterbox\`: it fetches the blob of t3_cfg.safetensors from ResembleAI/chatterbox again"
+mv "$TMP/t3-blob" "$blob"
 done_testing

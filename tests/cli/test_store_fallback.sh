@@ -101,7 +101,7 @@ expect_out "models--callgg--vibevoice-bf16/snapshots/"
 mv "$H/models--callgg--vibevoice-bf16" "$TMP/vv"
 run "$TTSM" resolve vibevoice "${HUB[@]}"
 expect_rc 3
-expect_out "      searched hub microsoft/VibeVoice-1.5B@main (not in cache)
+expect_out "      searched hub microsoft/VibeVoice-1.5B@main (not in cache $STORE/hub)
       searched hub Shinku/VibeVoice-1.5B@main (not in cache)
       searched hub callgg/vibevoice-bf16@main (not in cache)"
 mv "$TMP/vv" "$H/models--microsoft--VibeVoice-1.5B"
@@ -326,7 +326,7 @@ expect_rc 0
 expect_out "$TMP/k/hub/models--hexgrad--Kokoro-82M/snapshots/"
 expect_out "/voices/af_heart.pt"
 run "$TTSM" ls --models-dir "$TMP/k/comfy" --hf-cache "$TMP/no-hub"
-grep -E '^kokoro +Kokoro-82M +tts +- +complete$' <<<"$OUT" >/dev/null || fail "ls kokoro"
+grep -E '^kokoro +Kokoro-82M +tts +- +[0-9.]+ KiB +just now +complete +'"$TMP/k/comfy"'$' <<<"$OUT" >/dev/null || fail "ls kokoro"
 PASSED=$((PASSED + 1))
 mv "$K8/voices/af_heart.pt" "$TMP/voice"
 run "$TTSM" load kokoro --device cpu --models-dir "$TMP/k/comfy" --hf-cache "$TMP/no-hub"

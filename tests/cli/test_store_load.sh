@@ -161,22 +161,49 @@ expect_eq "$(js 'sum(1 for m in d["models"] if m["complete"] and m["model"] != "
   "$((n_models - 1))" "every hub model complete"
 expect_eq "$(js '[m["model"] for m in d["models"] if m["model"] == "htdemucs"]')" "[]" "no htdemucs in hub"
 
+# Where a hub model is: its repo, the revision naming the commit, the
+# commit; its size is its own files' bytes on disk (the blobs), each once.
+commit=$(cat "$STORE/hub/models--ResembleAI--chatterbox/refs/main")
+run "$TTSM" ls chatterbox --json "${HUB[@]}"
+expect_rc 0
+expect_eq "$(js '[m["where"] for m in d["models"] if m["model"] == "English"]')" \
+  "[[{'repo': 'ResembleAI/chatterbox', 'revision': 'main', 'commit': '$commit'}]]" "hub where"
+want=$("$TTSM" resolve chatterbox "${HUB[@]}" --json | "$PY" -c '
+import json, os, sys
+d = json.load(sys.stdin)
+print(sum(os.path.getsize(c["path"]) for c in d["components"]
+          if c["path"] and not c["borrowed"] and not c["shared"]))')
+expect_eq "$(js '[m["bytes"] for m in d["models"] if m["model"] == "English"][0]')" "$want" "size on disk"
+expect_eq "$(js '[m["modified"][:2] + m["modified"][-1] for m in d["models"] if m["model"] == "English"][0]')" \
+  "20Z" "modified, ISO 8601 UTC"
+run "$TTSM" ls chatterbox "${HUB[@]}"
+grep -E "^chatterbox +English +tts +en +[0-9.]+ KiB +just now +complete +hub ResembleAI/chatterbox@main \(${commit:0:7}\)$" <<<"$OUT" >/dev/null ||
+  fail "ls: hub repo, revision and commit"
+PASSED=$((PASSED + 1))
+
 mv "$STORE/comfy/TTS/chatterbox/French/t3_cfg.safetensors" "$TMP/t3_fr"
 rm -r "$STORE/comfy/TTS/chatterbox/Korean"
 mv "$STORE/comfy/TTS/F5-TTS/F5-DE/vocab.txt" "$TMP/vocab_de"
 run "$TTSM" ls chatterbox "${COMFY[@]}"
 expect_rc 0
 expect_out "French"
-grep -E '^chatterbox +French +tts +fr +incomplete \(1 file missing\)$' <<<"$OUT" >/dev/null ||
+# Size on disk, age, status and where, as `hf scan-cache` and `ollama list` show them.
+grep -E '^chatterbox +French +tts +fr +[0-9.]+ KiB +just now +incomplete \(1 file missing\) +'"$STORE/comfy"'$' <<<"$OUT" >/dev/null ||
   fail "French incomplete"
-grep -E '^chatterbox +English +tts +en +complete$' <<<"$OUT" >/dev/null || fail "English complete"
+grep -E '^chatterbox +English +tts +en +[0-9.]+ KiB +just now +complete +'"$STORE/comfy"'$' <<<"$OUT" >/dev/null || fail "English complete"
 # Korean's own folder is gone: the English files it borrows do not make it installed.
 grep -q Korean <<<"$OUT" && fail "Korean listed without --all"
 PASSED=$((PASSED + 3))
 run "$TTSM" ls chatterbox --all "${COMFY[@]}"
 expect_rc 0
-grep -E '^chatterbox +Korean +tts +ko +not installed$' <<<"$OUT" >/dev/null || fail "Korean not installed"
-PASSED=$((PASSED + 1))
+grep -E '^chatterbox +Korean +tts +ko +0 B +- +not installed +-$' <<<"$OUT" >/dev/null || fail "Korean not installed"
+# Below the table: what a pull would add to each, and the command.
+grep -qxF '  chatterbox/Korean: t3_cfg, tokenizer: ttsm pull chatterbox --model Korean' <<<"$OUT" ||
+  fail "what a pull adds to Korean"
+grep -qxF '  chatterbox/French: t3_cfg: ttsm pull chatterbox --model French' <<<"$OUT" ||
+  fail "what a pull adds to French"
+grep -q '  chatterbox/English:' <<<"$OUT" && fail "a complete model needs no pull"
+PASSED=$((PASSED + 2))
 run "$TTSM" ls f5tts --json "${COMFY[@]}"
 expect_eq "$(js '[(m["model"], m["missing"]) for m in d["models"] if not m["complete"]]')" \
   "[('F5-DE', 1)]" "F5-DE lacks its vocab"
@@ -209,7 +236,7 @@ expect_rc 3
 expect_out "t3_cfg                 tensors  MISSING"
 expect_out "      searched $C/French
       searched $STORE/comfy/chatterbox/French
-      searched hub Thomcles/Chatterbox-TTS-French@main (not in cache)"
+      searched hub Thomcles/Chatterbox-TTS-French@main (not in cache $TMP/no-hub)"
 mv "$TMP/t3_fr" "$C/French/t3_cfg.safetensors"
 # Legacy folders: <root>/F5-TTS/<model>, <root>/Checkpoints/F5-TTS/<model>.
 mkdir -p "$STORE/comfy/Checkpoints/F5-TTS" "$STORE/comfy/F5-TTS"

@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (st != TTSM_OK) {
         if (ck || err.code != st || !strstr(err.message, "fuzz.gguf: "))
             abort();
+        fuzz_check_message(&err);
         return 0;
     }
     if (ttsm_checkpoint_format(ck) != TTSM_FORMAT_GGUF)

@@ -13,8 +13,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ttsm_checkpoint *ck;
     ttsm_error err;
-    if (ttsm__checkpoint_open_memory(data, size, "fuzz.safetensors", NULL, &ck, &err) != TTSM_OK)
+    if (ttsm__checkpoint_open_memory(data, size, "fuzz.safetensors", NULL, &ck, &err) != TTSM_OK) {
+        fuzz_check_message(&err);
         return 0;
+    }
     fuzz_check_checkpoint(ck, size, TTSM__MAX_RANK);
     ttsm_checkpoint_close(ck);
     return 0;

@@ -1,12 +1,14 @@
 /* fuzz_safetensors_index.c - libFuzzer harness for the sharded-index parser:
  * the JSON is parsed from memory (shard names checked, shards listed, the
  * map and the metadata kept), then opened through detection, which must stop
- * at the shards without touching the file system. */
+ * at the shards without touching the file system. Every refusal's message
+ * must be printable (fuzz_common.h). */
 #include <jansson.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "formats/checkpoint.h"
+#include "fuzz_common.h"
 #include "formats/safetensors_index.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,9 +44,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         (void)sink;
         ttsm__st_index_free(&ix);
+    } else {
+        fuzz_check_message(&err);
     }
     ttsm_checkpoint *ck;
     if (ttsm__checkpoint_open_memory(data, size, "fuzz.index.json", NULL, &ck, &err) == TTSM_OK)
         ttsm_checkpoint_close(ck); /* a safetensors file, not an index */
+    else
+        fuzz_check_message(&err);
     return 0;
 }

@@ -50,6 +50,7 @@ static void check_error(ttsm_status st, const ttsm_error *err)
 {
     if (err->code != st || !strstr(err->message, "fuzz.pt"))
         abort();
+    fuzz_check_message(err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -2,7 +2,8 @@
 state_dict() as CUDA tensors (torch.from_dlpack, no copy) whose values equal the
 independent CPU readings, for every safetensors and PyTorch fixture; the
 protocol's stream argument; budgets; lifetimes; a CUDA nn.Module loaded with
-load_state_dict(strict=True).
+load_state_dict(strict=True); a Python engine on cuda:0 (bound, charged torch's own
+allocations, dropped, dtype converted on the way).
 
 Without a CUDA driver, a CUDA device or a CUDA build of torch every test is
 skipped, and the skip says which of them is missing. tests/gpu/run_python.sh
@@ -157,6 +158,51 @@ class Cuda(unittest.TestCase):
                                       torch.nn.Linear(16, 4)).cuda()
             dst.load_state_dict(m.state_dict(), strict=True)
             self.assertTrue(torch.allclose(dst(x.cuda()).cpu(), src(x), atol=1e-5))
+
+
+@unittest.skipIf(REASON is not None, "no CUDA here: %s" % REASON)
+class CudaEngines(unittest.TestCase):
+    """A Python engine on cuda:0: bound to ttsm's device memory, charged what
+    its factory allocated through torch (torch.cuda.memory_allocated across
+    the call) on top of the weights, dropped with them; the dtype param
+    converting on the way to the device, bit for bit torch's .to()."""
+
+    def test_engine_on_cuda_charged_and_dropped(self):
+        import shutil
+        import tempfile
+        import weakref
+        from ttsm_testutil import manifest, write_models
+        root = tempfile.mkdtemp(prefix="ttsm-cuda-engine-")
+        self.addCleanup(shutil.rmtree, root, True)
+        write_models(root, "cuda_engine")
+        extra = 1 << 20
+
+        def build(config, weights, ctx):
+            lin = torch.nn.Linear(16, 16, device="meta")
+            weights.bind(lin)
+            lin.scratch = torch.zeros(extra // 4, device=config.device)  # torch's own memory
+            return lin
+
+        ttsm.register_engine("cuda_engine", build, manifest=manifest("cuda_engine"),
+                             extra_bytes=2 * extra)
+        with ttsm.Manager(models_dir=root, budgets={"cuda:0": "64MiB"}) as mgr:
+            with mgr.load("cuda_engine", device="cuda") as m:
+                weights = 1024 + 256  # weight and bias, each 256-byte aligned on the device
+                self.assertEqual(m.bytes, weights + extra)
+                self.assertEqual(m.engine.weight.device, torch.device("cuda", 0))
+                self.assertEqual(m.engine.weight.data_ptr(), m.tensors()["weight"].data_ptr)
+                obj = weakref.ref(m.engine)
+                key = m.key
+            mgr.unload(key)
+            gc.collect()
+            self.assertIsNone(obj())
+            self.assertEqual(mgr.stats().devices["cuda:0"].in_use, 0)
+            with mgr.load("cuda_engine", device="cuda", dtype="bfloat16") as h, \
+                 mgr.load("cuda_engine", device="cpu") as c:
+                w = h.state_dict()["weight"]
+                self.assertEqual((w.device.type, w.dtype), ("cuda", torch.bfloat16))
+                want = c.state_dict()["weight"].to(torch.bfloat16)
+                self.assertTrue(torch.equal(w.cpu().view(torch.int16), want.view(torch.int16)))
 
 
 if __name__ == "__main__":

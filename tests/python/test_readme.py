@@ -2,7 +2,8 @@
 commands, its command list names every command `ttsm --help` lists, its
 documentation list names every page of docs/, and its Python section's
 install command and five-line example work as written (the install into a
-fresh virtual environment, offline; the example from the repository root)."""
+fresh virtual environment, offline, building the wheel that carries libttsm;
+the example from the repository root, with no TTSM_LIBRARY)."""
 import os
 import re
 import shutil
@@ -13,7 +14,6 @@ import unittest
 SRC = os.path.abspath(os.environ.get("TTSM_SRC",
                                      os.path.join(os.path.dirname(__file__), "..", "..")))
 CLI = os.environ.get("TTSM")
-LIBRARY = os.environ.get("TTSM_LIBRARY")
 
 
 def readme():
@@ -58,7 +58,7 @@ class Readme(unittest.TestCase):
     def test_the_python_section_installs_and_its_example_runs(self):
         py_section = section(readme(), "Python")
         install = re.findall(r"^    (pip install \S+)", py_section, re.M)
-        self.assertEqual(install, ["pip install ./python"])
+        self.assertEqual(install, ["pip install ."])
         self.assertIn("TTSM_LIBRARY", py_section)
         examples = re.findall(r"^```python\n(.*?)^```", py_section, re.M | re.S)
         self.assertEqual(len(examples), 1)
@@ -71,16 +71,22 @@ class Readme(unittest.TestCase):
         subprocess.run(["/usr/bin/python3", "-m", "venv", venv], check=True,
                        capture_output=True)
         py = os.path.join(venv, "bin", "python")
-        env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+                   CMAKE_BUILD_PARALLEL_LEVEL=os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "2"))
         env.pop("PYTHONPATH", None)
-        # `./python` of a copy: installing must not write into the source tree
-        shutil.copytree(os.path.join(SRC, "python"), os.path.join(tmp, "python"),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        env.pop("TTSM_LIBRARY", None)  # the wheel carries the library: nothing else is needed
+        # `.` is the repository root: installing must not write into the source tree
+        def tree():
+            r = subprocess.run(["git", "-C", SRC, "status", "--porcelain", "--ignored"],
+                               capture_output=True, text=True)
+            return r.stdout if r.returncode == 0 else None
+        before = tree()
         r = subprocess.run([py, "-m"] + install[0].split(), capture_output=True, text=True,
-                           cwd=tmp, env=env, timeout=300)
+                           cwd=SRC, env=env, timeout=900)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        if before is not None:
+            self.assertEqual(tree(), before, "installing wrote into the source tree")
 
-        env["TTSM_LIBRARY"] = LIBRARY
         r = subprocess.run([py, "-c", "import ttsm; print(ttsm.__file__)\n" + example],
                            capture_output=True, text=True, cwd=SRC, env=env, timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)

@@ -323,6 +323,28 @@ class TorchCompare(unittest.TestCase):
         self.assertEqual(cm.exception.args[0], 5)
         self.assertIn("max_inflate_bytes", cm.exception.args[1])
 
+    def test_legacy_trailing_bytes(self):
+        """A legacy file with bytes after its last storage: torch.load takes it
+        (it stops after the last record), and so does ttsm, with the same
+        tensors (docs/formats/pytorch.md)."""
+        src = os.path.join(self.fresh, "legacy.pt")
+        path = os.path.join(self.tmp, "legacy_trailing.pt")
+        with open(src, "rb") as f:
+            blob = f.read()
+        with open(path, "wb") as f:
+            f.write(blob + b"trailing bytes that no record describes" * 10)
+        want = torch.load(path)
+        got, _, version = self.lib.read(path)
+        self.assertEqual(version, 1001)
+        plain, _, _ = self.lib.read(src)
+        self.assertEqual({k: v["raw"] for k, v in got.items()},
+                         {k: v["raw"] for k, v in plain.items()})
+        want_t, _ = gen.flatten(want)
+        self.assertEqual(sorted(got), sorted(want_t))
+        for k, t in want_t.items():
+            if got[k]["contiguous"]:
+                self.assertEqual(got[k]["raw"], t.contiguous().numpy().tobytes(), k)
+
     def test_zip64_is_zip64(self):
         path = os.path.join(self.fresh, "zip64.pt")
         with open(path, "rb") as f:

@@ -137,3 +137,62 @@ def fakecuda_path():
         return None
     p = os.path.join(BUILD, "tests", "libfakecuda.so")
     return p if os.path.exists(p) else None
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """A safetensors file from {name: torch.Tensor}, written with struct+json only."""
+    names = {torch.float32: "F32", torch.int64: "I64", torch.float16: "F16",
+             torch.bfloat16: "BF16", torch.float64: "F64", torch.int32: "I32"}
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = tensor_bytes(t)
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    if metadata:
+        header["__metadata__"] = metadata
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def manifest(name, models=("a", "b", "c"), engine_memory=None, can_corrupt=False,
+             params=None):
+    """A tiny engine manifest: each model one tensors component "net"
+    (<root>/TTS/<name>/<model>/net.safetensors)."""
+    m = {"schema": 1, "name": name, "runtime": "pytorch", "model_types": ["tts"],
+         "devices": ["cpu", "cuda"], "folder": name, "default_model": models[0],
+         "capabilities": {"supports_voice_conversion": False, "has_fallback": False,
+                          "can_corrupt": can_corrupt, "requires_special_init": False,
+                          "language_selects_model": False, "single_instance": False,
+                          "recovery": "invalidate" if can_corrupt else "none"},
+         "models": [{"name": n, "components": [{"name": "net", "kind": "tensors",
+                                                "files": ["net.safetensors"]}]}
+                    for n in models]}
+    if engine_memory:
+        m["engine_memory"] = engine_memory
+    if params:
+        m["params"] = params
+    return m
+
+
+def write_models(root, name, models=("a", "b", "c"), width=16):
+    """net.safetensors of a Linear(width, width) per model (distinct values):
+    width*width*4 + width*4 bytes each (1088 for 16)."""
+    for i, n in enumerate(models):
+        g = torch.Generator().manual_seed(i)
+        write_safetensors(os.path.join(root, "TTS", name, n, "net.safetensors"),
+                          {"weight": torch.randn(width, width, generator=g),
+                           "bias": torch.randn(width, generator=g)})
+
+
+def rss_anon():
+    """Anonymous resident memory of this process, in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return None

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fake_backend.h"
+#include "testutil.h"
 
 static _Atomic uint64_t allocated[2], peak[2], free_mem[2] = {1ull << 40, 1ull << 40};
 static _Atomic long fail_after, fail_upload_after, uploads;
@@ -141,4 +142,10 @@ void fake_reset_peaks(void)
 {
     atomic_store(&peak[0], atomic_load(&allocated[0]));
     atomic_store(&peak[1], atomic_load(&allocated[1]));
+}
+
+int fake_dir_setup(void **state)
+{
+    fake_backend_register();
+    return tu_dir_setup(state);
 }

@@ -11,6 +11,8 @@
 
 /* Registers "fake" once per process (thread-safe). */
 void fake_backend_register(void);
+/* Registers the fake backend, then tu_dir_setup: a group's setup. */
+int fake_dir_setup(void **state);
 /* Bytes currently allocated on fake:index, and the most ever at once. */
 uint64_t fake_allocated(int index);
 uint64_t fake_peak(int index);

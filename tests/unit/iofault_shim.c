@@ -1,20 +1,25 @@
 /* iofault_shim.c - I/O faults by symbol interposition (open, pread, read, fwrite,
- * fsync, mkstemp) on files whose path contains a given text: errno, short counts
- * or EINTR. Linked into test_io_faults (iofault_set()) and built as a shared
- * library for LD_PRELOAD under the CLI (TTSM_IOFAULT); spec syntax below. Test
- * code: one rule at a time, no locking; its users are single-threaded. */
+ * fsync, mkstemp) on files whose path contains a given text: errno, short counts,
+ * EINTR, or a delay (a slow or hung disk). Linked into test_io_faults and the
+ * concurrency tests (iofault_set()) and built as a shared library for
+ * LD_PRELOAD under the CLI (TTSM_IOFAULT); spec syntax below. Test code: one
+ * rule at a time, set while no other thread does I/O; delayed calls may run
+ * on many threads at once (their counters are atomic, their wait a
+ * condition variable that iofault_release() ends). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* RTLD_NEXT */
 #endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "iofault_shim.h"
@@ -27,6 +32,7 @@ typedef struct rule {
     int eintr;
     long skip;      /* matching calls that pass before faults start */
     long long after; /* fwrite: bytes that pass before the fault */
+    long delay_ms;   /* matching calls wait this long (or until released) first */
 } rule;
 
 static rule cur;
@@ -34,6 +40,10 @@ static int armed, env_read;
 static atomic_long hits, calls;
 static long long written;
 static int eintr_flip;
+static pthread_mutex_t delay_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t delay_cond = PTHREAD_COND_INITIALIZER;
+static int released;
+static atomic_long waiting, delayed;
 
 static const struct {
     const char *name;
@@ -45,7 +55,9 @@ static const struct {
 /* The spec, comma-separated: op=open|pread|read|fwrite|fsync|mkstemp (fsync
  * covers fdatasync), path=TEXT, errno=EIO|EACCES|ENOSPC|..., short=K (reads
  * return at most K bytes), eintr (every other read fails with EINTR), skip=N
- * (N matching calls pass first), after=BYTES (fwrite: fails past BYTES). */
+ * (N matching calls pass first), after=BYTES (fwrite: fails past BYTES),
+ * delay=MS (each matching call first waits MS milliseconds, or until
+ * iofault_release()). */
 static int parse(const char *spec, rule *r)
 {
     memset(r, 0, sizeof *r);
@@ -74,6 +86,8 @@ static int parse(const char *spec, rule *r)
             r->skip = atol(v);
         else if (strcmp(t, "after") == 0)
             r->after = atoll(v);
+        else if (strcmp(t, "delay") == 0)
+            r->delay_ms = atol(v);
         else if (strcmp(t, "eintr") == 0)
             r->eintr = 1;
         else if (strcmp(t, "errno") == 0) {
@@ -97,6 +111,10 @@ int iofault_set(const char *spec)
     atomic_store(&calls, 0);
     written = 0;
     eintr_flip = 0;
+    pthread_mutex_lock(&delay_lock);
+    released = 0;
+    pthread_mutex_unlock(&delay_lock);
+    atomic_store(&delayed, 0);
     if (!spec)
         return 0;
     if (parse(spec, &cur) != 0)
@@ -108,6 +126,46 @@ int iofault_set(const char *spec)
 long iofault_hits(void)
 {
     return atomic_load(&hits);
+}
+
+long iofault_waiting(void)
+{
+    return atomic_load(&waiting);
+}
+
+long iofault_delayed(void)
+{
+    return atomic_load(&delayed);
+}
+
+void iofault_release(void)
+{
+    pthread_mutex_lock(&delay_lock);
+    released = 1;
+    pthread_cond_broadcast(&delay_cond);
+    pthread_mutex_unlock(&delay_lock);
+}
+
+/* A slow disk: waits the rule's delay, or until iofault_release(). */
+static void delay_call(const rule *r)
+{
+    if (r->delay_ms <= 0)
+        return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += r->delay_ms / 1000;
+    until.tv_nsec += (r->delay_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    atomic_fetch_add(&delayed, 1);
+    atomic_fetch_add(&waiting, 1);
+    pthread_mutex_lock(&delay_lock);
+    while (!released && pthread_cond_timedwait(&delay_cond, &delay_lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&delay_lock);
+    atomic_fetch_sub(&waiting, 1);
 }
 
 static const rule *active(const char *op)
@@ -153,6 +211,8 @@ static int fault_now(const rule *r)
 static int open_fault(const char *path)
 {
     const rule *r = active("open");
+    if (r && r->delay_ms && path_matches(r, path))
+        delay_call(r);
     if (r && r->err && path_matches(r, path) && fault_now(r)) {
         atomic_fetch_add(&hits, 1);
         errno = r->err;
@@ -231,6 +291,7 @@ static ssize_t read_plan(const char *op, int fd, size_t n)
     const rule *r = active(op);
     if (!r || !fd_matches(r, fd) || !fault_now(r))
         return (ssize_t)n;
+    delay_call(r);
     if (r->eintr && (eintr_flip ^= 1)) {
         atomic_fetch_add(&hits, 1);
         errno = EINTR;
@@ -284,6 +345,8 @@ size_t fwrite(const void *p, size_t size, size_t n, FILE *fp)
 {
     REAL(fwrite, fwrite_fn);
     const rule *r = active("fwrite");
+    if (r && r->delay_ms && size && fd_matches(r, fileno(fp)))
+        delay_call(r);
     if (!r || !r->err || size == 0 || !fd_matches(r, fileno(fp)))
         return real_fwrite(p, size, n, fp);
     long long room = r->after - written;

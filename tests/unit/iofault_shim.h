@@ -8,5 +8,10 @@
 int iofault_set(const char *spec);
 /* Faults injected since the last iofault_set(). */
 long iofault_hits(void);
+/* Calls waiting in a delay now, and calls delayed since iofault_set(). */
+long iofault_waiting(void);
+long iofault_delayed(void);
+/* Ends every delay, current and to come, until the next iofault_set(). */
+void iofault_release(void);
 
 #endif

@@ -4,6 +4,7 @@
 #ifndef TTSM_MGR_UTIL_H
 #define TTSM_MGR_UTIL_H
 
+#include <stdint.h>
 #include "testutil.h"
 
 /* Writes dir/name: one F32 tensor "w" of n elements, element i = base + i. */
@@ -37,6 +38,46 @@ static inline ttsm_load_config mu_cfg(const char *engine, const char *path, cons
     c.model_path = path;
     c.device = device;
     return c;
+}
+
+/* A code engine whose one component, "c", is the JSON or blob file at
+ * model_path; the kind is the engine's user pointer. */
+static inline ttsm_status mu_file_component_factory(const ttsm_load_config *cfg,
+                                                    const ttsm_factory_ctx *ctx, ttsm_model **out,
+                                                    ttsm_error *err)
+{
+    ttsm_file_kind kind = (ttsm_file_kind)(intptr_t)ttsm_factory_ctx_user(ctx);
+    ttsm_model *m;
+    ttsm_status st = ttsm_model_create(ctx, &m, err);
+    if (st == TTSM_OK)
+        st = ttsm_model_add_file(m, "c", cfg->model_path, kind, err);
+    if (st == TTSM_OK)
+        *out = m;
+    return st;
+}
+
+static inline ttsm_status mu_register_file_engine(const char *name, ttsm_file_kind kind,
+                                                  ttsm_error *err)
+{
+    ttsm_engine_caps caps = ttsm_engine_caps_default();
+    caps.user = (void *)(intptr_t)kind;
+    return ttsm_register_engine(name, mu_file_component_factory, &caps, err);
+}
+
+/* One load of `engine` for `path` on cpu in a manager of its own, released
+ * and destroyed again: what is left to check is the status and err. */
+static inline ttsm_status mu_load_once(const char *engine, const char *path, ttsm_error *err)
+{
+    ttsm_manager *mgr;
+    ttsm_status st = ttsm_manager_create(NULL, &mgr, err);
+    if (st != TTSM_OK)
+        return st;
+    ttsm_load_config c = mu_cfg(engine, path, "cpu");
+    ttsm_model *m = NULL;
+    st = ttsm_load(mgr, &c, &m, err);
+    ttsm_model_release(m);
+    ttsm_manager_destroy(mgr);
+    return st;
 }
 
 #endif

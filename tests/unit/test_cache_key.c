@@ -7,7 +7,10 @@
 #include "base/alloc.h"
 #include "devices/cuda.h"
 #include "devices/device.h"
+#include "cache/canonical.h"
+#include "cache/content.h"
 #include "testutil.h"
+#include <xxhash.h>
 
 static void no_gpu(void)
 {
@@ -77,6 +80,82 @@ static void vectors_from_the_spec(void **state)
         const char *wkey = json_string_value(json_object_get(v, "key"));
         if (strcmp(key, wkey) != 0)
             fail_msg("vector %zu: key %s, want %s", i + 1, key, wkey);
+    }
+    json_decref(vectors);
+    free(doc);
+}
+
+/* The content vectors ("One set of bytes, one entry"): every config of a
+ * vector canonicalises to its base, and the components under that base
+ * give its content string and identity. */
+static void content_vectors_from_the_spec(void **state)
+{
+    (void)state;
+    no_gpu();
+    size_t len;
+    unsigned char *doc = tu_read_file(TTSM_SOURCE_DIR "/docs/cache-key.md", &len);
+    assert_non_null(doc);
+    char *start = strstr((char *)doc, "### Content vectors");
+    assert_non_null(start);
+    start = strstr(start, "```json\n");
+    assert_non_null(start);
+    start += 8;
+    char *end = strstr(start, "\n```");
+    assert_non_null(end);
+    json_error_t je;
+    json_t *vectors = json_loadb(start, (size_t)(end - start), 0, &je);
+    if (!vectors)
+        fail_msg("docs/cache-key.md content vectors: %s at line %d", je.text, je.line);
+    assert_true(json_array_size(vectors) >= 4);
+    size_t i, j;
+    json_t *v, *c;
+    json_array_foreach(vectors, i, v) {
+        const char *base = json_string_value(json_object_get(v, "base"));
+        json_array_foreach(json_object_get(v, "configs"), j, c) {
+            ttsm_load_config cfg = ttsm_load_config_default();
+            cfg.engine = json_string_value(json_object_get(c, "engine"));
+            cfg.device = json_string_value(json_object_get(c, "device"));
+            if (json_object_get(c, "repo_id"))
+                cfg.repo_id = json_string_value(json_object_get(c, "repo_id"));
+            ttsm_param params[8];
+            const char *k;
+            json_t *pv;
+            json_object_foreach(json_object_get(c, "params"), k, pv) {
+                params[cfg.n_params].key = k;
+                params[cfg.n_params++].value = json_string_value(pv);
+            }
+            cfg.params = params;
+            ttsm__canon canon;
+            ttsm_error err;
+            char got[TTSM_KEY_HEX_SIZE];
+            tu_assert_ok(ttsm__canonicalize(&cfg, &canon, &err), &err);
+            tu_assert_ok(ttsm__content_base(&canon.cfg, got, &err), &err);
+            if (strcmp(got, base) != 0)
+                fail_msg("content vector %zu, config %zu: base %s, want %s", i + 1, j + 1, got,
+                         base);
+        }
+        json_t *comps = json_object_get(v, "components");
+        size_t n = json_array_size(comps);
+        const char *names[16], *kinds[16], *files[16];
+        assert_true(n <= 16);
+        json_array_foreach(comps, j, c) {
+            names[j] = json_string_value(json_object_get(c, "name"));
+            kinds[j] = json_string_value(json_object_get(c, "kind"));
+            files[j] = json_string_value(json_object_get(c, "file"));
+        }
+        size_t slen;
+        char *str = ttsm__content_string(base, n, names, kinds, files, &slen);
+        assert_non_null(str);
+        const char *want = json_string_value(json_object_get(v, "content"));
+        if (strcmp(str, want) != 0)
+            fail_msg("content vector %zu: string\n%s\nwant\n%s", i + 1, str, want);
+        XXH128_canonical_t h;
+        XXH128_canonicalFromHash(&h, XXH3_128bits(str, slen));
+        char hex[33];
+        for (int b = 0; b < 16; b++)
+            snprintf(hex + 2 * b, 3, "%02x", h.digest[b]);
+        assert_string_equal(hex, json_string_value(json_object_get(v, "id")));
+        ttsm__free(str);
     }
     json_decref(vectors);
     free(doc);
@@ -352,6 +431,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(vectors_from_the_spec),
+        cmocka_unit_test(content_vectors_from_the_spec),
         cmocka_unit_test(auto_is_the_device_it_resolves_to),
         cmocka_unit_test(device_errors_name_the_model),
         cmocka_unit_test(paths_are_canonical_and_absolute),

@@ -319,8 +319,8 @@ static void test_invalid_arguments_and_checkpoint(void **state)
     tu_assert_error(
         ttsm_model_export_dlpack(m, 0, 0, TTSM_DLPACK_BITS | TTSM_DLPACK_BYTES, &v, &err), &err,
         TTSM_ERR_INVALID_ARGUMENT, "not both");
-    tu_assert_error(ttsm_model_export_dlpack(m, 0, 0, 8u, &v, &err), &err,
-                    TTSM_ERR_INVALID_ARGUMENT, "flags 0x8");
+    tu_assert_error(ttsm_model_export_dlpack(m, 0, 0, 16u, &v, &err), &err,
+                    TTSM_ERR_INVALID_ARGUMENT, "flags 0x10");
     assert_int_equal(refs_of(mgr), 1);
 
     const ttsm_checkpoint *ck = ttsm_model_component_checkpoint(m, 0);

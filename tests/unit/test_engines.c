@@ -4,6 +4,7 @@
  * land on cached entries, sharded checkpoints load from the hub layout,
  * an engine added by the manager's engines_dir option loads with no code,
  * and every allocation failure of a manifest load is a clean error. */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -280,6 +281,241 @@ static void test_fallback_chains(void **state)
     restore_file(en, d_en, l_en);
 }
 
+/* What one load did (ttsm_load_with_report): a fallback that succeeds says
+ * what was asked, what was loaded and why; a direct load and a hit say
+ * they are not fallbacks; a failure lists every step. */
+static void test_load_reports(void **state)
+{
+    (void)state;
+    const char *fr = "TTS/chatterbox/French/t3_cfg.safetensors";
+    size_t l_fr;
+    unsigned char *d_fr = keep(fr, &l_fr);
+    ttsm_manager *mgr = mk(comfy, NULL, NULL);
+    ttsm_load_report r;
+    ttsm_error err;
+    ttsm_model *m, *e;
+
+    ttsm_load_config c = cfg("chatterbox", NULL, "fr");
+    ttsm_load_report_init(&r);
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &m, &r, &err), &err);
+    assert_string_equal(r.asked, "French");
+    assert_string_equal(r.loaded, "French");
+    assert_int_equal(r.fell_back, 0);
+    assert_int_equal(r.hit, 0);
+    assert_int_equal(r.n_steps, 1);
+    assert_int_equal(r.steps[0].code, TTSM_OK);
+    assert_string_equal(r.steps[0].device, "cpu");
+    ttsm_model_release(m);
+
+    /* The same config again: a hit (through the memo), still no fallback. */
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &m, &r, &err), &err);
+    assert_int_equal(r.hit, 1);
+    assert_int_equal(r.fell_back, 0);
+    assert_string_equal(r.loaded, "French");
+    ttsm_model_release(m);
+    ttsm_manager_destroy(mgr);
+
+    /* French is gone: English is loaded, and the report says so. */
+    mgr = mk(comfy, NULL, NULL);
+    remove_file(fr);
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &m, &r, &err), &err);
+    assert_string_equal(ttsm_model_name(m), "English");
+    assert_int_equal(r.fell_back, 1);
+    assert_string_equal(r.asked, "French");
+    assert_string_equal(r.loaded, "English");
+    assert_string_equal(r.loaded_device, "cpu");
+    assert_non_null(strstr(r.why, "chatterbox/French: file not found: t3_cfg.safetensors"));
+    assert_int_equal(r.n_steps, 2);
+    assert_int_equal(r.steps[0].code, TTSM_ERR_NOT_FOUND);
+    assert_string_equal(r.steps[0].model, "French");
+    assert_int_equal(r.steps[1].code, TTSM_OK);
+    assert_string_equal(r.steps[1].model, "English");
+    assert_string_equal(r.steps[1].message, "");
+    /* English asked directly is the same entry, and no fallback. */
+    ttsm_load_config en = cfg("chatterbox", "English", NULL);
+    tu_assert_ok(ttsm_load_with_report(mgr, &en, &e, &r, &err), &err);
+    assert_ptr_equal(e, m);
+    assert_int_equal(r.fell_back, 0);
+    assert_int_equal(r.hit, 1);
+    assert_string_equal(r.why, "");
+    ttsm_model_release(e);
+    ttsm_model_release(m);
+    /* A report that was never initialised is refused, not overrun. */
+    ttsm_load_report bad;
+    memset(&bad, 0, sizeof bad);
+    tu_assert_error(ttsm_load_with_report(mgr, &c, &m, &bad, &err), &err,
+                    TTSM_ERR_INVALID_ARGUMENT, "ttsm_load_report_init");
+    /* Nothing loads: every step failed, nothing was loaded. */
+    ttsm_manager_destroy(mgr);
+    mgr = mk(nowhere, NULL, NULL);
+    ttsm_load_report_init(&r);
+    tu_assert_error(ttsm_load_with_report(mgr, &c, &m, &r, &err), &err, TTSM_ERR_NOT_FOUND,
+                    "chatterbox/French");
+    assert_int_equal(r.n_steps, 2);
+    assert_int_equal(r.steps[1].code, TTSM_ERR_NOT_FOUND);
+    assert_string_equal(r.asked, "French");
+    assert_string_equal(r.loaded, "");
+    ttsm_manager_destroy(mgr);
+    restore_file(fr, d_fr, l_fr);
+}
+
+/* The commit refs/main of a hub repo folder names (models--org--name). */
+static void main_commit(const char *repo_dir, char out[41])
+{
+    char *p = tu_path(hub, repo_dir), *q = tu_path(p, "refs/main");
+    size_t len;
+    unsigned char *d = tu_read_file(q, &len);
+    assert_non_null(d);
+    assert_true(len >= 40);
+    memcpy(out, d, 40);
+    out[40] = '\0';
+    free(d);
+    free(q);
+    free(p);
+}
+
+typedef struct spelling_load {
+    ttsm_manager *mgr;
+    ttsm_load_config cfg;
+    ttsm_model *got;
+} spelling_load;
+
+static void *load_thread(void *p)
+{
+    spelling_load *t = p;
+    ttsm_error err;
+    if (ttsm_load(t->mgr, &t->cfg, &t->got, &err) != TTSM_OK)
+        t->got = NULL;
+    return NULL;
+}
+
+/* One set of bytes, one entry (docs/cache-key.md): no repo id, the model's
+ * own repo id and that repo pinned to the commit main points at are three
+ * keys and one entry, charged once; the entry answers to each key. */
+static void test_one_set_of_bytes_one_entry(void **state)
+{
+    (void)state;
+    char commit[41], pinned[128];
+    main_commit("models--ResembleAI--chatterbox", commit);
+    snprintf(pinned, sizeof pinned, "ResembleAI/chatterbox@%s", commit);
+    ttsm_manager *mgr = mk(NULL, hub, NULL);
+    ttsm_load_config a = cfg("chatterbox", NULL, NULL), b = a, c = a;
+    b.repo_id = "ResembleAI/chatterbox";
+    c.repo_id = pinned;
+    char ka[TTSM_KEY_HEX_SIZE], kb[TTSM_KEY_HEX_SIZE], kc[TTSM_KEY_HEX_SIZE];
+    ttsm_error err;
+    tu_assert_ok(ttsm_cache_key(&a, ka, &err), &err);
+    tu_assert_ok(ttsm_cache_key(&b, kb, &err), &err);
+    tu_assert_ok(ttsm_cache_key(&c, kc, &err), &err);
+    assert_string_not_equal(ka, kb);
+    assert_string_not_equal(kb, kc);
+    ttsm_load_report r;
+    ttsm_load_report_init(&r);
+    ttsm_model *ma, *mb, *mc, *again;
+    tu_assert_ok(ttsm_load_with_report(mgr, &a, &ma, &r, &err), &err);
+    assert_int_equal(r.shared, 0);
+    tu_assert_ok(ttsm_load_with_report(mgr, &b, &mb, &r, &err), &err);
+    assert_int_equal(r.shared, 1);
+    assert_int_equal(r.fell_back, 0);
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &mc, &r, &err), &err);
+    assert_int_equal(r.shared, 1);
+    assert_ptr_equal(ma, mb);
+    assert_ptr_equal(ma, mc);
+    /* The pinned spelling again: a plain hit now, through its alias. */
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &again, &r, &err), &err);
+    assert_int_equal(r.hit, 1);
+    assert_ptr_equal(again, ma);
+    ttsm_manager_stats s;
+    ttsm_manager_get_stats(mgr, &s);
+    assert_int_equal(s.entries, 1);
+    assert_int_equal(s.loads, 1);
+    assert_int_equal(s.devices[0].in_use, ttsm_model_bytes(ma));
+    assert_int_equal(s.devices[0].entries, 1);
+    ttsm_model_release(again);
+    ttsm_model_release(ma);
+    ttsm_model_release(mb);
+    ttsm_model_release(mc);
+    /* The entry answers to every key: pin by one, unload by another. */
+    tu_assert_ok(ttsm_pin(mgr, kc, &err), &err);
+    tu_assert_ok(ttsm_unpin(mgr, kb, &err), &err);
+    tu_assert_ok(ttsm_unload(mgr, kb, &err), &err);
+    ttsm_manager_get_stats(mgr, &s);
+    assert_int_equal(s.entries, 0);
+    assert_int_equal(s.devices[0].in_use, 0);
+    /* Its aliases left with it: each key is a miss again. */
+    tu_assert_error(ttsm_pin(mgr, kc, &err), &err, TTSM_ERR_NOT_FOUND, "not loaded");
+    /* Another model's files are another entry: French in the same hub. */
+    ttsm_load_config fr = cfg("chatterbox", NULL, "fr");
+    tu_assert_ok(ttsm_load(mgr, &b, &mb, &err), &err);
+    tu_assert_ok(ttsm_load(mgr, &fr, &ma, &err), &err);
+    assert_ptr_not_equal(ma, mb);
+    ttsm_model_release(ma);
+    ttsm_model_release(mb);
+    /* Many threads at once on the second spelling: the one that loads
+     * finds the entry, its waiters follow the alias, all share it. */
+    ttsm_manager_destroy(mgr);
+    mgr = mk(NULL, hub, NULL);
+    tu_assert_ok(ttsm_load(mgr, &a, &ma, &err), &err);
+    spelling_load t[6];
+    pthread_t th[6];
+    for (int i = 0; i < 6; i++) {
+        t[i] = (spelling_load){mgr, i % 2 ? b : c, NULL};
+        assert_int_equal(pthread_create(&th[i], NULL, load_thread, &t[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        assert_ptr_equal(t[i].got, ma);
+        ttsm_model_release(t[i].got);
+    }
+    ttsm_manager_get_stats(mgr, &s);
+    assert_int_equal(s.entries, 1);
+    assert_int_equal(s.devices[0].in_use, ttsm_model_bytes(ma));
+    ttsm_model_release(ma);
+    ttsm_manager_destroy(mgr);
+}
+
+/* Label what was loaded: French asked with English's repo loads English,
+ * labelled English, and the report says why. */
+static void test_repo_id_labels_what_it_holds(void **state)
+{
+    (void)state;
+    ttsm_manager *mgr = mk(NULL, hub, NULL);
+    ttsm_load_config c = cfg("chatterbox", NULL, "fr");
+    c.repo_id = "ResembleAI/chatterbox";
+    ttsm_load_report r;
+    ttsm_load_report_init(&r);
+    ttsm_model *m, *en;
+    ttsm_error err;
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &m, &r, &err), &err);
+    assert_string_equal(ttsm_model_name(m), "English");
+    assert_int_equal(r.fell_back, 1);
+    assert_string_equal(r.asked, "French");
+    assert_string_equal(r.loaded, "English");
+    assert_non_null(strstr(r.why, "the repo ResembleAI/chatterbox holds the files of English"));
+    char *canon = NULL;
+    tu_assert_ok(ttsm_cache_key_canonical(&c, &canon, NULL, &err), &err);
+    assert_non_null(strstr(canon, "model:7:English\n"));
+    assert_non_null(strstr(canon, "language:2:en\n"));
+    ttsm_free(canon);
+    /* Twice: no memo shortcut hides the relabel. */
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &en, &r, &err), &err);
+    assert_int_equal(r.fell_back, 1);
+    ttsm_model_release(en);
+    /* Plain English is the same files: the same entry. */
+    ttsm_load_config e = cfg("chatterbox", NULL, NULL);
+    tu_assert_ok(ttsm_load(mgr, &e, &en, &err), &err);
+    assert_ptr_equal(en, m);
+    ttsm_model_release(en);
+    /* The language's own repo keeps the language's model. */
+    c.repo_id = "Thomcles/Chatterbox-TTS-French";
+    tu_assert_ok(ttsm_load_with_report(mgr, &c, &en, &r, &err), &err);
+    assert_string_equal(ttsm_model_name(en), "French");
+    assert_int_equal(r.fell_back, 0);
+    ttsm_model_release(en);
+    ttsm_model_release(m);
+    ttsm_manager_destroy(mgr);
+}
+
 /* An RVC voice: its model file ({model}.pth, half-precision weights inside
  * a dict with config values), its optional FAISS index, the shared RMVPE. */
 static void test_rvc_voice(void **state)
@@ -404,6 +640,39 @@ static void test_allocation_failures(void **state)
     }
     assert_true(ok);
     assert_true(n > 20); /* the failures covered resolution, borrowing and loading */
+
+    /* The second spelling of a cached model, each allocation failing in
+     * turn: it shares the entry, or loads its own when the alias cannot be
+     * made, or fails cleanly - never a leak, never two charges it hides. */
+    ok = 0;
+    for (n = 1; n < 5000 && !ok; n++) {
+        ttsm_manager *mgr = mk(NULL, hub, NULL);
+        ttsm_load_config a = cfg("chatterbox", NULL, NULL), b = a;
+        b.repo_id = "ResembleAI/chatterbox";
+        ttsm_model *ma, *mb;
+        ttsm_error err;
+        tu_assert_ok(ttsm_load(mgr, &a, &ma, &err), &err);
+        ttsm_load_report r;
+        ttsm_load_report_init(&r);
+        ttsm__alloc_fail_after(n);
+        ttsm_status st = ttsm_load_with_report(mgr, &b, &mb, &r, &err);
+        ttsm__alloc_fail_after(0);
+        ttsm_manager_stats s;
+        ttsm_manager_get_stats(mgr, &s);
+        if (st == TTSM_OK) {
+            ok = r.shared;
+            assert_int_equal(s.entries, r.shared ? 1 : 2);
+            assert_int_equal(s.devices[0].in_use, ttsm_model_bytes(ma) * (r.shared ? 1 : 2));
+            assert_true(r.shared ? mb == ma : mb != ma);
+            ttsm_model_release(mb);
+        } else {
+            assert_int_equal(st, TTSM_ERR_OUT_OF_MEMORY);
+            assert_int_equal(s.entries, 1);
+        }
+        ttsm_model_release(ma);
+        ttsm_manager_destroy(mgr);
+    }
+    assert_true(ok);
 }
 
 int main(void)
@@ -412,6 +681,9 @@ int main(void)
         cmocka_unit_test(test_borrowed_files_open_once),
         cmocka_unit_test(test_shared_components),
         cmocka_unit_test(test_fallback_chains),
+        cmocka_unit_test(test_load_reports),
+        cmocka_unit_test(test_one_set_of_bytes_one_entry),
+        cmocka_unit_test(test_repo_id_labels_what_it_holds),
         cmocka_unit_test(test_rvc_voice),
         cmocka_unit_test(test_hub_sharded),
         cmocka_unit_test(test_engines_dir_option),

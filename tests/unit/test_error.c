@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/text.h"
 #include "testutil.h"
 
 static void every_code_has_its_name(void **state)
@@ -177,6 +178,52 @@ static void attempts_are_recorded_and_bounded(void **state)
     assert_string_equal(err.message, "");
 }
 
+
+/* Names and values from files reach messages: whatever a reader passes,
+ * the message holds no byte a terminal obeys (C0, DEL, C1 as UTF-8) and is
+ * valid UTF-8; printable text, UTF-8 included, stays as it is. */
+static void messages_are_sanitised_in_one_place(void **state)
+{
+    (void)state;
+    ttsm_error e;
+    ttsm__err(&e, TTSM_ERR_FORMAT, "f\x1b]0;x\x07.gguf", "bad tensor name",
+              "tensor '%s' and '%s' and '%s'", "\x1b[31mred\x1b[0m", "caf\xc3\xa9 \xc2\x9b" "2J",
+              "\xff\xfe\x80 \x7f\r\n");
+    assert_string_equal(e.message, "f?]0;x?.gguf: bad tensor name: tensor '?[31mred?[0m' and "
+                                   "'caf\xc3\xa9 ?2J' and '?\?? ?\?\?'");
+    ttsm__err_hint(&e, "rename '%s'", "\x1b[2J");
+    assert_string_equal(e.hint, "rename '?[2J'");
+    ttsm__err_add_attempt(&e, TTSM_ERR_FORMAT, "x: \x1b[1m");
+    assert_string_equal(e.attempts[0].message, "x: ?[1m");
+    /* a cut never leaves half a character */
+    char big[TTSM_ERROR_MESSAGE_MAX * 2];
+    memset(big, 'a', sizeof big);
+    for (size_t i = 1; i + 2 < sizeof big; i += 2)
+        memcpy(big + i, "\xc3\xa9", 2);
+    big[sizeof big - 1] = '\0';
+    ttsm__err(&e, TTSM_ERR_FORMAT, NULL, "x", "%s", big);
+    assert_int_equal(ttsm__utf8_check((const unsigned char *)e.message, strlen(e.message)),
+                     strlen(e.message));
+}
+
+static void printable_copies(void **state)
+{
+    (void)state;
+    char out[16];
+    assert_string_equal(ttsm__printable("abc", 3, out, sizeof out), "abc");
+    assert_string_equal(ttsm__printable("a\x1b" "b\x00" "c", 5, out, sizeof out), "a?b?c");
+    assert_string_equal(ttsm__printable("0123456789abcdefXYZ", 19, out, sizeof out),
+                        "0123456789ab...");
+    /* exactly the room: no cut */
+    assert_string_equal(ttsm__printable("0123456789abcde", 15, out, sizeof out),
+                        "0123456789abcde");
+    /* a two-byte character is cut whole */
+    assert_string_equal(ttsm__printable("0123456789a\xc3\xa9zzzz", 17, out, sizeof out),
+                        "0123456789a...");
+    assert_string_equal(ttsm_text_printable("t\x1b[31m\xc2\x85", out, sizeof out), "t?[31m?");
+    assert_string_equal(ttsm_text_printable(NULL, out, sizeof out), "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +234,8 @@ int main(void)
         cmocka_unit_test(long_inputs_are_truncated_visibly),
         cmocka_unit_test(a_deep_path_keeps_its_name_and_the_rule),
         cmocka_unit_test(attempts_are_recorded_and_bounded),
+        cmocka_unit_test(messages_are_sanitised_in_one_place),
+        cmocka_unit_test(printable_copies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

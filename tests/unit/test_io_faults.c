@@ -447,56 +447,76 @@ static void test_replaced_while_cached(void **state)
 
 /* ---- convert's output: the CLI under the shim --------------------------- */
 
-/* Runs `ttsm convert IN OUT` with TTSM_IOFAULT=spec (NULL: none) and the
- * file-size limit `fsize` (0: none); returns the exit code, stderr in `*msg`
- * (malloc'd: free it). */
-static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out,
-                       char **msg)
+/* A `ttsm convert` started by start_convert(): its pid and what to free. */
+typedef struct convert_run {
+    pid_t pid;
+    char *errpath, *pre, *fault, *asan;
+} convert_run;
+
+/* Starts `ttsm convert IN OUT` with TTSM_IOFAULT=spec (NULL: none) and the
+ * file-size limit `fsize` (0: none); finish_convert() waits for it. */
+static convert_run start_convert(const char *spec, rlim_t fsize, const char *in, const char *out)
 {
-    char *errpath = tu_fmt("%s/convert.stderr", dir);
+    convert_run cr;
+    cr.errpath = tu_fmt("%s/convert.stderr", dir);
     char *envp[256];
     size_t ne = 0;
-    char *pre = tu_fmt("LD_PRELOAD=%s", IOFAULT_SHIM);
-    char *fault = tu_fmt("TTSM_IOFAULT=%s", spec ? spec : "");
+    cr.pre = tu_fmt("LD_PRELOAD=%s", IOFAULT_SHIM);
+    cr.fault = tu_fmt("TTSM_IOFAULT=%s", spec ? spec : "");
     /* gcc's shared ASan runtime wants to be first; a preload is not it */
     const char *ao = getenv("ASAN_OPTIONS");
-    char *asan = tu_fmt("ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
-                        ao && *ao ? ":" : "");
-    envp[ne++] = pre;
-    envp[ne++] = fault;
-    envp[ne++] = asan;
+    cr.asan = tu_fmt("ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
+                     ao && *ao ? ":" : "");
+    envp[ne++] = cr.pre;
+    envp[ne++] = cr.fault;
+    envp[ne++] = cr.asan;
     for (char **e = environ; *e && ne < 250; e++)
         if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "TTSM_IOFAULT=", 13) &&
             strncmp(*e, "ASAN_OPTIONS=", 13))
             envp[ne++] = *e;
     envp[ne] = NULL;
     fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr.pid = fork();
+    assert_true(cr.pid >= 0);
+    if (cr.pid == 0) {
+        int fd = open(cr.errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
         if (fsize) {
+            /* SIGXFSZ keeps its default action (the process is killed):
+             * exit 7 with no file left has to come from the CLI itself. */
             struct rlimit rl = {fsize, fsize};
-            signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG */
+            signal(SIGXFSZ, SIG_DFL);
             setrlimit(RLIMIT_FSIZE, &rl);
         }
         char *argv[] = {(char *)TTSM_CLI, "convert", (char *)in, (char *)out, NULL};
         execve(TTSM_CLI, argv, envp);
         _exit(127);
     }
+    return cr;
+}
+
+/* @return the exit code (128 + N for a signal), stderr in `*msg`
+ * (malloc'd: free it). */
+static int finish_convert(convert_run cr, char **msg)
+{
     int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(waitpid(cr.pid, &status, 0), cr.pid);
     size_t n = 0;
-    unsigned char *text = tu_read_file(errpath, &n);
+    unsigned char *text = tu_read_file(cr.errpath, &n);
     *msg = text ? (char *)text : strdup("");
-    unlink(errpath);
-    free(errpath);
-    free(pre);
-    free(fault);
-    free(asan);
+    unlink(cr.errpath);
+    free(cr.errpath);
+    free(cr.pre);
+    free(cr.fault);
+    free(cr.asan);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int run_convert(const char *spec, rlim_t fsize, const char *in, const char *out,
+                       char **msg)
+{
+    return finish_convert(start_convert(spec, fsize, in, out), msg);
 }
 
 static size_t entries_in(const char *d)
@@ -509,6 +529,39 @@ static size_t entries_in(const char *d)
     if (dp)
         closedir(dp);
     return n;
+}
+
+/* Interrupted while writing (the shim holds its first write for up to
+ * 20 s): killed by SIGINT, SIGTERM or SIGHUP, convert leaves neither OUT
+ * nor its temporary file, and dies of the signal. */
+static void test_convert_interrupted(void **state)
+{
+    (void)state;
+    char in[4096];
+    snprintf(in, sizeof in, "%s/torch/rvc.pth", FIXTURES);
+    char *outdir = strdup(tu_mkdtemp());
+    char *out = tu_path(outdir, "rvc.safetensors");
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        convert_run cr = start_convert("op=fwrite,path=rvc.safetensors.ttsm-,delay=20000", 0, in,
+                                       out);
+        /* the temporary file exists once the handler knows it */
+        for (int t = 0; t < 2000 && entries_in(outdir) == 0; t++)
+            usleep(10000);
+        assert_int_equal(entries_in(outdir), 1);
+        usleep(50000);
+        assert_int_equal(kill(cr.pid, sigs[i]), 0);
+        char *msg;
+        int rc = finish_convert(cr, &msg);
+        if (rc != 128 + sigs[i])
+            fail_msg("signal %d: exit %d, expected death by the signal: %s", sigs[i], rc, msg);
+        free(msg);
+        if (entries_in(outdir) != 0)
+            fail_msg("signal %d: the temporary file was left behind", sigs[i]);
+    }
+    tu_rmtree(outdir);
+    free(outdir);
+    free(out);
 }
 
 static void test_convert_output_faults(void **state)
@@ -741,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_replaced_under_mmap),
         cmocka_unit_test(test_replaced_while_cached),
         cmocka_unit_test(test_convert_output_faults),
+        cmocka_unit_test(test_convert_interrupted),
         cmocka_unit_test(test_device_alloc_and_upload_failures),
         cmocka_unit_test(test_device_disappears),
     };

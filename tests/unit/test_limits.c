@@ -17,22 +17,6 @@
 #define MAX_RSS_GROWTH_KB (48 * 1024) /* refusing a claim must not allocate it */
 #define MAX_SECONDS 3.0
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    dir = strdup(tu_mkdtemp());
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 /* ---- running a refusal in a child, measured ------------------------------ */
 
@@ -170,14 +154,14 @@ static void put64(unsigned char *p, uint64_t v)
 
 static char *write_bytes(const char *name, const void *data, size_t len)
 {
-    return tu_write_file(dir, name, data, len);
+    return tu_write_file(tu_dir, name, data, len);
 }
 
 /* A file of `size` bytes, all holes but `head` at 0 and `tail` at the end. */
 static char *write_sparse(const char *name, uint64_t size, const void *head, size_t head_len,
                           const void *tail, size_t tail_len)
 {
-    char *p = tu_path(dir, name);
+    char *p = tu_path(tu_dir, name);
     int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)size), 0);
@@ -512,36 +496,15 @@ static void test_safetensors_caps(void **state)
 /* The manager and the registry: 1025 components in one model, a JSON
  * component over 256 MiB, a manifest over 4 MiB, 1025 manifests in a
  * folder. */
-static ttsm_status json_factory(const ttsm_load_config *cfg, const ttsm_factory_ctx *ctx,
-                                ttsm_model **out, ttsm_error *err)
-{
-    ttsm_model *m;
-    ttsm_status st = ttsm_model_create(ctx, &m, err);
-    if (st == TTSM_OK)
-        st = ttsm_model_add_file(m, "config", cfg->model_path, TTSM_FILE_JSON, err);
-    if (st == TTSM_OK)
-        *out = m;
-    return st;
-}
-
 static ttsm_status load_json_engine(const void *path, ttsm_error *err)
 {
-    ttsm_manager *mgr;
-    ttsm_status st = ttsm_manager_create(NULL, &mgr, err);
-    if (st != TTSM_OK)
-        return st;
-    ttsm_load_config c = mu_cfg("limits_json", path, "cpu");
-    ttsm_model *m = NULL;
-    st = ttsm_load(mgr, &c, &m, err);
-    ttsm_model_release(m);
-    ttsm_manager_destroy(mgr);
-    return st;
+    return mu_load_once("limits_json", path, err);
 }
 
 static void test_manager_and_registry_caps(void **state)
 {
     (void)state;
-    char *folder = tu_path(dir, "many");
+    char *folder = tu_path(tu_dir, "many");
     mkdir(folder, 0755);
     for (int i = 0; i <= 1024; i++) {
         char name[32];
@@ -553,13 +516,13 @@ static void test_manager_and_registry_caps(void **state)
     free(folder);
 
     ttsm_error err;
-    tu_assert_ok(ttsm_register_engine("limits_json", json_factory, NULL, &err), &err);
+    tu_assert_ok(mu_register_file_engine("limits_json", TTSM_FILE_JSON, &err), &err);
     char *p = write_sparse("huge.json", (256ull << 20) + 1, "{", 1, "}", 1);
     expect_refusal("model: JSON component over 256 MiB", load_json_engine, p, TTSM_ERR_FORMAT,
                    "JSON too large");
     free(p);
 
-    char *edir = tu_path(dir, "bigmanifest");
+    char *edir = tu_path(tu_dir, "bigmanifest");
     mkdir(edir, 0755);
     char *mp = tu_path(edir, "big.json");
     int fd = open(mp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -571,7 +534,7 @@ static void test_manager_and_registry_caps(void **state)
     free(mp);
     free(edir);
 
-    edir = tu_path(dir, "manymanifests");
+    edir = tu_path(tu_dir, "manymanifests");
     mkdir(edir, 0755);
     for (int i = 0; i <= 1024; i++) {
         char name[32];
@@ -605,5 +568,5 @@ int main(void)
         cmocka_unit_test(test_manager_and_registry_caps),
         cmocka_unit_test(test_strbuf_cap),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_dir_setup, tu_dir_teardown);
 }

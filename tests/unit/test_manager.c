@@ -10,23 +10,6 @@
 #include "fake_backend.h"
 #include "mgr_util.h"
 
-static char *dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    fake_backend_register();
-    dir = strdup(tu_mkdtemp());
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rmtree(dir);
-    free(dir);
-    return 0;
-}
 
 static ttsm_manager *mk(uint64_t fake_budget, ttsm_manager_options *o_in)
 {
@@ -51,7 +34,7 @@ static const ttsm_device_stats *dev_stats(const ttsm_manager_stats *s, const cha
 static void test_cpu_hit_and_tensors(void **state)
 {
     (void)state;
-    char *p = mu_write_st(dir, "m1.safetensors", 8, 1.0f);
+    char *p = mu_write_st(tu_dir, "m1.safetensors", 8, 1.0f);
     ttsm_manager *mgr = mk(1 << 20, NULL);
     ttsm_load_config c = mu_cfg("file", p, "cpu");
     ttsm_model *a, *b;
@@ -89,7 +72,7 @@ static void test_cpu_hit_and_tensors(void **state)
 static void test_fake_upload_and_shared_host(void **state)
 {
     (void)state;
-    char *p = mu_write_st(dir, "m2.safetensors", 100, 5.0f);
+    char *p = mu_write_st(tu_dir, "m2.safetensors", 100, 5.0f);
     ttsm_manager *mgr = mk(1 << 20, NULL);
     ttsm_load_config c = mu_cfg("file", p, "cpu");
     ttsm_model *cpu, *f0, *f1, *again;
@@ -236,7 +219,7 @@ static void test_single_flight_16(void **state)
 {
     (void)state;
     register_engines();
-    slow_path = mu_write_st(dir, "slow.safetensors", 64, 0.0f);
+    slow_path = mu_write_st(tu_dir, "slow.safetensors", 64, 0.0f);
     ttsm_manager *mgr = mk(1 << 20, NULL);
     atomic_store(&slow_calls, 0);
     job jobs[16];
@@ -267,7 +250,7 @@ static void test_failure_reaches_all_waiters(void **state)
 {
     (void)state;
     register_engines();
-    slow_path = mu_write_st(dir, "flaky.safetensors", 64, 0.0f);
+    slow_path = mu_write_st(tu_dir, "flaky.safetensors", 64, 0.0f);
     ttsm_manager *mgr = mk(1 << 20, NULL);
     atomic_store(&flaky_calls, 0);
     job jobs[8];
@@ -323,7 +306,7 @@ static void make_paths(void)
         char name[32];
         snprintf(name, sizeof name, "e%d.safetensors", i);
         free(paths[i]);
-        paths[i] = mu_write_st(dir, name, 256, (float)i); /* 1024 bytes each */
+        paths[i] = mu_write_st(tu_dir, name, 256, (float)i); /* 1024 bytes each */
     }
 }
 
@@ -530,7 +513,7 @@ static int cancel_progress(void *user, const char *key, uint64_t done, uint64_t 
 static void test_cancel_and_alloc_failure(void **state)
 {
     (void)state;
-    char *d2 = tu_path(dir, "two");
+    char *d2 = tu_path(tu_dir, "two");
     mkdir(d2, 0700);
     char *a = mu_write_st(d2, "b.safetensors", 256, 0), *b = mu_write_st(d2, "a.safetensors", 256, 0);
     int calls = 0;
@@ -584,7 +567,7 @@ static void test_log_and_file_errors(void **state)
     ttsm_manager_options o = ttsm_manager_options_default();
     o.log = count_log;
     ttsm_manager *mgr = mk(1 << 20, &o);
-    char *bad = tu_write_file(dir, "bad.safetensors", "\x02\0\0\0\0\0\0\0{}xx", 12);
+    char *bad = tu_write_file(tu_dir, "bad.safetensors", "\x02\0\0\0\0\0\0\0{}xx", 12);
     ttsm_load_config c = mu_cfg("file", bad, "cpu");
     ttsm_model *m;
     ttsm_error err;
@@ -618,7 +601,7 @@ static void keep_loaded_line(void *user, int level, const char *msg)
 static void test_log_line_with_a_deep_path_is_whole(void **state)
 {
     (void)state;
-    char *deep = strdup(dir);
+    char *deep = strdup(tu_dir);
     for (int i = 0; i < 12; i++) {
         char *next = tu_fmt("%s/%s%02d", deep,
                             "a-folder-name-of-fifty-bytes-in-a-deep-checkout-", i);
@@ -701,7 +684,7 @@ int main(void)
         cmocka_unit_test(test_log_line_with_a_deep_path_is_whole),
         cmocka_unit_test(test_allocation_torture),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    int rc = cmocka_run_group_tests(tests, fake_dir_setup, tu_dir_teardown);
     for (int i = 0; i < 5; i++)
         free(paths[i]);
     return rc;

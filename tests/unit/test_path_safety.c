@@ -172,6 +172,44 @@ static void test_hub_ref_symlink(void **state)
     free(saved);
 }
 
+/* The repo folder itself a symlink to somewhere outside the hub: its
+ * snapshot files resolve inside "their repo folder", wherever that is, so
+ * the repo folder must resolve inside the hub as well. */
+static void test_hub_repo_folder_leaves_hub(void **state)
+{
+    (void)state;
+    const char *ck = TTSM_SOURCE_DIR "/tests/fixtures/safetensors/ok_scalar.safetensors";
+    write_engine("w.safetensors");
+    add_blob("w.safetensors", ck);
+    ttsm_error err;
+    tu_assert_ok(load_pathsafe(NULL, &err), &err);
+    char *repo = tu_fmt("%s/models--org--name", hub);
+    char *moved = tu_fmt("%s/models--org--name", outside);
+    assert_int_equal(rename(repo, moved), 0);
+    assert_int_equal(symlink(moved, repo), 0);
+    ttsm_status st = load_pathsafe(NULL, &err);
+    tu_assert_error(st, &err, TTSM_ERR_FORMAT, "w.safetensors", "unsafe hub cache entry",
+                    "its repo folder", "outside the hub cache");
+    ttsm_load_config c = ttsm_load_config_default();
+    c.engine = "pathsafe";
+    char *report = NULL;
+    st = ttsm_resolve(&c, nowhere, hub, &report, &err);
+    tu_assert_error(st, &err, TTSM_ERR_FORMAT, "unsafe hub cache entry", "outside the hub cache");
+    assert_null(report);
+    /* a repo folder linked to another place inside the hub is fine */
+    char *inner = tu_fmt("%s/moved--here", hub);
+    assert_int_equal(rename(moved, inner), 0);
+    unlink(repo);
+    assert_int_equal(symlink(inner, repo), 0);
+    tu_assert_ok(load_pathsafe(NULL, &err), &err);
+    unlink(repo);
+    assert_int_equal(rename(inner, repo), 0);
+    tu_assert_ok(load_pathsafe(NULL, &err), &err);
+    free(inner);
+    free(repo);
+    free(moved);
+}
+
 /* Revisions and repo ids from the caller: '..' and absolute revisions are
  * refused; a repo id is a folder name, never a path. */
 static void test_hub_revisions_and_repo_ids(void **state)
@@ -273,6 +311,85 @@ static void test_manifest_path_fields(void **state)
     }
 }
 
+/* system_dirs names absolute folders that are read as they are: only
+ * built-in manifests and folders a program trusts may use it. A folder
+ * manifest naming /etc loaded /etc/passwd as a blob, and `resolve` called
+ * it complete. A JSON file that does not parse is quoted by a few bytes. */
+static void test_system_dirs_confined(void **state)
+{
+    (void)state;
+    char *sys = tu_path(root, "system-data");
+    mkdir(sys, 0755);
+    free(tu_write_file(sys, "data.bin", "blob", 4));
+    /* jansson quotes a first token of up to about 20 bytes: here 19 */
+    static const char secret[] = "rootsecretrootsecre:x:0:0:root:/root:/bin/bash\n";
+    free(tu_write_file(sys, "passwd", secret, sizeof secret - 1));
+    static const char *const kinds[] = {"blob", "json"};
+    for (int trusted = 0; trusted < 2; trusted++)
+        for (size_t k = 0; k < 2; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "sysdirs%d%zu", trusted, k);
+            char *text = tu_fmt(
+                "{\"schema\": 1, \"name\": \"%s\", \"runtime\": \"pytorch\", "
+                "\"model_types\": [\"tts\"], \"capabilities\": {\"supports_voice_conversion\": "
+                "false, \"has_fallback\": false, \"can_corrupt\": false, "
+                "\"requires_special_init\": false, \"language_selects_model\": false, "
+                "\"single_instance\": false, \"recovery\": \"none\"}, \"devices\": [\"cpu\"], "
+                "\"folder\": \"%s\", \"default_model\": \"m\", \"models\": [{\"name\": \"m\", "
+                "\"system_dirs\": [\"%s\"], \"components\": [{\"name\": \"w\", \"kind\": "
+                "\"%s\", \"files\": [\"%s\"]}]}]}",
+                name, name, trusted ? sys : "/etc", kinds[k], k ? "passwd" : "data.bin");
+            char *d = tu_fmt("%s/engines-%s", root, name);
+            mkdir(d, 0755);
+            free(tu_write_file(d, "e.json", text, strlen(text)));
+            ttsm_error err;
+            ttsm_status st;
+            if (!trusted) { /* a manifest given as text is held to the same rule */
+                st = ttsm_engines_add_manifest(text, strlen(text), "given.json", &err);
+                tu_assert_error(st, &err, TTSM_ERR_FORMAT, "given.json: invalid manifest",
+                                "system_dirs: \"/etc\" is a system folder");
+                assert_null(ttsm_engine_find(name));
+            }
+            st = trusted ? ttsm_engines_load_dir_trusted(d, &err) : ttsm_engines_load_dir(d, &err);
+            if (!trusted) {
+                tu_assert_error(st, &err, TTSM_ERR_FORMAT, "e.json: invalid manifest",
+                                "models[0].system_dirs: \"/etc\" is a system folder",
+                                "only built-in manifests");
+                assert_null(ttsm_engine_find(name));
+            } else {
+                tu_assert_ok(st, &err);
+                ttsm_manager_options o = ttsm_manager_options_default();
+                o.models_dirs = nowhere;
+                o.hf_cache = hub;
+                ttsm_manager *mgr;
+                tu_assert_ok(ttsm_manager_create(&o, &mgr, &err), &err);
+                ttsm_load_config c = ttsm_load_config_default();
+                c.engine = name;
+                c.device = "cpu";
+                ttsm_model *m = NULL;
+                st = ttsm_load(mgr, &c, &m, &err);
+                if (k == 0) {
+                    tu_assert_ok(st, &err);
+                } else {
+                    /* not JSON: at most a short, sanitised excerpt of it */
+                    tu_assert_error(st, &err, TTSM_ERR_FORMAT, "passwd: invalid JSON",
+                                    "near 'rootsecretrootse...'");
+                    assert_null(strstr(err.message, "rootsecretrootsecre"));
+                    assert_null(strstr(err.message, "/bin/bash"));
+                }
+                ttsm_model_release(m);
+                ttsm_manager_destroy(mgr);
+            }
+            free(d);
+            free(text);
+        }
+    /* the built-in espeak-ng manifest still names its system folder */
+    const ttsm_engine_info *e = ttsm_engine_find("espeak-ng");
+    assert_non_null(e);
+    assert_non_null(strstr(ttsm_engine_manifest(e), "system_dirs"));
+    free(sys);
+}
+
 /* A model name in a config is looked up among the manifest's models: a
  * path there is an unknown model, never a folder. */
 static void test_config_model_name(void **state)
@@ -334,8 +451,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hub_index_shard_leaves_repo),
         cmocka_unit_test(test_hub_ref_symlink),
+        cmocka_unit_test(test_hub_repo_folder_leaves_hub),
         cmocka_unit_test(test_hub_revisions_and_repo_ids),
         cmocka_unit_test(test_manifest_path_fields),
+        cmocka_unit_test(test_system_dirs_confined),
         cmocka_unit_test(test_config_model_name),
         cmocka_unit_test(test_caller_folders_follow_symlinks),
     };

@@ -272,7 +272,83 @@ static void zip64_and_deflated(void **state)
                     TTSM_ERR_FORMAT, "over the cap of 8 bytes (max_inflate_bytes)");
 }
 
+/* Deflated storages are inflated when first read, so a broken stream (a
+ * bomb, a CRC mismatch, corrupt data) is refused there: the first error
+ * reading every tensor, or TTSM_OK. */
+static ttsm_status first_data_error(ttsm_checkpoint *ck, ttsm_error *err)
+{
+    for (size_t i = 0; i < ttsm_checkpoint_tensor_count(ck); i++) {
+        const void *p;
+        ttsm_status st = ttsm_checkpoint_tensor_data(ck, ttsm_checkpoint_tensor(ck, i), &p, err);
+        if (st != TTSM_OK)
+            return st;
+    }
+    return TTSM_OK;
+}
+
+/* Opening never inflates a deflated storage: its bytes are made on first
+ * access, once, in both I/O modes; a broken stream opens, then fails each
+ * read the same way and leaves nothing behind. The cap on what deflated
+ * storages may inflate to together is proportionate to the file by
+ * default, and checked at open from the declared sizes. */
+static void deflated_storages_inflate_lazily(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        ttsm_checkpoint_options o = ttsm_checkpoint_options_default();
+        assert_true(o.max_inflate_bytes == 0); /* proportionate */
+        o.io_mode = (ttsm_io_mode)mode;
+        ttsm_checkpoint *ck;
+        ttsm_error err;
+        tu_assert_ok(ttsm_checkpoint_open(FIX "/deflated.pt", &o, &ck, &err), &err);
+        size_t lazy = 0;
+        for (size_t i = 0; i < ck->n_storages; i++)
+            if (ck->storages[i].lazy) {
+                lazy++;
+                assert_null(ck->storages[i].mem); /* not inflated at open */
+            }
+        assert_true(lazy > 0);
+        const ttsm_tensor_info *t = ttsm_checkpoint_tensor(ck, 0);
+        const void *p1, *p2;
+        tu_assert_ok(ttsm_checkpoint_tensor_data(ck, t, &p1, &err), &err);
+        assert_non_null(ck->storages[t->storage_index].mem);
+        tu_assert_ok(ttsm_checkpoint_tensor_data(ck, t, &p2, &err), &err);
+        assert_ptr_equal(p1, p2); /* made once */
+        assert_true(t->file_offset == UINT64_MAX);
+        ttsm_checkpoint_close(ck);
+
+        static const struct {
+            const char *file, *needle;
+        } broken[] = {{"zip_crc.pt", "CRC mismatch"},
+                      {"zip_bad_deflate.pt", "corrupt deflate data"},
+                      {"zip_bomb_overflow.pt", "inflates past its declared 8 bytes"}};
+        for (size_t b = 0; b < sizeof broken / sizeof broken[0]; b++) {
+            char path[600];
+            snprintf(path, sizeof path, FIX "/malicious/%s", broken[b].file);
+            tu_assert_ok(ttsm_checkpoint_open(path, &o, &ck, &err), &err);
+            for (int again = 0; again < 2; again++) {
+                tu_assert_error(first_data_error(ck, &err), &err, TTSM_ERR_FORMAT,
+                                broken[b].file, broken[b].needle);
+                for (size_t i = 0; i < ck->n_storages; i++)
+                    assert_null(ck->storages[i].mem);
+            }
+            ttsm_checkpoint_close(ck);
+        }
+    }
+    /* the default cap: 16 x the file, at least 64 MiB */
+    ttsm_checkpoint *ck;
+    ttsm_error err;
+    tu_assert_ok(ttsm__ckpt_new("x", NULL, &ck, &err), &err);
+    assert_true(ttsm__ckpt_inflate_cap(ck, 1000) == (64ull << 20));
+    assert_true(ttsm__ckpt_inflate_cap(ck, 1ull << 30) == (16ull << 30));
+    assert_true(ttsm__ckpt_inflate_cap(ck, UINT64_MAX / 2) == UINT64_MAX);
+    ck->max_inflate_bytes = 5;
+    assert_true(ttsm__ckpt_inflate_cap(ck, 1ull << 30) == 5);
+    ttsm_checkpoint_close(ck);
+}
+
 /* ---- malicious files ------------------------------------------------------- */
+
 
 static void malicious(void **state)
 {
@@ -295,15 +371,19 @@ static void malicious(void **state)
             ttsm_checkpoint *ck = NULL;
             ttsm_error err;
             ttsm_status st = ttsm_checkpoint_open(path, &o, &ck, &err);
-            tu_assert_error(st, &err, TTSM_ERR_FORMAT, tab + 1, line);
+            tu_assert_error(st == TTSM_OK ? first_data_error(ck, &err) : st, &err,
+                            TTSM_ERR_FORMAT, tab + 1, line);
+            ttsm_checkpoint_close(ck);
         }
         /* and from memory, as the fuzzers see it */
         size_t len;
         unsigned char *buf = tu_read_file(path, &len);
         ttsm_checkpoint *ck = NULL;
         ttsm_error err;
-        tu_assert_error(ttsm__checkpoint_open_memory(buf, len, line, NULL, &ck, &err), &err,
-                        TTSM_ERR_FORMAT, tab + 1);
+        ttsm_status st = ttsm__checkpoint_open_memory(buf, len, line, NULL, &ck, &err);
+        tu_assert_error(st == TTSM_OK ? first_data_error(ck, &err) : st, &err, TTSM_ERR_FORMAT,
+                        tab + 1);
+        ttsm_checkpoint_close(ck);
         free(buf);
         free(path);
         count++;
@@ -559,6 +639,42 @@ static void legacy_large_pickle(void **state)
     free(b);
 }
 
+/* Bytes after a legacy file's last storage are ignored, as torch.load
+ * ignores them (docs/formats/pytorch.md): the same tensors, the same bytes. */
+static void legacy_trailing_bytes(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *buf = tu_read_file(FIX "/legacy.pt", &len);
+    assert_non_null(buf);
+    static const char tail[] = "bytes after the last storage that no record describes";
+    unsigned char *longer = malloc(len + sizeof tail);
+    memcpy(longer, buf, len);
+    memcpy(longer + len, tail, sizeof tail);
+    ttsm_checkpoint *a, *b;
+    ttsm_error err;
+    tu_assert_ok(ttsm__checkpoint_open_memory(buf, len, "legacy.pt", NULL, &a, &err), &err);
+    tu_assert_ok(ttsm__checkpoint_open_memory(longer, len + sizeof tail, "trailing.pt", NULL, &b,
+                                              &err),
+                 &err);
+    assert_int_equal(ttsm_checkpoint_version(b), 1001);
+    assert_int_equal(ttsm_checkpoint_tensor_count(a), ttsm_checkpoint_tensor_count(b));
+    for (size_t i = 0; i < ttsm_checkpoint_tensor_count(a); i++) {
+        const ttsm_tensor_info *ta = ttsm_checkpoint_tensor(a, i);
+        const ttsm_tensor_info *tb = ttsm_checkpoint_find(b, ta->name);
+        assert_non_null(tb);
+        const void *pa, *pb;
+        tu_assert_ok(ttsm_checkpoint_tensor_data(a, ta, &pa, &err), &err);
+        tu_assert_ok(ttsm_checkpoint_tensor_data(b, tb, &pb, &err), &err);
+        assert_int_equal(ta->nbytes, tb->nbytes);
+        assert_memory_equal(pa, pb, ta->nbytes);
+    }
+    ttsm_checkpoint_close(a);
+    ttsm_checkpoint_close(b);
+    free(longer);
+    free(buf);
+}
+
 static void legacy_errors(void **state)
 {
     (void)state;
@@ -626,9 +742,11 @@ int main(void)
         cmocka_unit_test(fixtures_match_torch),
         cmocka_unit_test(shared_storage_and_views),
         cmocka_unit_test(zip64_and_deflated),
+        cmocka_unit_test(deflated_storages_inflate_lazily),
         cmocka_unit_test(malicious),
         cmocka_unit_test(hand_built),
         cmocka_unit_test(legacy_large_pickle),
+        cmocka_unit_test(legacy_trailing_bytes),
         cmocka_unit_test(legacy_errors),
         cmocka_unit_test(alloc_failures),
     };

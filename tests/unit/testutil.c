@@ -44,6 +44,24 @@ char *tu_mkdtemp(void)
     return last;
 }
 
+char *tu_dir;
+
+int tu_dir_setup(void **state)
+{
+    (void)state;
+    tu_dir = strdup(tu_mkdtemp());
+    return tu_dir ? 0 : -1;
+}
+
+int tu_dir_teardown(void **state)
+{
+    (void)state;
+    tu_rmtree(tu_dir);
+    free(tu_dir);
+    tu_dir = NULL;
+    return 0;
+}
+
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

@@ -20,6 +20,11 @@
  * valid until the next call: copy it if you need two. */
 char *tu_mkdtemp(void);
 void tu_rmtree(const char *path);
+/* A group's own temporary folder: tu_dir_setup makes it (tu_dir), and
+ * tu_dir_teardown removes it; for cmocka_run_group_tests. */
+extern char *tu_dir;
+int tu_dir_setup(void **state);
+int tu_dir_teardown(void **state);
 /* Writes `len` bytes to dir/name; returns the malloc'd full path. */
 char *tu_write_file(const char *dir, const char *name, const void *data, size_t len);
 /* Reads a whole file; NULL on failure. *len gets its size. */
