@@ -318,13 +318,31 @@ static uint64_t name_hash(const char *s, size_t n)
 
 #define EMPTY UINT64_MAX
 
+/* The name index is at most two thirds full (linear probing stays short,
+ * the slots' hash bits spare the name compares) and sized to that, not to
+ * a power of two: at 100,000 tensors that is 1.2 MB instead of 2.1. */
+static int index_full(size_t n, size_t cap)
+{
+    return n * 3 > cap * 2;
+}
+
+static size_t index_cap_for(size_t n)
+{
+    return (n + n / 2 + 64) / 64 * 64; /* whole cache lines */
+}
+
+/* A hash's first slot: its low half scaled to the table (cap < 2^32). */
+static size_t index_home(const ttsm_checkpoint *ck, uint64_t h)
+{
+    return (size_t)(((uint64_t)(uint32_t)h * ck->index_cap) >> 32);
+}
+
 /* Finds the slot of `name` (hash `h`) or the empty slot where it would go.
  * The high bits of the hash kept in each slot spare most name compares,
  * which would each fetch another tensor's name from memory. */
 static size_t index_slot(const ttsm_checkpoint *ck, const char *name, size_t len, uint64_t h)
 {
-    size_t mask = ck->index_cap - 1;
-    size_t i = (size_t)h & mask;
+    size_t i = index_home(ck, h);
     uint32_t fp = (uint32_t)(h >> 32);
     for (;;) {
         uint64_t v = ck->index[i];
@@ -335,7 +353,7 @@ static size_t index_slot(const ttsm_checkpoint *ck, const char *name, size_t len
             if (strncmp(tn, name, len) == 0 && tn[len] == '\0')
                 return i;
         }
-        i = (i + 1) & mask;
+        i = i + 1 == ck->index_cap ? 0 : i + 1;
     }
 }
 
@@ -384,7 +402,7 @@ void ttsm__ckpt_truncate(ttsm_checkpoint *ck, size_t n_tensors, size_t n_storage
 
 static int index_grow(ttsm_checkpoint *ck)
 {
-    return index_grow_to(ck, ck->index_cap ? ck->index_cap * 2 : 64);
+    return index_grow_to(ck, index_cap_for(ck->index_cap ? ck->index_cap * 2 : 64));
 }
 
 /* Large tables are written once, right after they are allocated: in 2 MiB
@@ -530,7 +548,7 @@ static ttsm_status add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d, i
     uint64_t h = 0;
     size_t slot = 0;
     if (index) {
-        if (ck->index_cap == 0 || (ck->n_tensors + 1) * 2 > ck->index_cap) {
+        if (ck->index_cap == 0 || index_full(ck->n_tensors + 1, ck->index_cap)) {
             if (index_grow(ck) != 0)
                 return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
                                  "indexing tensor '%.*s'", nlen, d->name);
@@ -585,10 +603,8 @@ ttsm_status ttsm__ckpt_reserve_index(ttsm_checkpoint *ck, size_t total, ttsm_err
 {
     if (total > TTSM__MAX_TENSORS)
         return TTSM_OK;
-    size_t cap = ck->index_cap ? ck->index_cap : 64;
-    while ((total + 1) * 2 > cap)
-        cap *= 2;
-    if (cap != ck->index_cap && index_grow_to(ck, cap) != 0)
+    if ((ck->index_cap == 0 || index_full(total + 1, ck->index_cap)) &&
+        index_grow_to(ck, index_cap_for(total + 1)) != 0)
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
                          "indexing %zu tensors", total);
     return TTSM_OK;
@@ -653,28 +669,26 @@ ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, t
 ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, size_t *dup,
                                      ttsm_error *err)
 {
-    size_t n = ck->n_tensors, cap = ck->index_cap ? ck->index_cap : 64;
-    while ((n + 1) * 2 > cap)
-        cap *= 2;
-    if (cap != ck->index_cap && index_grow_to(ck, cap) != 0)
+    size_t n = ck->n_tensors;
+    if ((ck->index_cap == 0 || index_full(n + 1, ck->index_cap)) &&
+        index_grow_to(ck, index_cap_for(n + 1)) != 0)
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
                          "indexing %zu tensors", n);
     /* Hashes a few tensors ahead and prefetches their slots, so that the
      * index's random accesses overlap instead of each waiting on memory. */
     enum { AHEAD = 8 };
     uint64_t ring[AHEAD];
-    size_t mask = ck->index_cap - 1;
     for (size_t i = first; i < n && i < first + AHEAD; i++) {
         const char *nm = ck->tensors[i].name;
         ring[i % AHEAD] = name_hash(nm, strlen(nm));
-        __builtin_prefetch(&ck->index[ring[i % AHEAD] & mask]);
+        __builtin_prefetch(&ck->index[index_home(ck, ring[i % AHEAD])]);
     }
     for (size_t i = first; i < n; i++) {
         uint64_t h = ring[i % AHEAD];
         if (i + AHEAD < n) {
             const char *ah = ck->tensors[i + AHEAD].name;
             ring[i % AHEAD] = name_hash(ah, strlen(ah));
-            __builtin_prefetch(&ck->index[ring[i % AHEAD] & mask]);
+            __builtin_prefetch(&ck->index[index_home(ck, ring[i % AHEAD])]);
         }
         const char *nm = ck->tensors[i].name;
         size_t len = strlen(nm), slot = index_slot(ck, nm, len, h);

@@ -74,7 +74,7 @@ struct ttsm_checkpoint {
 
     uint64_t *index;     /* open addressing over tensors: the hash's high 32 bits,
                             then the tensor (low 32 bits, UINT32_MAX = empty) */
-    size_t index_cap;    /* power of two */
+    size_t index_cap;    /* at most two thirds full (table.c) */
 
     ttsm__meta *meta;
     size_t n_meta, cap_meta;
