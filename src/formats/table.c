@@ -678,20 +678,24 @@ ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, size_t *
      * index's random accesses overlap instead of each waiting on memory. */
     enum { AHEAD = 8 };
     uint64_t ring[AHEAD];
+    size_t lens[AHEAD];
     for (size_t i = first; i < n && i < first + AHEAD; i++) {
         const char *nm = ck->tensors[i].name;
-        ring[i % AHEAD] = name_hash(nm, strlen(nm));
+        lens[i % AHEAD] = strlen(nm);
+        ring[i % AHEAD] = name_hash(nm, lens[i % AHEAD]);
         __builtin_prefetch(&ck->index[index_home(ck, ring[i % AHEAD])]);
     }
     for (size_t i = first; i < n; i++) {
         uint64_t h = ring[i % AHEAD];
+        size_t len = lens[i % AHEAD];
         if (i + AHEAD < n) {
             const char *ah = ck->tensors[i + AHEAD].name;
-            ring[i % AHEAD] = name_hash(ah, strlen(ah));
+            lens[i % AHEAD] = strlen(ah);
+            ring[i % AHEAD] = name_hash(ah, lens[i % AHEAD]);
             __builtin_prefetch(&ck->index[index_home(ck, ring[i % AHEAD])]);
         }
         const char *nm = ck->tensors[i].name;
-        size_t len = strlen(nm), slot = index_slot(ck, nm, len, h);
+        size_t slot = index_slot(ck, nm, len, h);
         if (ck->index[slot] != EMPTY) {
             if (dup)
                 *dup = i;
