@@ -218,12 +218,16 @@ int main(int argc, char **argv)
             for (int k = 0; k < N_METHODS; k++) {
                 int m = (k + r) % N_METHODS;
                 if (cold) {
+                    /* What is left in the page cache, as a share of the
+                     * model's bytes (a one-page file kept would otherwise
+                     * read as 100%). */
                     how = bu_drop_cache((const char *const *)t.files, t.n_files);
-                    for (size_t f = 0; f < t.n_files; f++) {
-                        double res = bu_resident(t.files[f]);
-                        if (res > res_max)
-                            res_max = res;
-                    }
+                    double in = 0;
+                    for (size_t f = 0; f < t.n_files; f++)
+                        in += bu_resident(t.files[f]) * (double)bu_file_size(t.files[f]);
+                    double res = t.file_bytes ? in / (double)t.file_bytes : 0;
+                    if (res > res_max)
+                        res_max = res;
                 }
                 times[m][r] = run_method(&t, m);
             }

@@ -323,7 +323,7 @@ class Report:
                                 (t(r["time_median_ns"]), t(base["time_median_ns"]), 100 * f),
                                 f >= 0.9)
         if any(r["cache"] == "cold" for r in recs):
-            self.w("At most %.1f%% of any file was still in the page cache when a cold run "
+            self.w("At most %.1f%% of a model's bytes were still in the page cache when a cold run "
                    "started (mincore)." % (100 * max(r["resident_max"] for r in recs
                                                      if r["cache"] == "cold")), "")
 

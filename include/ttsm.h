@@ -668,8 +668,9 @@ TTSM_API ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_co
  *  The manager option `prefetch` does this for every load.
  *  @return TTSM_OK, or TTSM_ERR_OUT_OF_MEMORY when no thread could start. */
 TTSM_API ttsm_status ttsm_model_prefetch(ttsm_model *model, ttsm_error *err);
-/** Waits for the model's prefetch, if one was started. @return the bytes it
- *  brought in (0 when none was started or there was nothing to do). */
+/** Waits for the model's prefetch, if one was started; once it returns the
+ *  prefetch holds no reference of the model. @return the bytes it brought
+ *  in (0 when none was started or there was nothing to do). */
 TTSM_API uint64_t ttsm_model_prefetch_wait(ttsm_model *model);
 
 /** Adds a reference (thread-safe). */

@@ -28,11 +28,23 @@
 struct ttsm__prefetch {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int done;
+    int done;       /* the pass is over and its model reference dropped */
     uint64_t bytes; /* bytes brought in (the mapped ranges) */
     ttsm_model *model;
     void (*release)(ttsm_model *);
+    /* The model's and the thread's: the thread signals `done` after its
+     * model reference is gone, which may have freed the model. */
+    _Atomic int refs;
 };
+
+static void unref(struct ttsm__prefetch *pf)
+{
+    if (atomic_fetch_sub(&pf->refs, 1) != 1)
+        return;
+    pthread_cond_destroy(&pf->cond);
+    pthread_mutex_destroy(&pf->lock);
+    ttsm__free(pf);
+}
 
 static void populate(unsigned char *p, size_t n)
 {
@@ -69,13 +81,16 @@ static void *run(void *arg)
                 bytes += ck->files[f].map_len;
             }
     }
+    /* The reference goes first, so that a caller back from
+     * ttsm_model_prefetch_wait() holds the last word on the model: its
+     * release and a manager destroy then unmap the files at once. */
+    pf->release(m);
     pthread_mutex_lock(&pf->lock);
     pf->bytes = bytes;
     pf->done = 1;
     pthread_cond_broadcast(&pf->cond);
-    void (*release)(ttsm_model *) = pf->release;
     pthread_mutex_unlock(&pf->lock);
-    release(m); /* may free the model, and `pf` with it */
+    unref(pf);
     return NULL;
 }
 
@@ -93,6 +108,7 @@ ttsm_status ttsm__prefetch_start(ttsm_model *model, void (*release)(ttsm_model *
     pthread_cond_init(&pf->cond, NULL);
     pf->model = model;
     pf->release = release;
+    atomic_init(&pf->refs, 2);
     struct ttsm__prefetch *none = NULL;
     if (!atomic_compare_exchange_strong(&model->prefetch, &none, pf)) {
         pthread_cond_destroy(&pf->cond);
@@ -113,6 +129,7 @@ ttsm_status ttsm__prefetch_start(ttsm_model *model, void (*release)(ttsm_model *
         pthread_mutex_lock(&pf->lock);
         pf->done = 1; /* nothing runs: waiters return at once */
         pthread_mutex_unlock(&pf->lock);
+        unref(pf); /* the thread's */
         release(model);
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, model->engine, "cannot prefetch",
                          "no thread could be started");
@@ -136,9 +153,6 @@ uint64_t ttsm_model_prefetch_wait(ttsm_model *model)
 void ttsm__prefetch_forget(ttsm_model *m)
 {
     struct ttsm__prefetch *pf = atomic_exchange(&m->prefetch, NULL);
-    if (!pf)
-        return;
-    pthread_cond_destroy(&pf->cond);
-    pthread_mutex_destroy(&pf->lock);
-    ttsm__free(pf);
+    if (pf)
+        unref(pf); /* the thread may still be signalling */
 }

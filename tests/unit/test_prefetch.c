@@ -1,8 +1,8 @@
 /* test_prefetch.c - the prefetch load option: after a load with it, every
  * page of the model's file is in memory (mincore says so, where it said
  * the opposite before); it runs once per model, holds its model while it
- * runs (releasing the model and destroying the manager at once is safe),
- * and has nothing to do in read mode. */
+ * runs (releasing the model and destroying the manager at once is safe)
+ * and none once its wait returns, and has nothing to do in read mode. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +111,41 @@ static void the_prefetch_holds_its_model(void **state)
     usleep(200000); /* the last threads finish on their own */
 }
 
+/* Whether this process maps `path` (/proc/self/maps). */
+static int mapped(const char *path)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, path) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Once the wait returns the prefetch holds no reference: releasing the
+ * model and destroying the manager unmap the file at once (else the next
+ * cold run of a benchmark found it still mapped, its pages kept in the
+ * page cache). */
+static void after_the_wait_the_model_is_the_caller_s(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        drop(file);
+        ttsm_manager *mgr = manager(1, TTSM_IO_MMAP);
+        ttsm_load_config c = mu_cfg("file", file, "cpu");
+        ttsm_model *m;
+        ttsm_error err;
+        tu_assert_ok(ttsm_load(mgr, &c, &m, &err), &err);
+        assert_int_equal(ttsm_model_prefetch_wait(m), file_size);
+        assert_true(mapped(file));
+        ttsm_model_release(m);
+        ttsm_manager_destroy(mgr);
+        assert_false(mapped(file));
+    }
+}
+
 static void read_mode_has_nothing_to_do(void **state)
 {
     (void)state;
@@ -154,6 +189,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(prefetch_brings_every_page_in),
         cmocka_unit_test(the_prefetch_holds_its_model),
+        cmocka_unit_test(after_the_wait_the_model_is_the_caller_s),
         cmocka_unit_test(read_mode_has_nothing_to_do),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
