@@ -131,14 +131,19 @@ static int mapped(const char *path)
 static void after_the_wait_the_model_is_the_caller_s(void **state)
 {
     (void)state;
-    for (int round = 0; round < 20; round++) {
-        drop(file);
+    for (int round = 0; round < 100; round++) {
         ttsm_manager *mgr = manager(1, TTSM_IO_MMAP);
         ttsm_load_config c = mu_cfg("file", file, "cpu");
         ttsm_model *m;
         ttsm_error err;
         tu_assert_ok(ttsm_load(mgr, &c, &m, &err), &err);
         assert_int_equal(ttsm_model_prefetch_wait(m), file_size);
+        ttsm_entry_info *v;
+        size_t n;
+        tu_assert_ok(ttsm_manager_list(mgr, &v, &n, &err), &err);
+        assert_int_equal(n, 1);
+        assert_int_equal(v[0].refs, 1); /* ours alone */
+        ttsm_free(v);
         assert_true(mapped(file));
         ttsm_model_release(m);
         ttsm_manager_destroy(mgr);
