@@ -119,12 +119,22 @@ static int is_kind(const ttsm__repo *r)
     return r->dataset ? TTSM__REPO_DATASET : TTSM__REPO_MODEL;
 }
 
-static void join(char *out, size_t size, const char *a, const char *b)
+/* `a/b` (or whichever of them is not empty) into `out`; -1, with `out`
+ * empty, when it does not fit: a path longer than a repository path may be
+ * is in no repository, so callers treat it as absent, never truncate it. */
+static int join(char *out, size_t size, const char *a, const char *b)
 {
+    int n;
     if (a && *a && b && *b)
-        snprintf(out, size, "%s/%s", a, b);
+        n = snprintf(out, size, "%s/%s", a, b);
     else
-        snprintf(out, size, "%s", a && *a ? a : b ? b : "");
+        n = snprintf(out, size, "%s", a && *a ? a : b ? b : "");
+    if (n < 0 || (size_t)n >= size) {
+        if (size)
+            out[0] = '\0';
+        return -1;
+    }
+    return 0;
 }
 
 /* `name` with "{model}" replaced by `model`, into `out`. */
@@ -235,8 +245,9 @@ static size_t candidates(planner *p, const ttsm__model_spec *src, int own,
     }
     for (size_t i = 0; i < n; i++) {
         out[i].rev = out[i].repo.revision ? out[i].repo.revision : "main";
-        join(out[i].scope, sizeof out[i].scope, out[i].repo.subfolder, comp_sub);
         out[i].files = ttsm__comp_repo_files(spec, out[i].repo.id, &out[i].n_files);
+        if (join(out[i].scope, sizeof out[i].scope, out[i].repo.subfolder, comp_sub))
+            out[i].n_files = 0; /* no repository holds a path that long */
     }
     return n;
 }
@@ -293,9 +304,8 @@ static int comfy_dest(planner *p, const ttsm__model_spec *src, const ttsm__comp_
     if (!name[0])
         snprintf(name, sizeof name, "%s", base);
     char sub[TTSM__HUB_PATH_MAX + 1];
-    join(sub, sizeof sub, dir, spec->subfolder);
-    join(rel, sizeof rel, sub, name);
-    if (!ttsm__hub_path_ok(rel))
+    if (join(sub, sizeof sub, dir, spec->subfolder) || join(rel, sizeof rel, sub, name) ||
+        !ttsm__hub_path_ok(rel))
         return -1;
     ttsm__sb d = {0}, l = {0};
     ttsm__sb_addf(&d, "%s/TTS/%s", p->o->to_models_root, rel);
@@ -385,8 +395,7 @@ static int match_pattern(const ttsm__hub_list *l, const char *dir, const char *p
     }
     if (!best)
         return 0;
-    join(out, size, dir, best);
-    return 1;
+    return join(out, size, dir, best) == 0;
 }
 
 /* Looks for the component in the hub: each candidate repo in order, each
@@ -417,7 +426,8 @@ static ttsm_status plan_in(planner *p, const char *component, const ttsm__model_
         if (single) {
             char name[512];
             subst(c->files[0], src->name, name, sizeof name);
-            join(path, sizeof path, c->scope, name);
+            if (join(path, sizeof path, c->scope, name))
+                continue;
         } else {
             /* Alternatives: the first one the revision's listing holds. */
             revinfo *ri = listing(p, &r, c->rev);
@@ -441,7 +451,8 @@ static ttsm_status plan_in(planner *p, const char *component, const ttsm__model_
             for (size_t a = 0; a < c->n_files && !path[0]; a++) {
                 char name[512], full[TTSM__HUB_PATH_MAX + 1];
                 subst(c->files[a], src->name, name, sizeof name);
-                join(full, sizeof full, c->scope, name);
+                if (join(full, sizeof full, c->scope, name))
+                    continue;
                 if (strchr(full, '*')) {
                     /* A deliberate pattern: the folder's files, the newest match. */
                     const char *slash = strrchr(full, '/');
@@ -473,8 +484,7 @@ static ttsm_status plan_in(planner *p, const char *component, const ttsm__model_
                     for (size_t a = 0; optional && !p->hub.no_markers && a < c->n_files; a++) {
                         char name[512], full[TTSM__HUB_PATH_MAX + 1];
                         subst(c->files[a], src->name, name, sizeof name);
-                        join(full, sizeof full, c->scope, name);
-                        if (!strchr(full, '*') &&
+                        if (join(full, sizeof full, c->scope, name) == 0 && !strchr(full, '*') &&
                             ttsm__hub_repo_dir(p->hub.cache, &r, dir, sizeof dir) == 0)
                             ttsm__hub_mark_absent(dir, ri->commit, full, NULL);
                     }
