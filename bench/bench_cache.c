@@ -5,6 +5,7 @@
  * from the same process: ttsm_cache_key() of the same config, the bare
  * checkpoint open a load must do, the clock's own cost.
  * Usage: bench_cache --dir TMPDIR [--samples N] [--churn N] [--max-entries N] */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -380,6 +381,38 @@ static void bench_churn(const char *label, const char *device, const char *const
 
 /* ---- cost per operation as the cache grows ------------------------------ */
 
+/* A reference for the hit's cost at N entries: one dependent read of a
+ * random cache line in a buffer as large as what the cache's heap holds at
+ * N (a hit makes a few such reads: the config, its memo slot, the entry's
+ * reference count), in nanoseconds. */
+static double random_read_ns(size_t bytes)
+{
+    size_t n = bytes / 64 < 64 ? 64 : bytes / 64;
+    size_t *a = bu_xmalloc(n * 64), *perm = bu_xmalloc(n * sizeof *perm);
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = n - 1; i > 0; i--) { /* one cycle through every line */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t j = x % (i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        a[perm[i] * 8] = perm[(i + 1) % n] * 8;
+    size_t p = 0, steps = 400000;
+    for (size_t i = 0; i < n; i++) /* fault in, warm what fits */
+        p = a[p];
+    uint64_t t0 = bu_now_ns();
+    for (size_t i = 0; i < steps; i++)
+        p = a[p];
+    double ns = (double)(bu_now_ns() - t0) / (double)steps;
+    static volatile size_t sink;
+    sink = p; /* the chase must happen */
+    free(a);
+    free(perm);
+    return ns;
+}
+
 static void bench_entries(size_t n_entries, size_t samples)
 {
     ttsm_manager *mgr = new_manager(NULL, 0);
@@ -394,6 +427,7 @@ static void bench_entries(size_t n_entries, size_t samples)
     cfg.device = "cpu";
     cfg.params = &p;
     cfg.n_params = 1;
+    struct mallinfo2 h0 = mallinfo2();
     uint64_t f0 = bu_now_ns();
     for (size_t i = 0; i < n_entries; i++) {
         ttsm_model *m;
@@ -402,6 +436,7 @@ static void bench_entries(size_t n_entries, size_t samples)
         ttsm_model_release(m);
     }
     uint64_t fill = bu_now_ns() - f0;
+    size_t heap = mallinfo2().uordblks - h0.uordblks;
     uint64_t *hit = bu_xmalloc(sizeof *hit * samples), *miss = bu_xmalloc(sizeof *miss * samples);
     uint64_t x = 88172645463325252ull; /* xorshift: hit entries in no cache-friendly order */
     for (size_t i = 0; i < samples; i++) {
@@ -433,6 +468,8 @@ static void bench_entries(size_t n_entries, size_t samples)
     bu_u64("entries", n_entries);
     bu_u64("cached_after", st.entries);
     bu_u64("fill_ns_per_load", n_entries ? fill / n_entries : 0);
+    bu_u64("heap_bytes", heap);
+    bu_f64("random_read_ns", random_read_ns(heap + n_entries * sizeof *vals));
     bu_stats_out("hit", &hs);
     bu_stats_out("miss", &ms);
     bu_end();

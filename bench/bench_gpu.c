@@ -1,9 +1,11 @@
 /* bench_gpu.c - upload throughput of a checkpoint to cuda:0 through
- * ttsm_load (fresh manager each time: read from the page cache + upload),
- * against the driver's own limit on the same bytes: cuMemcpyHtoD from a
- * pinned buffer (and from pageable memory). The driver is opened with
- * dlopen, like libttsm does, so this builds without CUDA; where there is no
- * driver it prints one line saying so and exits 0.
+ * ttsm_load (fresh manager each time), warm (from the page cache) against
+ * the driver's own limit on the same bytes, cuMemcpyHtoD from a pinned
+ * buffer (and from pageable memory), and cold (the file dropped from the
+ * page cache) against the smaller of that and the disk's sequential read().
+ * The driver is opened with dlopen, like libttsm does (TTSM_CUDA_DRIVER
+ * names another, as for the library), so this builds without CUDA; where
+ * there is no driver it prints one line saying so and exits 0.
  * Usage: bench_gpu [--reps N] PATH */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -76,6 +78,48 @@ static double htod_gbps(const cuda *c, CUdeviceptr d, const void *src, size_t n,
     return (double)n / (double)med;
 }
 
+/* One ttsm_load of `path` to cuda:0 in a fresh manager, in ns. */
+static uint64_t load_ns(const char *path, uint64_t *bytes)
+{
+    ttsm_manager *mgr;
+    ttsm_error err;
+    if (ttsm_manager_create(NULL, &mgr, &err) != TTSM_OK)
+        bu_die("ttsm_manager_create", err.message);
+    ttsm_load_config cfg = ttsm_load_config_default();
+    cfg.engine = "file";
+    cfg.model_path = path;
+    cfg.device = "cuda:0";
+    ttsm_model *m;
+    uint64_t t0 = bu_now_ns();
+    if (ttsm_load(mgr, &cfg, &m, &err) != TTSM_OK)
+        bu_die("ttsm_load", err.message);
+    uint64_t dt = bu_now_ns() - t0;
+    *bytes = ttsm_model_bytes(m);
+    ttsm_model_release(m);
+    ttsm_manager_destroy(mgr);
+    return dt;
+}
+
+/* Sequential read() of the whole file into one reused buffer, in ns. */
+static uint64_t read_ns(const char *path, unsigned char *buf, size_t cap)
+{
+    uint64_t t0 = bu_now_ns();
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        bu_die("open", path);
+    for (;;) {
+        ssize_t r = read(fd, buf, cap);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            bu_die("read", path);
+        if (r == 0)
+            break;
+    }
+    close(fd);
+    return bu_now_ns() - t0;
+}
+
 int main(int argc, char **argv)
 {
     int reps = 3;
@@ -90,7 +134,8 @@ int main(int argc, char **argv)
     }
     if (!path || reps < 1 || reps > 100)
         bu_die("usage", "bench_gpu [--reps N] PATH");
-    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    const char *lib = getenv("TTSM_CUDA_DRIVER");
+    void *h = dlopen(lib && *lib ? lib : "libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!h)
         no_gpu(dlerror());
     cuda c;
@@ -136,27 +181,31 @@ int main(int argc, char **argv)
     uint64_t *t = bu_xmalloc(sizeof *t * (size_t)reps);
     uint64_t bytes = 0;
     for (int r = 0; r <= reps; r++) {
-        ttsm_manager *mgr;
-        ttsm_error err;
-        if (ttsm_manager_create(NULL, &mgr, &err) != TTSM_OK)
-            bu_die("ttsm_manager_create", err.message);
-        ttsm_load_config cfg = ttsm_load_config_default();
-        cfg.engine = "file";
-        cfg.model_path = path;
-        cfg.device = "cuda:0";
-        ttsm_model *m;
-        uint64_t t0 = bu_now_ns();
-        if (ttsm_load(mgr, &cfg, &m, &err) != TTSM_OK)
-            bu_die("ttsm_load", err.message);
-        uint64_t dt = bu_now_ns() - t0;
+        uint64_t dt = load_ns(path, &bytes);
         if (r > 0) /* the first is the warm-up */
             t[r - 1] = dt;
-        bytes = ttsm_model_bytes(m);
-        ttsm_model_release(m);
-        ttsm_manager_destroy(mgr);
     }
     uint64_t med = bu_quantile(t, (size_t)reps, 0.5, 0);
+
+    /* Cold: the file dropped before each run; the disk's own pace is a
+     * sequential read() of it, 8 MiB at a time into one buffer. */
+    uint64_t *disk = bu_xmalloc(sizeof *disk * (size_t)reps);
+    const char *how = "none";
+    double resident = 0;
+    unsigned char *buf = bu_xmalloc(8u << 20);
+    for (int r = 0; r < reps; r++) {
+        const char *paths[] = {path};
+        how = bu_drop_cache(paths, 1);
+        double res = bu_resident(path);
+        resident = res > resident ? res : resident;
+        disk[r] = read_ns(path, buf, 8u << 20);
+        bu_drop_cache(paths, 1);
+        t[r] = load_ns(path, &bytes);
+    }
+    free(buf);
+    uint64_t cold = bu_quantile(t, (size_t)reps, 0.5, 0), dmed = bu_quantile(disk, (size_t)reps, 0.5, 0);
     free(t);
+    free(disk);
     CK(c.release(dev), "cuDevicePrimaryCtxRelease");
 
     bu_begin("gpu");
@@ -168,6 +217,12 @@ int main(int argc, char **argv)
     bu_f64("pageable_htod_gbps", pageable_gbps);
     bu_u64("ttsm_load_median_ns", med);
     bu_f64("ttsm_load_gbps", (double)bytes / (double)med);
+    bu_u64("cold_load_median_ns", cold);
+    bu_f64("cold_load_gbps", (double)bytes / (double)cold);
+    bu_u64("disk_read_median_ns", dmed);
+    bu_f64("disk_read_gbps", (double)size / (double)dmed);
+    bu_str("drop", how);
+    bu_f64("resident_max", resident);
     bu_end();
     return 0;
 }

@@ -3,9 +3,12 @@
 NumPy API follows: the 8-byte length, the JSON header, numpy.memmap of the
 file and one ndarray view per tensor (sharded: the index, then each shard).
 `open` times that until every tensor is a usable view; `materialise` copies
-every tensor into owned arrays. Timed inside this process (start-up apart).
+every tensor into owned arrays; `usable` opens the views and reads every
+byte once (time to usable; a PATH may be several files joined by commas,
+the other files read whole). Timed inside this process (start-up apart).
 
 Usage: peer_numpy.py open|materialise [--reps N] [--budget S] LABEL=PATH ...
+       peer_numpy.py usable [--reps N] [--cold] LABEL=PATH[,PATH...] ...
        peer_numpy.py startup
 """
 import json
@@ -15,6 +18,8 @@ import sys
 import time
 
 import numpy as np
+
+from peer_util import drop_cache, touch, usable  # noqa: F401
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64,
           "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
@@ -57,9 +62,47 @@ def files_bytes(path):
     return os.path.getsize(path)
 
 
+def usable_main(args):
+    reps, cold = 5, False
+    while args[:1] in (["--reps"], ["--cold"]):
+        if args[0] == "--reps":
+            reps, args = int(args[1]), args[2:]
+        else:
+            cold, args = True, args[1:]
+    for spec in args:
+        label, paths = spec.split("=", 1)
+        paths = paths.split(",")
+        count = []
+
+        def run():
+            s, n = 0, 0
+            for p in paths:
+                if p.endswith(".safetensors") or p.endswith(".index.json"):
+                    out, maps = read(p)
+                    for v in out.values():
+                        s += touch(v)
+                    n += len(out)
+                    del out, maps
+                else:  # a file NumPy has no reader for: its bytes, read whole
+                    with open(p, "rb") as f:
+                        s += touch(np.frombuffer(f.read(), dtype=np.uint8))
+            count[:] = [n]
+            return s
+        times, how = usable(run, paths, reps, cold)
+        print(json.dumps({"bench": "usable_peer", "peer": "numpy", "label": label,
+                          "cache": "cold" if cold else "warm", "drop": how,
+                          "tensors": count[0],
+                          "file_bytes": sum(os.path.getsize(p) for p in paths),
+                          "reps": len(times), "median_ns": times[len(times) // 2],
+                          "min_ns": times[0]}), flush=True)
+    return 0
+
+
 def main(argv):
     if argv[:1] == ["startup"]:
         return 0
+    if argv[:1] == ["usable"]:
+        return usable_main(argv[1:])
     if not argv or argv[0] not in ("open", "materialise"):
         sys.stderr.write(__doc__)
         return 2

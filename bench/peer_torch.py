@@ -5,6 +5,9 @@ interpreter and `import torch` are not counted; bench/run times them apart).
 Also writes the .pt twin of a safetensors file (the same weights).
 
 Usage: peer_torch.py load [--reps N] [--budget S] LABEL=PATH ...   (JSON lines)
+       peer_torch.py usable [--reps N] [--cold] LABEL=PATH[,PATH...] ...
+       (torch.load of every .pt, then every byte of every tensor read once;
+       other files are read whole: time to usable)
        peer_torch.py save SRC.safetensors OUT.pt
        peer_torch.py startup                         (imports, then exits)
 """
@@ -18,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from peer_util import parse_reps, repeat
+from peer_util import parse_reps, repeat, touch, usable
 
 
 def load(args):
@@ -39,6 +42,43 @@ def load(args):
                               "file_bytes": os.path.getsize(path), "reps": n,
                               "median_ns": times[len(times) // 2], "min_ns": times[0]}),
                   flush=True)
+
+
+def usable_main(args):
+    reps, cold = 5, False
+    while args[:1] in (["--reps"], ["--cold"]):
+        if args[0] == "--reps":
+            reps, args = int(args[1]), args[2:]
+        else:
+            cold, args = True, args[1:]
+    for spec in args:
+        label, paths = spec.split("=", 1)
+        paths = paths.split(",")
+        count = []
+
+        def run():
+            s, n = 0, 0
+            for p in paths:
+                if p.endswith(".pt"):
+                    sd = torch.load(p, weights_only=True)
+                    tensors = [v for v in (sd.values() if isinstance(sd, dict) else [])
+                               if isinstance(v, torch.Tensor)]
+                    for t in tensors:
+                        s += touch(t.contiguous().view(-1).view(torch.uint8).numpy())
+                    n += len(tensors)
+                    del sd, tensors
+                else:
+                    with open(p, "rb") as f:
+                        s += touch(np.frombuffer(f.read(), dtype=np.uint8))
+            count[:] = [n]
+            return s
+        times, how = usable(run, paths, reps, cold)
+        print(json.dumps({"bench": "usable_peer", "peer": "torch.load weights_only",
+                          "label": label, "cache": "cold" if cold else "warm", "drop": how,
+                          "tensors": count[0],
+                          "file_bytes": sum(os.path.getsize(p) for p in paths),
+                          "reps": len(times), "median_ns": times[len(times) // 2],
+                          "min_ns": times[0]}), flush=True)
 
 
 def save(src, out):
@@ -62,6 +102,9 @@ def main(argv):
         return 0
     if argv[:1] == ["load"]:
         load(argv[1:])
+        return 0
+    if argv[:1] == ["usable"]:
+        usable_main(argv[1:])
         return 0
     if argv[:1] == ["save"] and len(argv) == 3:
         save(argv[1], argv[2])

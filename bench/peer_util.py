@@ -1,7 +1,12 @@
-"""peer_util.py - what the Python peers share: their --reps/--budget options
-and the timing loop (a warm-up, then samples until reps or the budget)."""
+"""peer_util.py - what the Python peers share: their --reps/--budget options,
+the timing loop (a warm-up, then samples until reps or the budget), and for
+time to usable: dropping files from the page cache and the pass over every
+byte a first forward pass makes."""
 import gc
+import os
 import time
+
+import numpy as np
 
 
 def parse_reps(args, reps=5, budget=10.0):
@@ -32,3 +37,50 @@ def repeat(fn, reps, budget_s):
         if len(times) >= reps or (times and spent > budget_s * 1e9):
             break
     return sorted(times)
+
+
+def drop_cache(paths):
+    """Drops `paths` from the page cache: the whole cache as root (after a
+    sync), else each file with posix_fadvise(DONTNEED). Returns how."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return "drop_caches"
+    except OSError:
+        pass
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return "fadvise"
+
+
+def touch(arr):
+    """Reads every byte of a NumPy array once (eight at a time where the
+    size allows), as bench_usable.c does; returns a sum to keep."""
+    b = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+    n = b.size - b.size % 8
+    s = int(b[:n].view(np.uint64).sum(dtype=np.uint64)) if n else 0
+    return s + int(b[n:].sum())
+
+
+def usable(run, paths, reps, cold):
+    """Times run() (which loads and touches) reps times, dropping `paths`
+    from the page cache before each when cold (after one warm-up when not).
+    Returns (sorted samples, how the cache was dropped)."""
+    how = "warm"
+    if not cold:
+        run()
+    times = []
+    for _ in range(reps):
+        if cold:
+            how = drop_cache(paths)
+        gc.collect()
+        t0 = time.perf_counter_ns()
+        run()
+        times.append(time.perf_counter_ns() - t0)
+    return sorted(times), how

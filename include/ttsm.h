@@ -589,6 +589,10 @@ typedef struct ttsm_manager_options {
      * is TTSM_ERR_NOT_FOUND whose hint gives the `ttsm pull` command. */
     int download;
     unsigned download_jobs; /* files fetched in parallel; 0: TTSM_PULL_DEFAULT_JOBS */
+    /* 1: ttsm_load starts ttsm_model_prefetch() on every model it returns
+     * (docs/manager.md, "Prefetch"). Added in 0.1 like the fields above: 0
+     * for options from a header without it. */
+    int prefetch;
 } ttsm_manager_options;
 
 enum { TTSM_DOWNLOAD_NEVER = 0, TTSM_DOWNLOAD_MISSING = 1 };
@@ -654,6 +658,20 @@ TTSM_API void ttsm_load_report_init(ttsm_load_report *report);
 TTSM_API ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg,
                                            ttsm_model **out, ttsm_load_report *report,
                                            ttsm_error *err);
+
+/** Starts bringing every byte of the model's host tensors into memory in
+ *  the background and returns at once: a thread asks the kernel to read the
+ *  mapped files ahead and maps their pages, so that a first pass over the
+ *  weights does not wait on a page fault per page. Tensors already held in
+ *  memory (read mode, device copies) need nothing. Once per model (later
+ *  calls return TTSM_OK); the thread holds a reference until it is done.
+ *  The manager option `prefetch` does this for every load.
+ *  @return TTSM_OK, or TTSM_ERR_OUT_OF_MEMORY when no thread could start. */
+TTSM_API ttsm_status ttsm_model_prefetch(ttsm_model *model, ttsm_error *err);
+/** Waits for the model's prefetch, if one was started; once it returns the
+ *  prefetch holds no reference of the model. @return the bytes it brought
+ *  in (0 when none was started or there was nothing to do). */
+TTSM_API uint64_t ttsm_model_prefetch_wait(ttsm_model *model);
 
 /** Adds a reference (thread-safe). */
 TTSM_API void ttsm_model_retain(ttsm_model *model);

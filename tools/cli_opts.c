@@ -51,6 +51,9 @@ const cli_option cli_options[OPT_END] = {
     [OPT_HOLD] = {"hold", 0, "D", 0,
                   "release the references and wait D before reporting (what the keep-alive "
                   "evicted meanwhile is counted)"},
+    [OPT_PREFETCH] = {"prefetch", 0, NULL, 0,
+                      "bring the model's bytes into memory in the background once it is "
+                      "loaded (mmap mode), and wait for that before reporting"},
     [OPT_JSON] = {"json", 0, NULL, 0,
                   "print JSON on standard output: one object (pull: one a line, its progress "
                   "then its report)"},

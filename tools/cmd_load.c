@@ -92,6 +92,8 @@ static int run(cli_args *a)
     cli_load_config(a, &cfg);
     opt.allow_cpu_fallback = a->given[OPT_CPU_FALLBACK] > 0;
     opt.keep_alive_timer = a->given[OPT_KEEP_ALIVE_TIMER] > 0;
+    int prefetch = a->given[OPT_PREFETCH] > 0;
+    opt.prefetch = prefetch;
     if (a->given[OPT_DOWNLOAD])
         opt.download = TTSM_DOWNLOAD_MISSING;
     const cli_opt durations[] = {OPT_KEEP_ALIVE, OPT_HOLD};
@@ -150,6 +152,17 @@ static int run(cli_args *a)
         snprintf(keys[n_models], sizeof keys[0], "%s", ttsm_model_key(models[n_models]));
         snprintf(devices[n_models], sizeof devices[0], "%s", ttsm_model_device(models[n_models]));
         n_models++;
+    }
+    /* The prefetch runs in the background: a command that reports next
+     * waits for it, and says what it cost. */
+    uint64_t pf_bytes = 0;
+    double pf_secs = 0;
+    if (prefetch) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        pf_bytes = ttsm_model_prefetch_wait(models[0]);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pf_secs = secs(&t0, &t1);
     }
     if (json) { /* described now: --hold may let the model go */
         json_t *comps = json_array();
@@ -217,6 +230,10 @@ static int run(cli_args *a)
         if (hold_ms >= 0)
             json_object_set_new(o, "hold", json_pack("{s:f,s:I}", "seconds", (double)hold_ms / 1e3,
                                                      "evictions", (json_int_t)hold_evictions));
+        if (prefetch)
+            json_object_set_new(o, "prefetch",
+                                json_pack("{s:I,s:f}", "bytes", (json_int_t)pf_bytes,
+                                          "seconds_after_load", pf_secs));
         json_object_set_new(o, "attempts", attempts_json(&first));
         json_object_set_new(o, "fallback", fallback_json(&first));
         json_object_set_new(o, "loads", loads);
@@ -233,6 +250,9 @@ static int run(cli_args *a)
     } else {
         for (size_t i = 0; i < n_models; i++)
             printf("%-6s %s on %s in %.3f s\n", result[got[i]], keys[i], devices[i], took[i]);
+        if (prefetch)
+            printf("prefetched %llu bytes, done %.3f s after the load returned\n",
+                   (unsigned long long)pf_bytes, pf_secs);
         if (hold_ms >= 0)
             printf("held %.3f s without references: %llu evicted meanwhile\n",
                    (double)hold_ms / 1e3, (unsigned long long)hold_evictions);
@@ -268,8 +288,8 @@ out:
 static const cli_opt options[] = {OPT_ENGINE,     OPT_MODEL,        OPT_LANGUAGE, OPT_TYPE,
                                   OPT_DEVICE,     OPT_MODEL_PATH,   OPT_REPO_ID,  OPT_PARAM,
                                   OPT_REPEAT,     OPT_CPU_FALLBACK, OPT_KEEP_ALIVE,
-                                  OPT_KEEP_ALIVE_TIMER, OPT_HOLD,   OPT_DOWNLOAD, OPT_JSON,
-                                  OPT_END};
+                                  OPT_KEEP_ALIVE_TIMER, OPT_HOLD,   OPT_PREFETCH, OPT_DOWNLOAD,
+                                  OPT_JSON,       OPT_END};
 
 const cli_command cli_cmd_load = {
     "load",
@@ -286,7 +306,9 @@ const cli_command cli_cmd_load = {
     "HuggingFace cache. When the model loaded is not the one asked for (a\n"
     "fallback), a one-line note on standard error says what was asked, what was\n"
     "loaded and why. With --hold the references are released and the command\n"
-    "waits before it reports, so --keep-alive (and its timer) can be seen at work.",
+    "waits before it reports, so --keep-alive (and its timer) can be seen at work.\n"
+    "With --prefetch the model's bytes are brought into memory in the background\n"
+    "once it is loaded; the command waits for that and says how long it took.",
     "{\"model\": {\"key\", \"engine\", \"name\", \"device\", \"bytes\", \"components\": "
     "[{\"name\", \"kind\", \"path\", \"tensors\"}]}, \"attempts\": [{\"model\", \"device\", "
     "\"status\", \"message\"}], \"fallback\": null | {\"asked\", \"asked_device\", "
@@ -295,7 +317,8 @@ const cli_command cli_cmd_load = {
     "\"model\", \"device\", \"bytes\", \"refs\", \"pinned\", \"idle_seconds\"}], \"stats\": "
     "{\"hits\", \"misses\", \"loads\", \"evictions\", \"failures\", \"checkpoint_opens\", "
     "\"devices\": [{\"device\", \"budget\", \"in_use\", \"peak\", \"entries\"}]}, "
-    "\"hold\" (with --hold): {\"seconds\", \"evictions\"}}; on a "
+    "\"hold\" (with --hold): {\"seconds\", \"evictions\"}, \"prefetch\" (with --prefetch): "
+    "{\"bytes\", \"seconds_after_load\"}}; on a "
     "failure, {\"error\": {\"status\", \"message\", \"hint\"}, \"attempts\", \"fallback\"}",
     "ttsm load --model-path model.safetensors --device cpu --repeat 3 --json\n"
     "ttsm load chatterbox -l fr --models-dir ~/ComfyUI/models\n"

@@ -107,7 +107,8 @@ class ManagerOptions(ctypes.Structure):
                 ("comfyui_dirs", ctypes.c_char_p), ("keep_alive_timer", ctypes.c_int),
                 ("on_evict", EVICT_FN), ("on_evict_user", ctypes.c_void_p),
                 ("verify_on_load", ctypes.c_int),
-                ("download", ctypes.c_int), ("download_jobs", ctypes.c_uint)]
+                ("download", ctypes.c_int), ("download_jobs", ctypes.c_uint),
+                ("prefetch", ctypes.c_int)]
 
 
 DOWNLOAD_NEVER, DOWNLOAD_MISSING = 0, 1
@@ -291,6 +292,8 @@ _SIGNATURES = {
                                    ctypes.POINTER(LoadReport), _E]),
     "ttsm_model_voices": (_i, [_p, ctypes.POINTER(_p), _E]),
     "ttsm_model_retain": (None, [_p]),
+    "ttsm_model_prefetch": (_i, [_p, _E]),
+    "ttsm_model_prefetch_wait": (ctypes.c_uint64, [_p]),
     "ttsm_model_release": (None, [_p]),
     "ttsm_pin": (_i, [_p, _s, _E]),
     "ttsm_unpin": (_i, [_p, _s, _E]),

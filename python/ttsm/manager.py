@@ -221,7 +221,9 @@ class Manager(_Handle):
     download: True pulls what a model lacks from the Hugging Face Hub
     before it loads (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE; docs/hub.md),
     False (default) raises TTSModelNotFoundError whose hint gives the
-    `ttsm pull` command; download_jobs: files fetched in parallel (default 4).
+    `ttsm pull` command; download_jobs: files fetched in parallel (default 4);
+    prefetch: every load starts bringing the model's bytes into memory in
+    the background (Model.prefetch()).
 
     Thread-safe. close() (or leaving a ``with`` block) destroys the cache:
     models and tensors still referenced stay valid, and their memory goes
@@ -230,7 +232,8 @@ class Manager(_Handle):
     def __init__(self, models_dir=None, hf_cache=None, budgets=None, keep_alive=None,
                  io_mode="mmap", allow_cpu_fallback=False, device_reserve=None,
                  engines_dir=None, progress=None, comfyui=None, keep_alive_timer=False,
-                 on_evict=None, verify_on_load=False, download=False, download_jobs=None):
+                 on_evict=None, verify_on_load=False, download=False, download_jobs=None,
+                 prefetch=False):
         self._handle = None
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -249,6 +252,7 @@ class Manager(_Handle):
         o.io_mode = _lib.IO_MMAP if io_mode == "mmap" else _lib.IO_READ
         o.allow_cpu_fallback = 1 if allow_cpu_fallback else 0
         o.verify_on_load = 1 if verify_on_load else 0
+        o.prefetch = 1 if prefetch else 0
         keep = []
         if budgets:
             if not isinstance(budgets, dict):

@@ -127,6 +127,17 @@ class Model(_Handle):
                                                       "load it again from its Manager")
         return self._handle
 
+    def prefetch(self, wait=False):
+        """Starts bringing every byte of the model into memory in the
+        background (once per model; nothing to do in read mode or on a
+        device). With wait=True, returns once that is done. Returns the
+        bytes brought in when waiting, else None."""
+        err = Error()
+        _check(lib.ttsm_model_prefetch(self._h(), ctypes.byref(err)), err)
+        if wait:
+            return lib.ttsm_model_prefetch_wait(self._h())
+        return None
+
     @property
     def attempts(self):
         """What the load that made this object tried, in order: a

@@ -5,6 +5,7 @@
  * message through it, so no reader can forget. */
 #include "base/text.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "ttsm.h"
@@ -13,6 +14,23 @@ size_t ttsm__utf8_check(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        /* Headers are mostly ASCII: 32 bytes at a time while they are. */
+        while (n - i >= 32) {
+            uint64_t w[4];
+            memcpy(w, s + i, 32);
+            if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull)
+                break;
+            i += 32;
+        }
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
         unsigned char c = s[i];
         if (c < 0x80) {
             i++;

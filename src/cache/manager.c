@@ -3,7 +3,9 @@
  * pin, unload, invalidate, keep-alive (and its timer), stats and the
  * listing. One mutex guards the cache and the budgets; factories, build
  * hooks, uploads, engine data destroys and on_evict run outside it. */
+#define _GNU_SOURCE /* realpath */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@
 #include "cache/manager.h"
 #include "cache/download.h"
 #include "cache/materialise.h"
+#include "cache/pathwatch.h"
+#include "cache/prefetch.h"
 
 ttsm_manager_options ttsm_manager_options_default(void)
 {
@@ -68,16 +72,19 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "out is NULL");
     /* Check the size before copying: a struct from an older header is
-     * smaller. The ones before comfyui_dirs, before keep_alive_timer and
-     * before verify_on_load and before download are accepted (their fields
-     * are a prefix of this one); the rest keep their defaults. */
+     * smaller. The ones before comfyui_dirs, before keep_alive_timer,
+     * before verify_on_load, before download and before prefetch are
+     * accepted (their fields are a prefix of this one); the rest keep their
+     * defaults. */
     const size_t before_comfyui = offsetof(ttsm_manager_options, comfyui_dirs);
     const size_t before_timer = offsetof(ttsm_manager_options, keep_alive_timer);
     const size_t before_verify = offsetof(ttsm_manager_options, verify_on_load);
     const size_t before_download = offsetof(ttsm_manager_options, download);
+    const size_t before_prefetch = offsetof(ttsm_manager_options, prefetch);
     if (options && options->struct_size != sizeof *options &&
         options->struct_size != before_comfyui && options->struct_size != before_timer &&
-        options->struct_size != before_verify && options->struct_size != before_download)
+        options->struct_size != before_verify && options->struct_size != before_download &&
+        options->struct_size != before_prefetch)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "manager", "invalid argument",
                          "options.struct_size is %zu, expected %zu: use "
                          "ttsm_manager_options_default()", options->struct_size, sizeof *options);
@@ -158,8 +165,9 @@ ttsm_status ttsm_manager_create(const ttsm_manager_options *options, ttsm_manage
 
 static void manager_free(ttsm_manager *mgr)
 {
-    for (size_t i = 0; i < TTSM__MEMO_SLOTS; i++)
-        ttsm__free(mgr->memo[i].raw);
+    ttsm__free(mgr->memo);
+    ttsm__free(mgr->memo_keys);
+    ttsm__pathwatch_free(atomic_load(&mgr->watch));
     ttsm__free(mgr->buckets);
     ttsm__free((void *)mgr->opt.models_dirs);
     ttsm__free((void *)mgr->opt.hf_cache);
@@ -354,6 +362,7 @@ static int manager_done(const ttsm_manager *mgr)
  * @return 1 when the manager is closing and this was its last object. */
 static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
 {
+    ttsm__prefetch_forget(&e->m);
     ttsm__model_dematerialise(&e->m);
     ttsm__model_free_parts(&e->m);
     if (e->counted) {
@@ -365,6 +374,7 @@ static int entry_free(ttsm_manager *mgr, ttsm__entry *e)
     if (e->state == TTSM__ORPHAN)
         mgr->n_orphans--;
     ttsm__free(e);
+    mgr->frees++; /* memo slots pointing at entries must look them up again */
     mgr->n_alive--;
     return manager_done(mgr);
 }
@@ -523,11 +533,13 @@ static size_t sweep_locked(ttsm_manager *mgr, uint64_t now)
     if (ka == 0)
         return 0;
     size_t n = 0;
-    /* Entries move to the tail when loaded, hit or released, so last use
-     * grows along the list: the first one used recently ends the sweep. */
+    /* Entries move to the tail when loaded or released, so last use grows
+     * along the list among unreferenced entries (a hit moves nothing: the
+     * last release will): the first of those used recently ends the sweep. */
     for (ttsm__entry *e = mgr->head, *next; e; e = next) {
         next = e->next;
-        if (now - e->last_used < ka * 1000000ull && e->state == TTSM__READY)
+        if (now - e->last_used < ka * 1000000ull && e->state == TTSM__READY &&
+            atomic_load(&e->refs) == 0)
             break;
         if (evictable(e) && now - e->last_used >= ka * 1000000ull) {
             evict(mgr, e, "keep-alive");
@@ -738,6 +750,21 @@ static uint64_t build_estimate(const ttsm__engine *eng, uint64_t weights)
     return __builtin_add_overflow(extra, by_ratio, &sum) ? UINT64_MAX : sum;
 }
 
+/* Whether a's checkpoints are b's as opened: one location can hold another
+ * file since a was built (a link retargeted, a file renamed over), and the
+ * pool then opened the new one for b. */
+static int same_opened_files(const ttsm__entry *a, const ttsm__entry *b)
+{
+    if (a->m.n_comps != b->m.n_comps)
+        return 0;
+    for (size_t i = 0; i < a->m.n_comps; i++) {
+        const ttsm__host *x = a->m.comps[i].host, *y = b->m.comps[i].host;
+        if ((x == NULL) != (y == NULL) || (x && x != y && x->identity != y->identity))
+            return 0;
+    }
+    return 1;
+}
+
 /* A READY entry on e's device whose files are e's (content.h), or NULL. */
 static ttsm__entry *content_twin(ttsm_manager *mgr, const ttsm__entry *e)
 {
@@ -745,7 +772,8 @@ static ttsm__entry *content_twin(ttsm_manager *mgr, const ttsm__entry *e)
         return NULL;
     for (ttsm__entry *o = mgr->head; o; o = o->next)
         if (o != e && o->state == TTSM__READY && o->slot == e->slot && o->content.set &&
-            o->content.hi == e->content.hi && o->content.lo == e->content.lo)
+            o->content.hi == e->content.hi && o->content.lo == e->content.lo &&
+            same_opened_files(o, e))
             return o;
     return NULL;
 }
@@ -1137,13 +1165,14 @@ static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *er
 /* ---- the hit memo (see manager.h) ----------------------------- */
 
 /* The config's fields, each as a presence byte and the string with its NUL;
- * 0 when it holds a model_path or does not fit. */
+ * 0 when it does not fit, or holds a relative model_path (whose meaning
+ * moves with the working directory). */
 static size_t raw_config(const ttsm_load_config *c, char *buf, size_t size)
 {
-    if (c->model_path)
+    if (c->model_path && c->model_path[0] != '/')
         return 0;
     const char *f[] = {c->engine, c->model_type, c->model_name, c->device, c->language,
-                       c->repo_id};
+                       c->repo_id, c->model_path};
     size_t n = 0;
     for (size_t i = 0; i < sizeof f / sizeof f[0] + 2 * c->n_params; i++) {
         size_t k = i - sizeof f / sizeof f[0];
@@ -1162,49 +1191,195 @@ static size_t raw_config(const ttsm_load_config *c, char *buf, size_t size)
     return n;
 }
 
-/* A hit through the memo. @return 1 with *out set, or 0: take the full path. */
-static int memo_hit(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
-                    ttsm_model **out)
+/* The memo's bucket of four slots for hash `h`. */
+static ttsm__memo_slot *memo_bucket(ttsm_manager *mgr, XXH128_hash_t h)
 {
-    ttsm__memo_slot *slot = &mgr->memo[h % TTSM__MEMO_SLOTS];
-    uint64_t now = now_ns(mgr), gen = ttsm__config_generation();
+    return &mgr->memo[((size_t)h.low64 & (mgr->memo_cap / 4 - 1)) * 4];
+}
+
+/* Under the lock: the slot of the config hashed `h`, or NULL. */
+static ttsm__memo_slot *memo_find(ttsm_manager *mgr, XXH128_hash_t h)
+{
+    if (!mgr->memo)
+        return NULL;
+    ttsm__memo_slot *b = memo_bucket(mgr, h);
+    for (int i = 0; i < 4; i++)
+        if (b[i].h_lo == h.low64 && b[i].h_hi == h.high64 && (h.low64 | h.high64))
+            return &b[i];
+    return NULL;
+}
+
+/* Under the lock: new events on the watched paths invalidate every memoised
+ * path at once (refilling one costs a resolution). */
+static void watch_drain(ttsm_manager *mgr)
+{
+    struct ttsm__pathwatch *w = atomic_load(&mgr->watch);
+    if (w && ttsm__pathwatch_drain(w))
+        mgr->fs_gen++;
+}
+
+/* A hit through the memo. @return 1 with *out set, or 0: take the full path. */
+static int memo_hit(ttsm_manager *mgr, XXH128_hash_t h, int has_path, ttsm_model **out)
+{
+    /* One poll, outside the lock, tells whether a path the memo trusts may
+     * have moved; events are queued before the change's system call returns. */
+    struct ttsm__pathwatch *w = has_path ? atomic_load(&mgr->watch) : NULL;
+    int pending = w && ttsm__pathwatch_pending(w);
+    /* The time matters only to the keep-alive sweep: a hit's entry is
+     * referenced, and its last use is set when the reference goes. */
+    uint64_t now = mgr->opt.keep_alive_ms ? now_ns(mgr) : 0, gen = ttsm__config_generation();
     int hit = 0;
     pthread_mutex_lock(&mgr->lock);
-    if (slot->raw && slot->hash == h && slot->gen == gen && slot->raw_len == len &&
-        memcmp(slot->raw, raw, len) == 0) {
-        sweep_locked(mgr, now);
-        ttsm__entry *e = find(mgr, slot->key);
+    if (pending)
+        watch_drain(mgr);
+    ttsm__memo_slot *slot = memo_find(mgr, h);
+    if (slot && slot->gen == (uint32_t)gen &&
+        (!slot->has_path || slot->fs_gen == (uint32_t)mgr->fs_gen)) {
+        if (now)
+            sweep_locked(mgr, now);
+        ttsm__entry *e = slot->frees == (uint32_t)mgr->frees ? slot->entry : NULL;
+        if (!e || e->state != TTSM__READY) {
+            e = find(mgr, mgr->memo_keys[slot - mgr->memo]);
+            slot->entry = e;
+            slot->frees = (uint32_t)mgr->frees;
+            slot->on_cpu = e && strcmp(e->m.device, "cpu") == 0;
+        }
         if (e && e->state == TTSM__READY) {
+            /* Not moved in the list: the last release moves it (and a
+             * referenced entry is neither evicted nor swept). */
             atomic_fetch_add(&e->refs, 1);
-            mgr->stats.hits++;
-            e->last_used = now;
-            list_touch(mgr, e);
             *out = &e->m;
-            hit = 1;
+            hit = slot->on_cpu ? 1 : 2;
+            if (hit == 1)
+                mgr->stats.hits++;
         }
     }
     unlock_reap(mgr);
-    return hit;
+    if (hit == 2) {
+        /* A device can go away (a registered backend's count, a driver
+         * reset): the full path then says so, as it would for a new key.
+         * Asked outside the lock, since the backend is the caller's code. */
+        const ttsm_backend *b = &(*out)->backend;
+        if (b->count && (size_t)(*out)->dev_index >= b->count(b->user)) {
+            ttsm_model_release(*out);
+            *out = NULL;
+            return 0;
+        }
+        pthread_mutex_lock(&mgr->lock);
+        mgr->stats.hits++;
+        unlock_reap(mgr);
+    }
+    return hit != 0;
 }
 
-static void memo_fill(ttsm_manager *mgr, const char *raw, size_t len, uint64_t h,
-                      const ttsm_load_config *canonical)
+/* Under the lock: room for two slots per cached entry. */
+static void memo_grow(ttsm_manager *mgr)
+{
+    size_t want = 64;
+    while (want < 2 * (mgr->n_cached + 1))
+        want *= 2;
+    if (want <= mgr->memo_cap)
+        return;
+    ttsm__memo_slot *old = mgr->memo, *m = ttsm__aligned_alloc(64, want * sizeof *m);
+    char(*okeys)[TTSM_KEY_HEX_SIZE] = mgr->memo_keys;
+    char(*keys)[TTSM_KEY_HEX_SIZE] = ttsm__malloc(want * sizeof *keys);
+    if (!m || !keys) {
+        ttsm__free(m);
+        ttsm__free(keys);
+        return; /* the memo is an optimisation: the old table stays */
+    }
+    memset(m, 0, want * sizeof *m);
+    size_t ocap = mgr->memo_cap;
+    mgr->memo = m;
+    mgr->memo_keys = keys;
+    mgr->memo_cap = want;
+    for (size_t i = 0; i < ocap; i++) {
+        const ttsm__memo_slot *o = &old[i];
+        if (!(o->h_lo | o->h_hi))
+            continue;
+        XXH128_hash_t h = {o->h_lo, o->h_hi};
+        ttsm__memo_slot *b = memo_bucket(mgr, h);
+        for (int k = 0; k < 4; k++)
+            if (!(b[k].h_lo | b[k].h_hi)) {
+                b[k] = *o;
+                memcpy(keys[&b[k] - m], okeys[i], TTSM_KEY_HEX_SIZE);
+                break;
+            }
+    }
+    ttsm__free(old);
+    ttsm__free(okeys);
+}
+
+static void memo_fill(ttsm_manager *mgr, XXH128_hash_t h, const ttsm_load_config *canonical,
+                      const char *model_path)
 {
     char key[TTSM_KEY_HEX_SIZE];
-    if (ttsm__cache_key_of(canonical, key, NULL) != TTSM_OK)
+    if (!(h.low64 | h.high64))
         return;
-    char *copy = ttsm__malloc(len);
-    if (!copy)
-        return; /* the memo is an optimisation: without it, hits take the full path */
-    memcpy(copy, raw, len);
-    ttsm__memo_slot *slot = &mgr->memo[h % TTSM__MEMO_SLOTS];
     pthread_mutex_lock(&mgr->lock);
-    ttsm__free(slot->raw);
-    slot->raw = copy;
-    slot->raw_len = len;
-    slot->hash = h;
-    slot->gen = ttsm__config_generation();
-    memcpy(slot->key, key, sizeof key);
+    uint64_t fs_gen = 0;
+    if (model_path) {
+        /* Watch what the resolution goes through, then resolve and key it:
+         * a change after the watches is an event, one before them is seen. */
+        struct ttsm__pathwatch *w = atomic_load(&mgr->watch);
+        if (!w && !mgr->watch_failed && !(w = ttsm__pathwatch_new()))
+            mgr->watch_failed = 1;
+        if (!w)
+            goto out;
+        atomic_store(&mgr->watch, w);
+        watch_drain(mgr);
+        fs_gen = mgr->fs_gen;
+        char walked[PATH_MAX];
+        if (ttsm__pathwatch_add(w, model_path, walked, sizeof walked) != 0)
+            goto out;
+        char *real = realpath(model_path, NULL);
+        int same = real && strcmp(real, walked) == 0;
+        free(real); /* from realpath(), the C library's allocator */
+        if (!same)
+            goto out;
+    }
+    if (ttsm__cache_key_of(canonical, key, NULL) != TTSM_OK)
+        goto out;
+    memo_grow(mgr);
+    if (!mgr->memo)
+        goto out;
+    ttsm__memo_slot *slot = memo_find(mgr, h);
+    if (!slot) {
+        ttsm__memo_slot *b = memo_bucket(mgr, h);
+        slot = &b[(h.high64 >> 62) & 3]; /* a full bucket loses a slot picked by hash */
+        for (int k = 0; k < 4; k++)
+            if (!(b[k].h_lo | b[k].h_hi)) {
+                slot = &b[k];
+                break;
+            }
+    }
+    slot->h_lo = h.low64;
+    slot->h_hi = h.high64;
+    slot->gen = (uint32_t)ttsm__config_generation();
+    slot->has_path = model_path != NULL;
+    slot->fs_gen = (uint32_t)fs_gen;
+    slot->entry = NULL;
+    slot->frees = (uint32_t)mgr->frees;
+    memcpy(mgr->memo_keys[slot - mgr->memo], key, sizeof key);
+out:
+    pthread_mutex_unlock(&mgr->lock);
+}
+
+/* After a load: points the config's slot at the entry it loaded, so the
+ * first hit is as cheap as the others (no key-index walk). Only the
+ * entry of the slot's own key: a fallback that loaded another model is
+ * tried again on the next call. */
+static void memo_link(ttsm_manager *mgr, XXH128_hash_t h, ttsm_model *m)
+{
+    ttsm__entry *e = ttsm__entry_of(m);
+    pthread_mutex_lock(&mgr->lock);
+    ttsm__memo_slot *slot = memo_find(mgr, h);
+    if (slot && !slot->entry && e->state == TTSM__READY &&
+        memcmp(mgr->memo_keys[slot - mgr->memo], m->key, TTSM_KEY_HEX_SIZE) == 0) {
+        slot->entry = e;
+        slot->frees = (uint32_t)mgr->frees;
+        slot->on_cpu = strcmp(m->device, "cpu") == 0;
+    }
     pthread_mutex_unlock(&mgr->lock);
 }
 
@@ -1257,8 +1432,24 @@ static ttsm_status load_chain(ttsm_manager *mgr, const ttsm_load_config *cfg,
     return st;
 }
 
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
+                        ttsm_model **out, ttsm_load_report *rep, ttsm_error *err);
+
 ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg,
                                   ttsm_model **out, ttsm_load_report *rep, ttsm_error *err)
+{
+    XXH128_hash_t h = {0, 0};
+    ttsm_status st = load(mgr, cfg, &h, out, rep, err);
+    if (st == TTSM_OK && (h.low64 | h.high64))
+        memo_link(mgr, h, *out);
+    if (st == TTSM_OK && mgr->opt.prefetch && ttsm_model_prefetch(*out, NULL) != TTSM_OK)
+        ttsm__logf(&mgr->log, TTSM_LOG_WARN, "prefetch of %s not started", (*out)->key);
+    return st;
+}
+
+/* @param h set to the hash of the config as given (0, 0: nothing to link). */
+static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_hash_t *h,
+                        ttsm_model **out, ttsm_load_report *rep, ttsm_error *err)
 {
     if (!mgr || !cfg || !out)
         return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_load", "invalid argument",
@@ -1270,8 +1461,10 @@ ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg
     size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
                          ? raw_config(cfg, raw, sizeof raw)
                          : 0;
-    uint64_t h = raw_len ? XXH3_64bits(raw, raw_len) : 0;
-    if (raw_len && memo_hit(mgr, raw, raw_len, h, out)) {
+    if (raw_len)
+        *h = XXH3_128bits(raw, raw_len);
+    if (raw_len && memo_hit(mgr, *h, cfg->model_path != NULL, out)) {
+        *h = (XXH128_hash_t){0, 0}; /* its slot already points at the entry */
         if (rep) {
             ttsm__report_step(rep, (*out)->label, (*out)->device, TTSM_OK, NULL);
             rep->hit = 1;
@@ -1295,8 +1488,9 @@ ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg
                            "%s/%s: the repo %s holds the files of %s, so that is what loads",
                            c.manifest->name, c.asked->name, cfg->repo_id, c.model->name);
         ttsm__report_relabel(rep, c.asked->name, why);
+        *h = (XXH128_hash_t){0, 0};
     } else if (raw_len) {
-        memo_fill(mgr, raw, raw_len, h, &c.cfg);
+        memo_fill(mgr, *h, &c.cfg, cfg->model_path);
     }
     /* The full path canonicalises once: the first try reuses `c`. */
     if (!c.manifest || !c.manifest->has_fallback)
@@ -1305,6 +1499,15 @@ ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg
         st = load_chain(mgr, cfg, &c, rep, out, err);
     ttsm__report_finish(rep, st == TTSM_OK ? *out : NULL);
     return st;
+}
+
+ttsm_status ttsm_model_prefetch(ttsm_model *model, ttsm_error *err)
+{
+    if (!model)
+        return ttsm__err(err, TTSM_ERR_INVALID_ARGUMENT, "ttsm_model_prefetch",
+                         "invalid argument", "model must not be NULL");
+    ttsm_model_retain(model); /* the pass's own, dropped when it is done */
+    return ttsm__prefetch_start(model, ttsm_model_release, err);
 }
 
 /* ---- references, pin, unload, invalidate ------------------------------- */

@@ -67,16 +67,23 @@ static inline ttsm__entry *ttsm__entry_of(ttsm_model *m)
     return (ttsm__entry *)(void *)m;
 }
 
-/* The hit memo: a config seen before (without model_path, whose canonical
- * form depends on the file system) maps straight to its key, so a hit
- * skips canonicalisation. Valid while the process-wide configuration
- * generation (engines, backends, CUDA discovery) is unchanged. */
-#define TTSM__MEMO_SLOTS 64
+/* The hit memo: a config seen before maps straight to its key (and, while
+ * no entry has been freed since, to its entry), so a hit skips
+ * canonicalisation. Valid while the process-wide configuration generation
+ * (engines, backends, CUDA discovery) is unchanged and, for a config with
+ * an absolute model_path, while nothing its resolution went through has
+ * changed (cache/pathwatch.c). Slots come four to a bucket; the table grows
+ * with the cache (two slots per entry), so a hit costs about the same with
+ * 10,000 entries as with one. */
 typedef struct ttsm__memo_slot {
-    uint64_t hash, gen;
-    char *raw; /* the config's fields as ttsm_load saw them */
-    size_t raw_len;
-    char key[TTSM_KEY_HEX_SIZE];
+    /* XXH3-128 of the config's fields as ttsm_load saw them (the cache key
+     * itself is an XXH3-128): a slot is found without reading the config
+     * again, and a slot is one cache line. 0 and 0: empty. */
+    _Alignas(64) uint64_t h_lo, h_hi;
+    struct ttsm__entry *entry; /* valid while mgr->frees == frees */
+    uint32_t frees, gen, fs_gen;
+    uint8_t has_path;
+    uint8_t on_cpu; /* entry's device is cpu: no device to check on a hit */
 } ttsm__memo_slot;
 
 typedef struct ttsm__devslot {
@@ -93,7 +100,15 @@ struct ttsm_manager {
     pthread_cond_t cond;
     ttsm__entry *head, *tail; /* the cache: LRU order */
     ttsm__entry **buckets;    /* key index over the cache list (chained) */
-    ttsm__memo_slot memo[TTSM__MEMO_SLOTS];
+    ttsm__memo_slot *memo;    /* memo_cap slots, NULL until the first fill */
+    char (*memo_keys)[TTSM_KEY_HEX_SIZE]; /* each slot's key, read when its entry is looked up */
+    size_t memo_cap;
+    uint64_t frees;           /* entries freed so far: memo entry pointers go stale */
+    /* model_path resolutions the memo trusts; set once, under the lock,
+     * and polled outside it by hits */
+    _Atomic(struct ttsm__pathwatch *) watch;
+    uint64_t fs_gen;          /* bumped when one of them may have changed */
+    int watch_failed;         /* inotify unavailable: paths are not memoised */
     ttsm__alias *alias_buckets[TTSM__ALIAS_BUCKETS];
     size_t n_aliases;
     size_t n_buckets;         /* 0 or a power of two */

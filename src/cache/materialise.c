@@ -9,6 +9,7 @@
 #include "base/alloc.h"
 #include "base/convert.h"
 #include "base/error.h"
+#include "devices/cuda.h"
 #include "formats/table.h"
 #include "engines/model.h"
 #include "cache/materialise.h"
@@ -176,17 +177,25 @@ static ttsm_status materialise_component(ttsm_model *m, ttsm__component *c, uint
             }
     }
     /* Storages are converted and uploaded whole, once, however many
-     * tensors view them. */
+     * tensors view them; to CUDA a storage that lies in a file and needs no
+     * conversion goes from the file straight through the staging ring
+     * (devices/cuda.c), without a pass through a mapping. */
+    int from_file = !host && ttsm__cuda_is_backend(&m->backend);
     for (size_t i = 0; i < ck->n_tensors; i++) {
         const ttsm_tensor_info *t = &ck->tensors[i];
-        const void *src;
-        if ((st = ttsm_checkpoint_tensor_data(ck, t, &src, err)) != TTSM_OK)
-            goto out;
+        const ttsm__storage *sg = &ck->storages[t->storage_index];
         uint32_t s = t->storage_index;
         uint64_t sbytes = ck->storages[s].nbytes;
         ttsm_dtype to = device_dtype(m, ck, plan, s);
+        int fd = from_file && to == t->dtype && sg->file_index != UINT32_MAX && !sg->mem &&
+                         !sg->lazy
+                     ? ck->files[sg->file_index].fd
+                     : -1;
+        const void *src = NULL;
+        if (fd < 0 && (st = ttsm_checkpoint_tensor_data(ck, t, &src, err)) != TTSM_OK)
+            goto out;
         uint32_t from_size = elem_size(t->dtype), to_size = elem_size(to);
-        const unsigned char *base = (const unsigned char *)src - t->storage_offset;
+        const unsigned char *base = src ? (const unsigned char *)src - t->storage_offset : NULL;
         uint64_t dev_bytes = to == t->dtype ? sbytes : sbytes / from_size * to_size;
         void *conv = NULL;
         if (plan[s].used == 1 && to != t->dtype) {
@@ -212,9 +221,12 @@ static ttsm_status materialise_component(ttsm_model *m, ttsm__component *c, uint
             continue;
         plan[s].used = 2;
         if (!host && dev_bytes > 0) {
-            st = m->backend.upload(m->backend.user, m->dev_index,
-                                   (unsigned char *)c->block + off[s], conv ? conv : base,
-                                   dev_bytes, err);
+            unsigned char *dst = (unsigned char *)c->block + off[s];
+            if (fd >= 0)
+                st = ttsm__cuda_upload_file(m->dev_index, dst, fd, sg->file_offset, sbytes, err);
+            else
+                st = m->backend.upload(m->backend.user, m->dev_index, dst, conv ? conv : base,
+                                       dev_bytes, err);
             ttsm__free(conv); /* uploads may finish later, but need not the source */
             if (st != TTSM_OK)
                 goto out;

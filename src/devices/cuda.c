@@ -4,11 +4,13 @@
  * reason for error messages. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/config.h"
 #include "base/error.h"
@@ -57,9 +59,13 @@ static struct {
 
 /* Upload state per device: the retained primary context (kept until the
  * driver is reset, so PyTorch and we share it), a stream and a ring of
- * pinned staging buffers whose copies overlap the next chunk's file read. */
+ * pinned staging buffers: the file is read into buffer k+1 while buffer k's
+ * cuMemcpyHtoDAsync runs, and a buffer is filled again only after the event
+ * recorded behind its copy has completed. Public measurements (llama.cpp)
+ * saw 4.3 GiB/s with 1 MiB of staging and 6.8 GiB/s with 4 MiB, nothing more
+ * beyond: 8 MiB buffers, four of them in flight at most. */
 #define STAGE_RING 4
-#define STAGE_BYTES (16u << 20)
+#define STAGE_BYTES (8u << 20)
 #define MAX_CUDA_DEVICES 64
 static struct cudev {
     pthread_mutex_t xfer; /* one upload at a time per device */
@@ -384,10 +390,40 @@ static ttsm_status ensure_ring(struct cudev *d, int index, ttsm_error *err)
     return TTSM_OK;
 }
 
-static ttsm_status cuda_upload(void *user, int index, void *dst, const void *src, uint64_t n,
+/* Where an upload's bytes come from: host memory (copied in), or a file
+ * (read straight into the pinned buffer: no pass through the page tables of
+ * a mapping, and the read of one chunk overlaps the copies of the others). */
+typedef struct source {
+    const unsigned char *mem;
+    int fd;
+    uint64_t off;
+} source;
+
+static ttsm_status fill(const source *src, uint64_t at, void *buf, size_t c, ttsm_error *err)
+{
+    if (src->mem) {
+        memcpy(buf, src->mem + at, c);
+        return TTSM_OK;
+    }
+    for (size_t done = 0; done < c;) {
+        ssize_t r = pread(src->fd, (char *)buf + done, c - done, (off_t)(src->off + at + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return ttsm__err(err, TTSM_ERR_IO, "cuda", "read failed",
+                             "uploading from a file at offset %llu: %s",
+                             (unsigned long long)(src->off + at + done),
+                             r < 0 ? strerror(errno) : "the file ended (was it truncated?)");
+        done += (size_t)r;
+    }
+    return TTSM_OK;
+}
+
+/* The ring: chunk k goes through buffer k % STAGE_RING, which is waited
+ * for (its last copy's event) before it is filled again. */
+static ttsm_status upload_from(int index, void *dst, const source *src, uint64_t n,
                                ttsm_error *err)
 {
-    (void)user;
     ttsm_status st = push_ctx(index, err);
     if (st != TTSM_OK)
         return st;
@@ -398,22 +434,51 @@ static ttsm_status cuda_upload(void *user, int index, void *dst, const void *src
         size_t c = n - off < STAGE_BYTES ? (size_t)(n - off) : STAGE_BYTES;
         size_t k = d->next++ % STAGE_RING;
         CUresult r = d->busy[k] ? cu.EventSynchronize(d->ev[k]) : 0;
-        if (r == 0) {
-            /* This memcpy is where mmap pages are read from the file: it
-             * overlaps the copies still queued for the other buffers. */
-            memcpy(d->stage[k], (const unsigned char *)src + off, c);
-            r = cu.MemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst + off, d->stage[k], c, d->stream);
+        if (r != 0) {
+            st = cu_fail(err, index, "cuEventSynchronize", r);
+            break;
         }
-        if (r == 0)
+        d->busy[k] = 0;
+        if ((st = fill(src, off, d->stage[k], c, err)) != TTSM_OK)
+            break;
+        r = cu.MemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst + off, d->stage[k], c, d->stream);
+        if (r == 0) {
+            d->busy[k] = 1; /* its copy is queued: in flight until the event */
             r = cu.EventRecord(d->ev[k], d->stream);
+        }
         if (r != 0)
             st = cu_fail(err, index, "upload", r);
-        d->busy[k] = 1;
         off += c;
+    }
+    if (st != TTSM_OK && d->has_ring) {
+        /* Nothing may still read a buffer (or write the allocation, which
+         * the caller now frees) after a failure returns. */
+        cu.StreamSynchronize(d->stream);
+        memset(d->busy, 0, sizeof d->busy);
     }
     pthread_mutex_unlock(&d->xfer);
     pop_ctx();
     return st;
+}
+
+static ttsm_status cuda_upload(void *user, int index, void *dst, const void *src, uint64_t n,
+                               ttsm_error *err)
+{
+    (void)user;
+    source s = {src, -1, 0};
+    return upload_from(index, dst, &s, n, err);
+}
+
+ttsm_status ttsm__cuda_upload_file(int index, void *dst, int fd, uint64_t offset, uint64_t n,
+                                   ttsm_error *err)
+{
+    source s = {NULL, fd, offset};
+    return upload_from(index, dst, &s, n, err);
+}
+
+int ttsm__cuda_is_backend(const ttsm_backend *b)
+{
+    return b && b->upload == cuda_upload;
 }
 
 static ttsm_status cuda_sync(void *user, int index, ttsm_error *err)

@@ -18,5 +18,13 @@ void ttsm__cuda_reset(void);
 
 /* The cuda backend's table. */
 const ttsm_backend *ttsm__cuda_backend(void);
+/* 1 when `b` is that table (a copy of it). */
+int ttsm__cuda_is_backend(const ttsm_backend *b);
+/* Uploads `n` bytes of the file `fd` from `offset` to `dst` on device
+ * `index` through the pinned staging ring: each chunk is read (pread)
+ * straight into a staging buffer while the previous chunks' copies run.
+ * Asynchronous like the backend's upload: the backend's sync waits. */
+ttsm_status ttsm__cuda_upload_file(int index, void *dst, int fd, uint64_t offset, uint64_t n,
+                                   ttsm_error *err);
 
 #endif

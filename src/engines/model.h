@@ -9,6 +9,8 @@
 #ifndef TTSM_ENGINES_MODEL_H
 #define TTSM_ENGINES_MODEL_H
 
+#include <stdatomic.h>
+
 #include "ttsm.h"
 #include "formats/pool.h"
 #include "manifest/manifest.h"
@@ -47,6 +49,9 @@ struct ttsm_model {
     /* Floating-point tensors become this dtype at materialisation
      * (TTSM_DTYPE_INVALID: as stored); set by the manager before the factory. */
     ttsm_dtype convert;
+    /* The cache's background pass over the bytes (cache/prefetch.c); NULL
+     * until one is started. */
+    _Atomic(struct ttsm__prefetch *) prefetch;
 };
 
 /* What a factory is handed (ttsm_factory_ctx_* read it). */

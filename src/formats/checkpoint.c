@@ -1,6 +1,7 @@
 /* checkpoint.c - ttsm_checkpoint_open(): detects a file's format from its
  * first bytes and hands it to that format's reader; files that are not
  * checkpoints are named ("a Git LFS pointer", "a FAISS index"). */
+#include <stdio.h>
 #include <string.h>
 
 #include "base/error.h"
@@ -13,11 +14,17 @@
 
 /* A safetensors start: a header length that fits the file, then '{' -
  * after JSON whitespace, which the reference reader accepts too. */
+static uint64_t le64(const unsigned char *h)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | h[i];
+    return v;
+}
+
 static int safetensors_start(const unsigned char *h, size_t n, uint64_t size)
 {
-    uint64_t len = 0;
-    for (int i = 7; i >= 0; i--)
-        len = len << 8 | h[i];
+    uint64_t len = le64(h);
     if (n < 9 || len > size - 8)
         return 0;
     size_t i = 8;
@@ -29,7 +36,7 @@ static int safetensors_start(const unsigned char *h, size_t n, uint64_t size)
 static ttsm_status detect_and_read(ttsm_checkpoint *ck, ttsm_error *err)
 {
     const ttsm__file *f = &ck->files[0];
-    unsigned char h[64];
+    unsigned char h[64] = {0}; /* bytes past a short file read as 0 */
     size_t n = f->size < sizeof h ? (size_t)f->size : sizeof h;
     ttsm_status st = ttsm__file_read(f, 0, h, n, err);
     if (st != TTSM_OK)
@@ -52,7 +59,11 @@ static ttsm_status detect_and_read(ttsm_checkpoint *ck, ttsm_error *err)
         return ttsm__read_torch_zip(ck, 0, err); /* a bare pickle: legacy torch.save */
     if (n >= 9 && h[8] == '{') /* a header length that does not fit: says so */
         return ttsm__read_safetensors(ck, 0, err);
-    size_t i = 0;
+    /* A header or an index saved with a UTF-8 byte order mark: the readers
+     * name it (JSON does not allow one). */
+    if (n >= 11 && memcmp(h + 8, "\xef\xbb\xbf", 3) == 0 && le64(h) <= f->size - 8)
+        return ttsm__read_safetensors(ck, 0, err);
+    size_t i = n >= 3 && memcmp(h, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
     while (i < n && (h[i] == ' ' || h[i] == '\t' || h[i] == '\n' || h[i] == '\r'))
         i++;
     if (i < n && h[i] == '{')
@@ -73,6 +84,24 @@ static ttsm_status detect_and_read(ttsm_checkpoint *ck, ttsm_error *err)
         what = "a FAISS index (a blob for engines, not a checkpoint)";
     if (what)
         return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "not a checkpoint", "looks like %s", what);
+    uint64_t len = le64(h);
+    if (n >= 9 && len >= 2 && len < (1ull << 32)) {
+        /* The first 8 bytes read like a safetensors header length (its
+         * high bytes are zero): most likely a damaged safetensors file. */
+        char fits[96];
+        if (len <= f->size - 8)
+            snprintf(fits, sizeof fits, "which fits the file");
+        else
+            snprintf(fits, sizeof fits, "more than the %llu bytes the file has after them",
+                     (unsigned long long)(f->size - 8));
+        return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "unknown format",
+                         "first bytes %02x %02x %02x %02x %02x %02x %02x %02x read as a safetensors "
+                         "header length of %llu bytes (%s), but the byte at offset 8 is 0x%02x, "
+                         "not the '{' that starts the header: the header length or the header is "
+                         "damaged; download the file again (ttsm verify checks a file)",
+                         h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], (unsigned long long)len,
+                         fits, h[8]);
+    }
     return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "unknown format",
                      "first bytes %02x %02x %02x %02x %02x %02x %02x %02x match no supported "
                      "format (safetensors, sharded safetensors index, GGUF, PyTorch zip)",

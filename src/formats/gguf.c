@@ -29,6 +29,7 @@
 #include <xxhash.h>
 
 #include "base/alloc.h"
+#include "base/text.h"
 
 #define GGUF_HEADER_BYTES 24u
 #define GGUF_DEFAULT_ALIGNMENT 32u
@@ -126,8 +127,15 @@ typedef struct rd {
     uint32_t *keyset;    /* open addressing over ck->meta; UINT32_MAX = empty */
     size_t keyset_cap;
     ttsm_status st;      /* the failure, also when err is NULL */
-    char ctx[256];       /* "key 'x' (at offset N): " or "tensor N: ", for messages */
+    /* Where the reader is, for messages, formatted only when one is needed:
+     * CTX_KEY_NAME (key ctx_index's name), CTX_KEY (its value: "key 'x' at
+     * offset N: "), CTX_TENSOR ("tensor N at offset M: "). */
+    int ctx_kind;
+    uint64_t ctx_index, ctx_off;
+    char ctx[256];
 } rd;
+
+enum { CTX_NONE, CTX_KEY_NAME, CTX_KEY, CTX_TENSOR };
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -144,14 +152,37 @@ static unsigned long long ull(uint64_t v)
 
 /* ---- reading ----------------------------------------------------------- */
 
+static const char *ctx_of(rd *r)
+{
+    if (r->ctx_kind == CTX_KEY)
+        snprintf(r->ctx, sizeof r->ctx, "key '%.200s' at offset %llu: ", r->key, ull(r->ctx_off));
+    else if (r->ctx_kind == CTX_TENSOR)
+        snprintf(r->ctx, sizeof r->ctx, "tensor %llu at offset %llu: ", ull(r->ctx_index),
+                 ull(r->ctx_off));
+    else
+        r->ctx[0] = '\0';
+    return r->ctx;
+}
+
+/* `what`, or (NULL) the name being read: "key N" or "tensor N name". */
+static const char *what_of(const rd *r, const char *what, char *buf, size_t n)
+{
+    if (what)
+        return what;
+    snprintf(buf, n, r->ctx_kind == CTX_TENSOR ? "tensor %llu name" : "key %llu",
+             ull(r->ctx_index));
+    return buf;
+}
+
 /* Returns `n` bytes at r->pos (valid until the next call) and moves past
  * them, or NULL with a "truncated" error naming `what` and the offset. */
 static const uint8_t *take(rd *r, size_t n, const char *what)
 {
     uint64_t left = r->f->size - r->pos;
     if (n > left) {
-        FAIL(r, "truncated", "%s%s needs %zu bytes at offset %llu, the file has %llu", r->ctx,
-             what, n, ull(r->pos), ull(r->f->size));
+        char wb[64];
+        FAIL(r, "truncated", "%s%s needs %zu bytes at offset %llu, the file has %llu", ctx_of(r),
+             what_of(r, what, wb, sizeof wb), n, ull(r->pos), ull(r->f->size));
         return NULL;
     }
     if (n == 0)
@@ -215,35 +246,7 @@ static int get_u64(rd *r, uint64_t *v, const char *what)
  * U+10FFFF. @return 1 when valid. */
 static int utf8_valid(const uint8_t *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if (c >= 0xc2 && c <= 0xdf)
-            len = 2, cp = c & 0x1fu, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            len = 3, cp = c & 0x0fu, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-            len = 4, cp = c & 0x07u, min = 0x10000;
-        else
-            return 0;
-        if (len > n - i)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + k] & 0x3fu);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += len;
-    }
-    return 1;
+    return ttsm__utf8_check(s, n) == n;
 }
 
 /* Reads a string length at r->pos and checks it against the cap and what is
@@ -251,17 +254,18 @@ static int utf8_valid(const uint8_t *s, size_t n)
 static int get_len(rd *r, uint64_t *len, uint64_t cap, const char *what)
 {
     uint64_t at = r->pos;
+    char wb[64];
     if (get_u64(r, len, what) != 0)
         return -1;
     if (*len > cap) {
-        FAIL(r, "string too long", "%s at offset %llu has length %llu, over the cap of %llu", what,
-             ull(at), ull(*len), ull(cap));
+        FAIL(r, "string too long", "%s at offset %llu has length %llu, over the cap of %llu",
+             what_of(r, what, wb, sizeof wb), ull(at), ull(*len), ull(cap));
         return -1;
     }
     if (*len > r->f->size - r->pos) {
         FAIL(r, "string too long",
-             "%s at offset %llu has length %llu, past the %llu bytes left in the file", what,
-             ull(at), ull(*len), ull(r->f->size - r->pos));
+             "%s at offset %llu has length %llu, past the %llu bytes left in the file",
+             what_of(r, what, wb, sizeof wb), ull(at), ull(*len), ull(r->f->size - r->pos));
         return -1;
     }
     return 0;
@@ -574,13 +578,12 @@ static size_t keyset_slot(const rd *r, const char *key, size_t len)
 static int read_kv(rd *r, uint64_t index, uint32_t *alignment)
 {
     r->kv_off = r->pos;
-    r->ctx[0] = '\0';
+    r->ctx_kind = CTX_KEY_NAME;
+    r->ctx_index = index;
     uint64_t klen;
-    char what[64];
-    snprintf(what, sizeof what, "key %llu", ull(index));
-    if (get_len(r, &klen, TTSM__MAX_NAME_LEN, what) != 0)
+    if (get_len(r, &klen, TTSM__MAX_NAME_LEN, NULL) != 0)
         return -1;
-    const uint8_t *k = take(r, (size_t)klen, what);
+    const uint8_t *k = take(r, (size_t)klen, NULL);
     if (!k)
         return -1;
     if (klen == 0 || memchr(k, 0, (size_t)klen)) {
@@ -604,7 +607,8 @@ static int read_kv(rd *r, uint64_t index, uint32_t *alignment)
     }
     memcpy(r->key, k, (size_t)klen);
     r->key[klen] = '\0';
-    snprintf(r->ctx, sizeof r->ctx, "key '%.200s' at offset %llu: ", r->key, ull(r->kv_off));
+    r->ctx_kind = CTX_KEY;
+    r->ctx_off = r->kv_off;
 
     uint32_t t;
     uint64_t type_at = r->pos;
@@ -676,13 +680,13 @@ static int read_tensor_info(rd *r, uint64_t index, uint32_t alignment, tinfo *ti
                             size_t *names_len, size_t *names_cap)
 {
     ti->info_off = r->pos;
-    snprintf(r->ctx, sizeof r->ctx, "tensor %llu at offset %llu: ", ull(index), ull(r->pos));
+    r->ctx_kind = CTX_TENSOR;
+    r->ctx_index = index;
+    r->ctx_off = r->pos;
     uint64_t nlen;
-    char what[64];
-    snprintf(what, sizeof what, "tensor %llu name", ull(index));
-    if (get_len(r, &nlen, TTSM__MAX_NAME_LEN, what) != 0)
+    if (get_len(r, &nlen, TTSM__MAX_NAME_LEN, NULL) != 0)
         return -1;
-    const uint8_t *nm = take(r, (size_t)nlen, what);
+    const uint8_t *nm = take(r, (size_t)nlen, NULL);
     if (!nm)
         return -1;
     if (nlen == 0 || memchr(nm, 0, (size_t)nlen)) {
@@ -811,7 +815,11 @@ static int check_overlaps(rd *r, const tinfo *t, size_t n, const char *names, ui
     for (size_t i = 0; i < n; i++)
         if (t[i].nbytes > 0)
             s[m++] = (span){t[i].offset, t[i].offset + t[i].nbytes, i};
-    qsort(s, m, sizeof *s, span_cmp);
+    for (size_t i = 1; i < m; i++) /* writers lay tensors out in order: sort only if not */
+        if (span_cmp(&s[i - 1], &s[i]) > 0) {
+            qsort(s, m, sizeof *s, span_cmp);
+            break;
+        }
     int rc = 0;
     size_t far = 0;
     for (size_t i = 1; i < m; i++) {
@@ -948,24 +956,46 @@ ttsm_status ttsm__read_gguf(ttsm_checkpoint *ck, uint32_t file_index, ttsm_error
     if (check_overlaps(&r, ti, (size_t)n_tensors, names, data_start) != 0)
         goto fail;
 
+    /* Everything is checked: each tensor goes into the table with its name
+     * and shape placed once in the arena, and the name index is built in
+     * one go, which finds a repeated name. */
+    size_t first = ck->n_tensors, dup = SIZE_MAX;
+    if ((r.st = ttsm__ckpt_reserve(ck, (size_t)n_tensors, (size_t)n_tensors, err)) != TTSM_OK)
+        goto fail;
     for (uint64_t i = 0; i < n_tensors; i++) {
-        const char *name = names + ti[i].name_at;
-        const ttsm_tensor_info *dup = ttsm_checkpoint_find(ck, name);
-        if (dup) {
-            FAIL(&r, "duplicate tensor name", "tensor %llu at offset %llu is named '%.200s', like "
-                 "tensor %zu", ull(i), ull(ti[i].info_off), name,
-                 (size_t)(dup - ttsm_checkpoint_tensor(ck, 0)));
+        size_t sb = sizeof(int64_t) * (ti[i].rank ? 2 * ti[i].rank : 1);
+        int64_t *shape = ttsm__ckpt_arena(ck, sb + ti[i].name_len + 1, 8);
+        if (!shape) {
+            OOM(&r, "adding tensors");
             goto fail;
         }
-        uint32_t storage;
-        r.st = ttsm__ckpt_add_storage(ck, file_index, data_start + ti[i].offset, ti[i].nbytes,
-                                      NULL, &storage, err);
-        if (r.st != TTSM_OK)
+        char *name = (char *)shape + sb;
+        memcpy(name, names + ti[i].name_at, (size_t)ti[i].name_len + 1);
+        uint64_t n = 1;
+        for (uint32_t k = 0; k < ti[i].rank; k++)
+            n *= (uint64_t)(shape[k] = ti[i].shape[k]); /* no overflow: checked */
+        ttsm__dense d = {.name = name,
+                         .name_len = ti[i].name_len,
+                         .dtype = ti[i].dtype,
+                         .rank = ti[i].rank,
+                         .shape = shape,
+                         .n_elements = n,
+                         .nbytes = ti[i].nbytes,
+                         .file_index = file_index,
+                         .file_offset = data_start + ti[i].offset};
+        if ((r.st = ttsm__ckpt_append_dense(ck, &d, err)) != TTSM_OK)
             goto fail;
-        ttsm__tensor_desc d = {name, ti[i].name_len, ti[i].dtype, ti[i].rank, ti[i].shape,
-                               NULL, storage, 0};
-        if ((r.st = ttsm__ckpt_add_tensor(ck, &d, err)) != TTSM_OK)
-            goto fail;
+    }
+    if ((r.st = ttsm__ckpt_index_tensors(ck, first, &dup, err)) != TTSM_OK) {
+        if (r.st == TTSM_ERR_FORMAT && dup != SIZE_MAX) {
+            size_t i = dup - first;
+            const char *name = names + ti[i].name_at;
+            const ttsm_tensor_info *prev = ttsm_checkpoint_find(ck, name);
+            FAIL(&r, "duplicate tensor name", "tensor %zu at offset %llu is named '%.200s', like "
+                 "tensor %zu", i, ull(ti[i].info_off), name,
+                 prev ? (size_t)(prev - ttsm_checkpoint_tensor(ck, 0)) : 0);
+        }
+        goto fail;
     }
     r.st = TTSM_OK;
     goto out;

@@ -4,8 +4,7 @@
 #ifndef TTSM_FORMATS_SAFETENSORS_H
 #define TTSM_FORMATS_SAFETENSORS_H
 
-#include <jansson.h>
-
+#include "formats/st_map.h"
 #include "formats/table.h"
 
 /* The reference implementation's header cap (decimal, "100 MB"). */
@@ -13,9 +12,9 @@
 
 /* Checks a shard's tensors against its index while reading it. */
 typedef struct ttsm__st_shard {
-    const json_t *weight_map; /* tensor name -> shard file name */
-    const char *name;         /* this shard as the index spells it */
-    const char *index_path;   /* subject of mapping errors */
+    const ttsm__st_index *index; /* tensor name -> shard */
+    uint32_t shard;              /* this shard: an index into index->shards */
+    const char *index_path;      /* subject of mapping errors */
 } ttsm__st_shard;
 
 /* Reads the safetensors file `fi` of `ck`: validates the header and the data

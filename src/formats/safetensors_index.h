@@ -5,8 +5,7 @@
 #ifndef TTSM_FORMATS_SAFETENSORS_INDEX_H
 #define TTSM_FORMATS_SAFETENSORS_INDEX_H
 
-#include <jansson.h>
-
+#include "formats/st_map.h"
 #include "formats/table.h"
 
 /* An index is a few kilobytes to a few megabytes; the header cap bounds it. */
@@ -14,21 +13,14 @@
 /* Longest shard file name (NAME_MAX on Linux). */
 #define TTSM__ST_MAX_SHARD_NAME 255u
 
-/* A parsed `*.safetensors.index.json`. `shards` holds the distinct shard
- * names in byte order (pointers into `root`); free with ttsm__st_index_free. */
-typedef struct ttsm__st_index {
-    json_t *root;
-    json_t *weight_map;     /* borrowed from root */
-    json_t *metadata;       /* borrowed from root; NULL when absent or null */
-    const char **shards;
-    size_t n_shards;
-} ttsm__st_index;
-
 /* Parses and validates an index held in memory; `subject` names it in
  * messages. Touches no file. On failure `*out` is left empty. */
 ttsm_status ttsm__st_index_parse(const char *subject, const void *data, size_t len,
                                  ttsm__st_index *out, ttsm_error *err);
-void ttsm__st_index_free(ttsm__st_index *ix);
+/* The same, read through a window of `window` bytes as a file would be
+ * (tests: every token can be made to cross a window's edge). */
+ttsm_status ttsm__st_index_parse_window(const char *subject, const void *data, size_t len,
+                                        size_t window, ttsm__st_index *out, ttsm_error *err);
 
 /* Reads the index at `file_index` of `ck` and opens every shard next to it. */
 ttsm_status ttsm__read_safetensors_index(ttsm_checkpoint *ck, uint32_t file_index,

@@ -316,45 +316,129 @@ static uint64_t name_hash(const char *s, size_t n)
     return XXH3_64bits(s, n);
 }
 
-/* Finds the slot of `name` or the empty slot where it would go. */
-static size_t index_slot(const ttsm_checkpoint *ck, const char *name, size_t len)
+#define EMPTY UINT64_MAX
+
+/* The name index is at most two thirds full (linear probing stays short,
+ * the slots' hash bits spare the name compares) and sized to that, not to
+ * a power of two: at 100,000 tensors that is 1.2 MB instead of 2.1. */
+static int index_full(size_t n, size_t cap)
 {
-    size_t mask = ck->index_cap - 1;
-    size_t i = (size_t)name_hash(name, len) & mask;
+    return n * 3 > cap * 2;
+}
+
+static size_t index_cap_for(size_t n)
+{
+    return (n + n / 2 + 64) / 64 * 64; /* whole cache lines */
+}
+
+/* A hash's first slot: its low half scaled to the table (cap < 2^32). */
+static size_t index_home(const ttsm_checkpoint *ck, uint64_t h)
+{
+    return (size_t)(((uint64_t)(uint32_t)h * ck->index_cap) >> 32);
+}
+
+/* Finds the slot of `name` (hash `h`) or the empty slot where it would go.
+ * The high bits of the hash kept in each slot spare most name compares,
+ * which would each fetch another tensor's name from memory. */
+static size_t index_slot(const ttsm_checkpoint *ck, const char *name, size_t len, uint64_t h)
+{
+    size_t i = index_home(ck, h);
+    uint32_t fp = (uint32_t)(h >> 32);
     for (;;) {
-        uint32_t t = ck->index[i];
-        if (t == UINT32_MAX)
+        uint64_t v = ck->index[i];
+        if (v == EMPTY)
             return i;
-        const char *tn = ck->tensors[t].name;
-        if (strncmp(tn, name, len) == 0 && tn[len] == '\0')
-            return i;
-        i = (i + 1) & mask;
+        if ((uint32_t)(v >> 32) == fp) {
+            const char *tn = ck->tensors[(uint32_t)v].name;
+            if (strncmp(tn, name, len) == 0 && tn[len] == '\0')
+                return i;
+        }
+        i = i + 1 == ck->index_cap ? 0 : i + 1;
     }
 }
 
-static int index_grow(ttsm_checkpoint *ck)
+static int index_grow_to(ttsm_checkpoint *ck, size_t ncap)
 {
-    size_t ncap = ck->index_cap ? ck->index_cap * 2 : 64;
-    uint32_t *old = ck->index;
+    uint64_t *old = ck->index;
     size_t ocap = ck->index_cap;
-    uint32_t *n = ttsm__malloc(ncap * sizeof *n);
+    uint64_t *n = ttsm__malloc(ncap * sizeof *n);
     if (!n)
         return -1;
     memset(n, 0xff, ncap * sizeof *n);
     ck->index = n;
     ck->index_cap = ncap;
     for (size_t i = 0; i < ocap; i++) {
-        if (old[i] == UINT32_MAX)
+        if (old[i] == EMPTY)
             continue;
-        const char *nm = ck->tensors[old[i]].name;
-        n[index_slot(ck, nm, strlen(nm))] = old[i];
+        const char *nm = ck->tensors[(uint32_t)old[i]].name;
+        size_t len = strlen(nm);
+        n[index_slot(ck, nm, len, name_hash(nm, len))] = old[i];
     }
     ttsm__free(old);
     return 0;
 }
 
-ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d,
-                                  ttsm_error *err)
+void ttsm__ckpt_truncate(ttsm_checkpoint *ck, size_t n_tensors, size_t n_storages,
+                         size_t n_meta)
+{
+    for (size_t i = n_storages; i < ck->n_storages; i++)
+        ttsm__free(ck->storages[i].mem);
+    if (n_storages < ck->n_storages)
+        ck->n_storages = n_storages;
+    if (n_meta < ck->n_meta)
+        ck->n_meta = n_meta;
+    if (n_tensors >= ck->n_tensors)
+        return;
+    ck->n_tensors = n_tensors;
+    if (ck->index_cap)
+        memset(ck->index, 0xff, ck->index_cap * sizeof *ck->index);
+    for (size_t i = 0; i < n_tensors; i++) {
+        const char *nm = ck->tensors[i].name;
+        size_t len = strlen(nm);
+        uint64_t h = name_hash(nm, len);
+        ck->index[index_slot(ck, nm, len, h)] = (h >> 32) << 32 | i;
+    }
+}
+
+static int index_grow(ttsm_checkpoint *ck)
+{
+    return index_grow_to(ck, index_cap_for(ck->index_cap ? ck->index_cap * 2 : 64));
+}
+
+/* Large tables are written once, right after they are allocated: in 2 MiB
+ * pages the kernel faults them in hundreds of times fewer steps (where
+ * transparent huge pages are allowed at all; otherwise this does nothing). */
+static void advise_huge(void *p, size_t bytes)
+{
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (bytes >= 2 * huge && e > a)
+        madvise((void *)a, e - a, MADV_HUGEPAGE);
+}
+
+ttsm_status ttsm__ckpt_reserve(ttsm_checkpoint *ck, size_t tensors, size_t storages,
+                               ttsm_error *err)
+{
+    if (tensors > TTSM__MAX_TENSORS - ck->n_tensors ||
+        storages > TTSM__MAX_TENSORS - ck->n_storages)
+        return TTSM_OK; /* the builders refuse the excess with their own message */
+    size_t nt = ck->n_tensors + tensors;
+    if ((nt > 0 && ttsm__grow((void **)&ck->tensors, &ck->cap_tensors, nt, sizeof *ck->tensors,
+                              TTSM__MAX_TENSORS) != 0) ||
+        (ck->n_storages + storages > 0 &&
+         ttsm__grow((void **)&ck->storages, &ck->cap_storages, ck->n_storages + storages,
+                    sizeof *ck->storages, TTSM__MAX_TENSORS) != 0))
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
+                         "making room for %zu tensors", tensors);
+    advise_huge(ck->tensors, ck->cap_tensors * sizeof *ck->tensors);
+    advise_huge(ck->storages, ck->cap_storages * sizeof *ck->storages);
+    return TTSM_OK;
+}
+
+/* adopt: name and shape are in the arena already; index: 0 leaves the
+ * tensor out of the name index until ttsm__ckpt_index_tensors. */
+static ttsm_status add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d, int adopt,
+                              int index, ttsm_error *err)
 {
     const char *file = ck->path;
     if (d->storage < ck->n_storages && ck->storages[d->storage].file_index != UINT32_MAX)
@@ -408,8 +492,9 @@ ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *
                          "of %u or the byte size overflows",
                          nlen, d->name, (unsigned long long)n, ttsm_dtype_name(d->dtype), be);
 
-    int64_t *shape = ttsm__ckpt_arena(ck, sizeof(int64_t) * (d->rank ? 2 * d->rank : 1), 8);
-    char *name = ttsm__ckpt_arena(ck, d->name_len + 1, 1);
+    int64_t *shape = adopt ? (int64_t *)d->shape
+                              : ttsm__ckpt_arena(ck, sizeof(int64_t) * (d->rank ? 2 * d->rank : 1), 8);
+    char *name = adopt ? (char *)d->name : ttsm__ckpt_arena(ck, d->name_len + 1, 1);
     if (!shape || !name)
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
                          "adding tensor '%.*s'", nlen, d->name);
@@ -455,18 +540,25 @@ ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *
                          "%llu",
                          nlen, d->name, (unsigned long long)nbytes,
                          (unsigned long long)d->storage_offset, (unsigned long long)s->nbytes);
-    memcpy(name, d->name, d->name_len);
-    name[d->name_len] = '\0';
-
-    if (ck->index_cap == 0 || (ck->n_tensors + 1) * 2 > ck->index_cap) {
-        if (index_grow(ck) != 0)
-            return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
-                             "indexing tensor '%.*s'", nlen, d->name);
+    if (!adopt) {
+        memcpy(name, d->name, d->name_len);
+        name[d->name_len] = '\0';
     }
-    size_t slot = index_slot(ck, name, d->name_len);
-    if (ck->index[slot] != UINT32_MAX)
-        return ttsm__err(err, TTSM_ERR_FORMAT, file, "duplicate tensor name",
-                         "'%.*s' appears twice", nlen, d->name);
+
+    uint64_t h = 0;
+    size_t slot = 0;
+    if (index) {
+        if (ck->index_cap == 0 || index_full(ck->n_tensors + 1, ck->index_cap)) {
+            if (index_grow(ck) != 0)
+                return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
+                                 "indexing tensor '%.*s'", nlen, d->name);
+        }
+        h = name_hash(name, d->name_len);
+        slot = index_slot(ck, name, d->name_len, h);
+        if (ck->index[slot] != EMPTY)
+            return ttsm__err(err, TTSM_ERR_FORMAT, file, "duplicate tensor name",
+                             "'%.*s' appears twice", nlen, d->name);
+    }
     if (ttsm__grow((void **)&ck->tensors, &ck->cap_tensors, ck->n_tensors + 1, sizeof *ck->tensors,
                    TTSM__MAX_TENSORS) != 0)
         return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, file, "out of memory",
@@ -489,7 +581,130 @@ ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *
         t->file_index = 0;
         t->file_offset = UINT64_MAX;
     }
-    ck->index[slot] = (uint32_t)ck->n_tensors++;
+    if (index)
+        ck->index[slot] = (h >> 32) << 32 | ck->n_tensors;
+    ck->n_tensors++;
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d,
+                                  ttsm_error *err)
+{
+    return add_tensor(ck, d, 0, 1, err);
+}
+
+ttsm_status ttsm__ckpt_append_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d,
+                                     ttsm_error *err)
+{
+    return add_tensor(ck, d, 1, 0, err);
+}
+
+ttsm_status ttsm__ckpt_reserve_index(ttsm_checkpoint *ck, size_t total, ttsm_error *err)
+{
+    if (total > TTSM__MAX_TENSORS)
+        return TTSM_OK;
+    if ((ck->index_cap == 0 || index_full(total + 1, ck->index_cap)) &&
+        index_grow_to(ck, index_cap_for(total + 1)) != 0)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
+                         "indexing %zu tensors", total);
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, ttsm_error *err)
+{
+    const ttsm__file *f = &ck->files[d->file_index];
+    if (d->name_len == 0 || d->name_len > TTSM__MAX_NAME_LEN)
+        return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "bad tensor name",
+                         "tensor %zu has a name that is empty, longer than %u bytes or holds NUL",
+                         ck->n_tensors, TTSM__MAX_NAME_LEN);
+    if (ck->n_tensors >= TTSM__MAX_TENSORS)
+        return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "too many tensors", "more than %u",
+                         TTSM__MAX_TENSORS);
+    if (d->file_offset > f->size || d->nbytes > f->size - d->file_offset)
+        return ttsm__err(err, TTSM_ERR_FORMAT, f->path, "data out of bounds",
+                         "%llu bytes at offset %llu pass the end of the file (%llu bytes)",
+                         (unsigned long long)d->nbytes, (unsigned long long)d->file_offset,
+                         (unsigned long long)f->size);
+    if ((ck->n_storages >= ck->cap_storages &&
+         ttsm__grow((void **)&ck->storages, &ck->cap_storages, ck->n_storages + 1,
+                    sizeof *ck->storages, TTSM__MAX_TENSORS) != 0) ||
+        (ck->n_tensors >= ck->cap_tensors &&
+         ttsm__grow((void **)&ck->tensors, &ck->cap_tensors, ck->n_tensors + 1,
+                    sizeof *ck->tensors, TTSM__MAX_TENSORS) != 0))
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, f->path, "out of memory",
+                         "adding tensor %zu", ck->n_tensors);
+    ttsm__storage *s = &ck->storages[ck->n_storages];
+    s->file_index = d->file_index;
+    s->file_offset = d->file_offset;
+    s->nbytes = d->nbytes;
+    s->mem = NULL;
+    s->mem_is_cache = 0;
+    s->lazy = NULL;
+    /* Dense row-major strides, as ttsm__ckpt_add_tensor computes them. A
+     * vector's are always {1}: one shared copy, so a reader may leave out
+     * the room for them (8 bytes a tensor: norms and biases are many). */
+    static const int64_t unit_stride[1] = {1};
+    int64_t *strides = d->shape + d->rank, expect = 1;
+    for (uint32_t i = d->rank; d->rank > 1 && i-- > 0;) {
+        strides[i] = expect;
+        if (__builtin_mul_overflow(expect, d->shape[i] ? d->shape[i] : 1, &expect))
+            expect = INT64_MAX;
+    }
+    ttsm_tensor_info *t = &ck->tensors[ck->n_tensors++];
+    t->name = d->name;
+    t->dtype = d->dtype;
+    t->rank = d->rank;
+    t->shape = d->shape;
+    t->strides = d->rank == 1 ? unit_stride : strides;
+    t->contiguous = 1;
+    t->n_elements = d->n_elements;
+    t->nbytes = d->nbytes;
+    t->storage_index = (uint32_t)ck->n_storages++;
+    t->storage_offset = 0;
+    t->file_index = d->file_index;
+    t->file_offset = d->file_offset;
+    return TTSM_OK;
+}
+
+ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, size_t *dup,
+                                     ttsm_error *err)
+{
+    size_t n = ck->n_tensors;
+    if ((ck->index_cap == 0 || index_full(n + 1, ck->index_cap)) &&
+        index_grow_to(ck, index_cap_for(n + 1)) != 0)
+        return ttsm__err(err, TTSM_ERR_OUT_OF_MEMORY, ck->path, "out of memory",
+                         "indexing %zu tensors", n);
+    /* Hashes a few tensors ahead and prefetches their slots, so that the
+     * index's random accesses overlap instead of each waiting on memory. */
+    enum { AHEAD = 8 };
+    uint64_t ring[AHEAD];
+    size_t lens[AHEAD];
+    for (size_t i = first; i < n && i < first + AHEAD; i++) {
+        const char *nm = ck->tensors[i].name;
+        lens[i % AHEAD] = strlen(nm);
+        ring[i % AHEAD] = name_hash(nm, lens[i % AHEAD]);
+        __builtin_prefetch(&ck->index[index_home(ck, ring[i % AHEAD])]);
+    }
+    for (size_t i = first; i < n; i++) {
+        uint64_t h = ring[i % AHEAD];
+        size_t len = lens[i % AHEAD];
+        if (i + AHEAD < n) {
+            const char *ah = ck->tensors[i + AHEAD].name;
+            lens[i % AHEAD] = strlen(ah);
+            ring[i % AHEAD] = name_hash(ah, lens[i % AHEAD]);
+            __builtin_prefetch(&ck->index[index_home(ck, ring[i % AHEAD])]);
+        }
+        const char *nm = ck->tensors[i].name;
+        size_t slot = index_slot(ck, nm, len, h);
+        if (ck->index[slot] != EMPTY) {
+            if (dup)
+                *dup = i;
+            const char *file = ck->n_files ? ck->files[ck->tensors[i].file_index].path : ck->path;
+            return ttsm__err(err, TTSM_ERR_FORMAT, file, "duplicate tensor name",
+                             "'%.200s' appears twice", nm);
+        }
+        ck->index[slot] = (h >> 32) << 32 | i;
+    }
     return TTSM_OK;
 }
 
@@ -587,8 +802,9 @@ const ttsm_tensor_info *ttsm_checkpoint_find(const ttsm_checkpoint *ck, const ch
 {
     if (!ck || !name || ck->index_cap == 0)
         return NULL;
-    uint32_t t = ck->index[index_slot(ck, name, strlen(name))];
-    return t == UINT32_MAX ? NULL : &ck->tensors[t];
+    size_t len = strlen(name);
+    uint64_t v = ck->index[index_slot(ck, name, len, name_hash(name, len))];
+    return v == EMPTY ? NULL : &ck->tensors[(uint32_t)v];
 }
 uint64_t ttsm_checkpoint_total_bytes(const ttsm_checkpoint *ck)
 {

@@ -41,14 +41,15 @@ struct ttsm__lazy {
 };
 
 /* Where a storage's bytes are: a byte range of a file, owned memory, or
- * bytes made on first use. */
+ * bytes made on first use. 40 bytes, no padding: one per tensor in most
+ * files. */
 typedef struct ttsm__storage {
-    uint32_t file_index; /* UINT32_MAX when in memory (or made on first use) */
     uint64_t file_offset;
     uint64_t nbytes;
-    void *mem;           /* owned bytes, the read-mode cache, or the made bytes */
-    int mem_is_cache;    /* 1: mem is the read-mode copy of the file range */
+    void *mem;              /* owned bytes, the read-mode cache, or the made bytes */
     const ttsm__lazy *lazy; /* non-NULL: mem is made by lazy->fill, under ck->lock */
+    uint32_t file_index;    /* UINT32_MAX when in memory (or made on first use) */
+    int mem_is_cache;       /* 1: mem is the read-mode copy of the file range */
 } ttsm__storage;
 
 typedef struct ttsm__meta {
@@ -71,8 +72,9 @@ struct ttsm_checkpoint {
     ttsm_tensor_info *tensors;
     size_t n_tensors, cap_tensors;
 
-    uint32_t *index;     /* open addressing over tensors; UINT32_MAX = empty */
-    size_t index_cap;    /* power of two */
+    uint64_t *index;     /* open addressing over tensors: the hash's high 32 bits,
+                            then the tensor (low 32 bits, UINT32_MAX = empty) */
+    size_t index_cap;    /* at most two thirds full (table.c) */
 
     ttsm__meta *meta;
     size_t n_meta, cap_meta;
@@ -84,6 +86,10 @@ struct ttsm_checkpoint {
     size_t n_owned, cap_owned;
 
     pthread_mutex_t lock; /* read-mode data loads */
+
+    /* Tests only: the JSON readers' window in bytes (0: their default), so
+     * that a test can make every token cross a window's edge. */
+    size_t json_window;
 };
 
 /* Creates an empty checkpoint. */
@@ -138,6 +144,50 @@ typedef struct ttsm__tensor_desc {
 } ttsm__tensor_desc;
 ttsm_status ttsm__ckpt_add_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d,
                                   ttsm_error *err);
+/* The same, for a `name` (NUL-terminated) and `shape` (with room for `rank`
+ * strides after it) that already live in this checkpoint's arena
+ * (ttsm__ckpt_arena): they are used in place instead of copied. The tensor
+ * is not in the name index (nor checked against it) until
+ * ttsm__ckpt_index_tensors, which a reader adding many calls once. */
+ttsm_status ttsm__ckpt_append_tensor(ttsm_checkpoint *ck, const ttsm__tensor_desc *d,
+                                     ttsm_error *err);
+/* A dense tensor with a storage of its own, from a reader that has already
+ * checked what ttsm__ckpt_add_tensor would (known dtype, rank at most 32,
+ * element count and byte size computed without overflow, `nbytes` the size
+ * ttsm__dtype_bytes gives): name (NUL-terminated, no NUL inside) and shape
+ * (room for the strides, which a vector does not need) adopted from the
+ * arena, as ttsm__ckpt_append_tensor. The name's length and the byte range
+ * are still checked here. */
+typedef struct ttsm__dense {
+    const char *name;
+    size_t name_len;
+    ttsm_dtype dtype;
+    uint32_t rank;
+    int64_t *shape;
+    uint64_t n_elements, nbytes;
+    uint32_t file_index;
+    uint64_t file_offset;
+} ttsm__dense;
+ttsm_status ttsm__ckpt_append_dense(ttsm_checkpoint *ck, const ttsm__dense *d, ttsm_error *err);
+
+/* Puts tensors `first`.. (appended) into the name index; a name already
+ * there is a format error ("duplicate tensor name"), and `*dup` (when not
+ * NULL) is then the tensor that repeats an earlier name. */
+ttsm_status ttsm__ckpt_index_tensors(ttsm_checkpoint *ck, size_t first, size_t *dup,
+                                     ttsm_error *err);
+
+/* Makes room for `tensors` more tensors and `storages` more storages, so a
+ * reader that knows its counts grows the arrays once. */
+ttsm_status ttsm__ckpt_reserve(ttsm_checkpoint *ck, size_t tensors, size_t storages,
+                               ttsm_error *err);
+/* Sizes the name index for `total` tensors at once (a reader that knows the
+ * final count: the sharded index), instead of growing it shard by shard. */
+ttsm_status ttsm__ckpt_reserve_index(ttsm_checkpoint *ck, size_t total, ttsm_error *err);
+
+/* Forgets the tensors, storages and metadata added after the first `n_*`
+ * (a reader that reads a file again after a failure rolls back with it). */
+void ttsm__ckpt_truncate(ttsm_checkpoint *ck, size_t n_tensors, size_t n_storages,
+                         size_t n_meta);
 
 /* A metadata entry (all strings copied); a duplicate key is a format error. */
 ttsm_status ttsm__ckpt_add_meta(ttsm_checkpoint *ck, const char *key, const char *type,

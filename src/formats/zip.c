@@ -287,8 +287,12 @@ static ttsm_status check_local(const ttsm__file *f, ttsm__zip_entry *e, uint64_t
                          "entry '%s': local header offset %llu is not before the central "
                          "directory (offset %llu)",
                          nm, (unsigned long long)e->header_offset, (unsigned long long)cd_offset);
-    unsigned char h[LFH_SIZE];
-    ttsm_status st = ttsm__file_read(f, e->header_offset, h, sizeof h, err);
+    /* One read for the header, its name and (usually) its extra field: a
+     * system call per member is most of the cost of opening a zip. */
+    unsigned char *h = scratch;
+    uint64_t room = cd_offset - e->header_offset, want = LFH_SIZE + (uint64_t)e->name_len + 256;
+    size_t got = (size_t)(want < room ? want : room);
+    ttsm_status st = ttsm__file_read(f, e->header_offset, h, got, err);
     if (st != TTSM_OK)
         return st;
     if (memcmp(h, "PK\3\4", 4) != 0)
@@ -313,8 +317,11 @@ static ttsm_status check_local(const ttsm__file *f, ttsm__zip_entry *e, uint64_t
                          "entry '%s': local header at offset %llu runs into the central "
                          "directory",
                          nm, (unsigned long long)e->header_offset);
-    if ((st = ttsm__file_read(f, e->header_offset + LFH_SIZE, scratch, (size_t)var, err)) != TTSM_OK)
+    if (LFH_SIZE + var > got &&
+        (st = ttsm__file_read(f, e->header_offset + got, h + got, (size_t)(LFH_SIZE + var - got),
+                              err)) != TTSM_OK)
         return st;
+    scratch = h + LFH_SIZE;
     if (memcmp(scratch, e->name, lname) != 0)
         return ttsm__err(err, TTSM_ERR_FORMAT, path, "zip headers disagree",
                          "entry '%s': the local header at offset %llu names another file", nm,
@@ -428,7 +435,7 @@ static ttsm_status cross_check(const ttsm__file *f, ttsm__zip *z, ttsm_error *er
 {
     const char *path = f->path;
     char sb[128], sb2[128];
-    unsigned char *scratch = ttsm__malloc(2u * 65536u);
+    unsigned char *scratch = ttsm__malloc(2u * 65536u + LFH_SIZE);
     span *sp = ttsm__calloc(z->n_entries ? z->n_entries : 1, sizeof *sp);
     ttsm_status st = TTSM_OK;
     if (!scratch || !sp) {

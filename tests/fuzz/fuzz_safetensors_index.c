@@ -1,13 +1,13 @@
 /* fuzz_safetensors_index.c - libFuzzer harness for the sharded-index parser:
  * the JSON is parsed from memory (shard names checked, shards listed, the
- * metadata encoded), then opened through detection, which must stop at the
- * shards without touching the file system. Every refusal's message must
- * be printable (fuzz_common.h). */
+ * map and the metadata kept), then opened through detection, which must stop
+ * at the shards without touching the file system. Every refusal's message
+ * must be printable (fuzz_common.h). */
+#include <jansson.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "base/alloc.h"
-#include "base/json.h"
+#include "formats/checkpoint.h"
 #include "fuzz_common.h"
 #include "formats/safetensors_index.h"
 
@@ -27,16 +27,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap();
             sink += strlen(s);
         }
-        if (ix.metadata) {
-            const char *k;
-            json_t *v;
-            json_object_foreach(ix.metadata, k, v)
-            {
-                char *text = ttsm__json_text(v);
-                if (text)
-                    sink += strlen(text) + strlen(k);
-                ttsm__free(text);
-            }
+        /* Every map entry is found by its name and names a listed shard. */
+        for (size_t i = 0; i < ix.n_map; i++) {
+            const ttsm__st_map_entry *e = &ix.map[i];
+            if (e->shard >= ix.n_shards || strlen(e->name) != e->name_len ||
+                ttsm__st_index_find(&ix, e->name, e->name_len) != (long)i)
+                __builtin_trap();
+        }
+        /* Metadata values are valid JSON text. */
+        for (size_t i = 0; i < ix.n_meta; i++) {
+            json_t *v = json_loads(ix.meta[i].json, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+            if (!v || !ix.meta[i].type[0])
+                __builtin_trap();
+            sink += strlen(ix.meta[i].key);
+            json_decref(v);
         }
         (void)sink;
         ttsm__st_index_free(&ix);

@@ -105,7 +105,7 @@ static void test_cuda_upload_through_stand_in_driver(void **state)
     void *dl = dlopen(FAKECUDA_PATH, RTLD_NOW | RTLD_NOLOAD);
     assert_non_null(dl);
     long *copies = dlsym(dl, "fake_cuda_copies"), *pinned = dlsym(dl, "fake_cuda_host_allocs");
-    assert_int_equal(*copies, 2); /* 20 MiB in 16 MiB chunks */
+    assert_int_equal(*copies, 3); /* 20 MiB in 8 MiB chunks */
     assert_int_equal(*pinned, 4); /* the staging ring */
     ttsm_manager_stats s;
     ttsm_manager_get_stats(mgr, &s);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/strbuf.h"
 #include "formats/checkpoint.h"
 #include "formats/table.h"
 #include "base/text.h"
@@ -220,6 +221,51 @@ static void unsorted_keys_follow_data_offsets(void **state)
         assert_true(ttsm_checkpoint_tensor(ck, i)->file_offset >
                     ttsm_checkpoint_tensor(ck, i - 1)->file_offset);
     ttsm_checkpoint_close(ck);
+}
+
+/* Strides are the dense row-major ones whichever pass read the header (a
+ * vector's come from one shared copy, its shape has no room for them). */
+static void strides_are_row_major_in_both_passes(void **state)
+{
+    (void)state;
+    static const char *headers[] = {
+        /* in file order: the first pass */
+        "{\"s\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[0,1]},"
+        "\"v\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[1,4]},"
+        "\"m\":{\"dtype\":\"U8\",\"shape\":[2,3],\"data_offsets\":[4,10]},"
+        "\"c\":{\"dtype\":\"U8\",\"shape\":[2,1,3],\"data_offsets\":[10,16]}}",
+        /* out of order: the second */
+        "{\"c\":{\"dtype\":\"U8\",\"shape\":[2,1,3],\"data_offsets\":[10,16]},"
+        "\"m\":{\"dtype\":\"U8\",\"shape\":[2,3],\"data_offsets\":[4,10]},"
+        "\"v\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[1,4]},"
+        "\"s\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[0,1]}}",
+    };
+    unsigned char data[16] = {0};
+    for (size_t h = 0; h < 2; h++) {
+        size_t len;
+        unsigned char *b = build(headers[h], data, sizeof data, &len);
+        ttsm_error err;
+        ttsm_checkpoint *ck;
+        tu_assert_ok(open_mem(b, len, &ck, &err), &err);
+        const ttsm_tensor_info *v = ttsm_checkpoint_find(ck, "v"),
+                               *m = ttsm_checkpoint_find(ck, "m"),
+                               *c = ttsm_checkpoint_find(ck, "c"),
+                               *sc = ttsm_checkpoint_find(ck, "s");
+        assert_int_equal(sc->rank, 0);
+        assert_int_equal(v->rank, 1);
+        assert_int_equal(v->strides[0], 1);
+        assert_int_equal(v->shape[0], 3);
+        assert_int_equal(m->strides[0], 3);
+        assert_int_equal(m->strides[1], 1);
+        assert_int_equal(m->shape[0], 2);
+        assert_int_equal(m->shape[1], 3);
+        assert_int_equal(c->strides[0], 3);
+        assert_int_equal(c->strides[1], 3);
+        assert_int_equal(c->strides[2], 1);
+        assert_true(v->contiguous && m->contiguous && c->contiguous);
+        ttsm_checkpoint_close(ck);
+        free(b);
+    }
 }
 
 static void empty_header_and_whitespace_are_accepted(void **state)
@@ -516,6 +562,273 @@ static void third_party_files_open_or_fail_for_their_reason(void **state)
                     "header length 1000", "the file has 80");
 }
 
+
+/* ---- the single-pass reader's two paths and its window ----------------- */
+
+/* One checkpoint over `data`, read with a JSON window of `window` bytes (0:
+ * the default; from memory the default reads without a window at all). */
+static ttsm_status read_window(const void *data, size_t len, size_t window, ttsm_checkpoint **out,
+                               ttsm_error *err)
+{
+    ttsm_checkpoint *ck;
+    uint32_t fi;
+    ttsm_status st = ttsm__ckpt_new("win.safetensors", NULL, &ck, err);
+    if (st != TTSM_OK)
+        return st;
+    ck->json_window = window;
+    if ((st = ttsm__ckpt_add_memory(ck, "win.safetensors", data, len, 0, &fi, err)) == TTSM_OK &&
+        (st = ttsm__read_safetensors(ck, fi, err)) == TTSM_OK) {
+        *out = ck;
+        return TTSM_OK;
+    }
+    ttsm_checkpoint_close(ck);
+    return st;
+}
+
+static void assert_same_tensors(const ttsm_checkpoint *a, const ttsm_checkpoint *b)
+{
+    assert_int_equal(ttsm_checkpoint_tensor_count(a), ttsm_checkpoint_tensor_count(b));
+    for (size_t i = 0; i < ttsm_checkpoint_tensor_count(a); i++) {
+        const ttsm_tensor_info *x = ttsm_checkpoint_tensor(a, i), *y = ttsm_checkpoint_tensor(b, i);
+        assert_string_equal(x->name, y->name);
+        assert_int_equal(x->dtype, y->dtype);
+        assert_int_equal(x->rank, y->rank);
+        for (uint32_t k = 0; k < x->rank; k++) {
+            assert_int_equal(x->shape[k], y->shape[k]);
+            assert_int_equal(x->strides[k], y->strides[k]);
+        }
+        assert_int_equal(x->nbytes, y->nbytes);
+        /* Headers of other lengths move the data: compare within it. */
+        assert_int_equal(x->file_offset - ttsm_checkpoint_tensor(a, 0)->file_offset,
+                         y->file_offset - ttsm_checkpoint_tensor(b, 0)->file_offset);
+        assert_ptr_equal(ttsm_checkpoint_find(a, x->name), x);
+    }
+    assert_int_equal(ttsm_checkpoint_metadata_count(a), ttsm_checkpoint_metadata_count(b));
+    for (size_t i = 0; i < ttsm_checkpoint_metadata_count(a); i++) {
+        assert_string_equal(ttsm_checkpoint_metadata(a, i)->key, ttsm_checkpoint_metadata(b, i)->key);
+        assert_string_equal(ttsm_checkpoint_metadata(a, i)->json, ttsm_checkpoint_metadata(b, i)->json);
+    }
+}
+
+/* Every fixture gives the same answer, to the byte of its message, whether
+ * the header is read at once or through windows so small that every token
+ * crosses a refill. */
+static void tiny_windows_change_nothing(void **state)
+{
+    (void)state;
+    DIR *d = opendir(FIXTURES);
+    assert_non_null(d);
+    struct dirent *e;
+    size_t seen = 0;
+    while ((e = readdir(d))) {
+        const char *dot = strstr(e->d_name, ".safetensors");
+        if (!dot || dot[12] != '\0')
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", FIXTURES, e->d_name);
+        size_t len;
+        unsigned char *b = tu_read_file(path, &len);
+        assert_non_null(b);
+        ttsm_error e0;
+        ttsm_checkpoint *c0 = NULL;
+        ttsm_status s0 = read_window(b, len, 0, &c0, &e0);
+        static const size_t windows[] = {16, 17, 23, 31, 64, 4096};
+        for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+            ttsm_error e1;
+            ttsm_checkpoint *c1 = NULL;
+            ttsm_status s1 = read_window(b, len, windows[w], &c1, &e1);
+            if (s1 != s0 || (s0 != TTSM_OK && strcmp(e0.message, e1.message) != 0))
+                fail_msg("%s, window %zu: '%s' against '%s'", e->d_name, windows[w],
+                         s1 ? e1.message : "ok", s0 ? e0.message : "ok");
+            if (s0 == TTSM_OK)
+                assert_same_tensors(c0, c1);
+            ttsm_checkpoint_close(c1);
+        }
+        ttsm_checkpoint_close(c0);
+        free(b);
+        seen++;
+    }
+    closedir(d);
+    assert_true(seen >= 50);
+}
+
+/* A header of many tensors, in file order or not, with or without spaces:
+ * `shuffle` moves the last entry first, so the first pass gets only as far
+ * as the second entry; `late` swaps the last two, so it stops at the very
+ * end. Either way the second pass gives the same table. */
+static unsigned char *many(size_t n, int spaces, int order, size_t *out_len)
+{
+    ttsm__sb h = {0};
+    ttsm__sb_adds(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    size_t *idx = malloc(n * sizeof *idx);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    if (order == 1) { /* the last first */
+        memmove(idx + 1, idx, (n - 1) * sizeof *idx);
+        idx[0] = n - 1;
+    } else if (order == 2) { /* the last two swapped */
+        idx[n - 2] = n - 1;
+        idx[n - 1] = n - 2;
+    }
+    for (size_t k = 0; k < n; k++) {
+        size_t i = idx[k];
+        ttsm__sb_addf(&h, spaces ? ", \"model.layers.%zu.weight\": {\"dtype\": \"BF16\", "
+                                   "\"shape\": [%zu, 3], \"data_offsets\": [%zu, %zu]}"
+                                 : ",\"model.layers.%zu.weight\":{\"dtype\":\"BF16\","
+                                   "\"shape\":[%zu,3],\"data_offsets\":[%zu,%zu]}",
+                      i, i + 1, 3 * i * (i + 1), 3 * (i + 1) * (i + 2));
+    }
+    ttsm__sb_adds(&h, "}");
+    assert_false(h.failed);
+    free(idx);
+    size_t data = 3 * n * (n + 1);
+    unsigned char *b = build(h.p, NULL, 0, out_len);
+    b = realloc(b, *out_len + data);
+    memset(b + *out_len, 0x5a, data);
+    *out_len += data;
+    ttsm__sb_free(&h);
+    return b;
+}
+
+static void both_passes_and_files_agree(void **state)
+{
+    (void)state;
+    char *dir = strdup(tu_mkdtemp());
+    size_t len;
+    unsigned char *ref = many(3000, 0, 0, &len); /* a 260 KB header: several windows */
+    ttsm_error err;
+    ttsm_checkpoint *a, *b;
+    tu_assert_ok(read_window(ref, len, 0, &a, &err), &err);
+    assert_int_equal(ttsm_checkpoint_tensor_count(a), 3000);
+    assert_string_equal(ttsm_checkpoint_tensor(a, 2999)->name, "model.layers.2999.weight");
+    for (int spaces = 0; spaces < 2; spaces++)
+        for (int order = 0; order < 3; order++) {
+            size_t l2;
+            unsigned char *v = many(3000, spaces, order, &l2);
+            /* From a real file: pread through the default window. */
+            char *p = tu_write_file(dir, "many.safetensors", v, l2);
+            tu_assert_ok(ttsm_checkpoint_open(p, NULL, &b, &err), &err);
+            assert_same_tensors(a, b);
+            ttsm_checkpoint_close(b);
+            tu_assert_ok(read_window(v, l2, 100, &b, &err), &err);
+            assert_same_tensors(a, b);
+            ttsm_checkpoint_close(b);
+            free(p);
+            free(v);
+        }
+    ttsm_checkpoint_close(a);
+    /* A repeated name late in a header the first pass reads straight into
+     * the table: reported as the JSON duplicate it is, at its offset. */
+    static const char last[] = "\"model.layers.2999.weight\"";
+    char *at = NULL; /* the buffer holds data past the header: no strstr */
+    for (size_t i = 8; !at && i + sizeof last - 1 <= len; i++)
+        if (memcmp(ref + i, last, sizeof last - 1) == 0)
+            at = (char *)ref + i;
+    assert_non_null(at);
+    memcpy(at + 14, "2998", 4);
+    tu_assert_error(read_window(ref, len, 0, &a, &err), &err, TTSM_ERR_FORMAT,
+                    "win.safetensors: duplicate key: ", "\"model.layers.2998.weight\"", "at offset");
+    free(ref);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* What jansson accepts and refuses at the edges, the scanner does too (the
+ * differential fuzz harness, tests/fuzz/fuzz_st_diff.c, checks the rest). */
+static void json_edges_are_jansson_s(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *header;
+        size_t len;
+        int ok;
+        const char *want;
+    } cases[] = {
+#define C(h, ok, want) {h, sizeof h - 1, ok, want}
+        /* jansson drops one NUL right after a number or a literal */
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[1]\0,\"data_offsets\":[0,1]}}", 0,
+          "invalid JSON header"), /* not after a bracket */
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[1\0],\"data_offsets\":[0,1]}}", 1, NULL),
+        C("{\"__metadata__\":null\0,\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+          1, NULL),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[1\0\0],\"data_offsets\":[0,1]}}", 0,
+          "invalid JSON header"),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[-0],\"data_offsets\":[0,1]}}", 0, "size mismatch"),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[01],\"data_offsets\":[0,1]}}", 0, "invalid JSON header"),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[1e400],\"data_offsets\":[0,1]}}", 0,
+          "real number overflow"),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[1e-400],\"data_offsets\":[0,1]}}", 0, "is a JSON real"),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[9223372036854775808],\"data_offsets\":[0,1]}}", 0,
+          "too big integer"),
+        C("{\"w\\ud83d\\ude00\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, NULL),
+        C("{\"w\\ud83d\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 0, "invalid Unicode"),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],}}", 0, "invalid JSON header"),
+        C("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":{\"a\":1,\"a\":2}}}", 0,
+          "duplicate key"),
+        C("{\"w\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 0,
+          "duplicate key"),
+        C("\xef\xbb\xbf{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 0,
+          "byte order mark (BOM"),
+#undef C
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t hl = cases[i].len;
+        unsigned char b[512];
+        for (int k = 0; k < 8; k++)
+            b[k] = (unsigned char)((uint64_t)hl >> (8 * k));
+        memcpy(b + 8, cases[i].header, hl);
+        b[8 + hl] = 0x07; /* one data byte */
+        ttsm_error err;
+        ttsm_checkpoint *ck = NULL;
+        ttsm_status st = read_window(b, 8 + hl + 1, 0, &ck, &err);
+        if (cases[i].ok) {
+            if (st != TTSM_OK)
+                fail_msg("case %zu: %s", i, err.message);
+            ttsm_checkpoint_close(ck);
+        } else {
+            if (st == TTSM_OK)
+                fail_msg("case %zu accepted", i);
+            if (!strstr(err.message, cases[i].want))
+                fail_msg("case %zu: '%s' lacks '%s'", i, err.message, cases[i].want);
+        }
+    }
+}
+
+/* Detection: a BOM before the header says so; so does an index with one. A
+ * damaged first header byte is explained through the header length. */
+static void bom_and_damaged_length_are_explained(void **state)
+{
+    (void)state;
+    size_t len;
+    unsigned char *b = build("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", "\x07", 1,
+                             &len);
+    unsigned char *bom = malloc(len + 3);
+    uint64_t hl = (uint64_t)(len - 9) + 3;
+    for (int k = 0; k < 8; k++)
+        bom[k] = (unsigned char)(hl >> (8 * k));
+    memcpy(bom + 8, "\xef\xbb\xbf", 3);
+    memcpy(bom + 11, b + 8, len - 8);
+    ttsm_error err;
+    ttsm_checkpoint *ck;
+    tu_assert_error(open_mem(bom, len + 3, &ck, &err), &err, TTSM_ERR_FORMAT,
+                    "mem.safetensors: invalid JSON header: ", "byte order mark (BOM: EF BB BF)",
+                    "at offset 8");
+    free(bom);
+    b[8] = 'x'; /* what damaging byte 8 does */
+    tu_assert_error(open_mem(b, len, &ck, &err), &err, TTSM_ERR_FORMAT,
+                    "mem.safetensors: unknown format: first bytes 38 00 00 00 00 00 00 00 read as a "
+                    "safetensors header length of 56 bytes (which fits the file)",
+                    "offset 8 is 0x78", "download the file again");
+    b[0] = 0xff; /* a length the file cannot hold */
+    tu_assert_error(open_mem(b, len, &ck, &err), &err, TTSM_ERR_FORMAT, "unknown format",
+                    "header length of 255 bytes (more than the 57 bytes the file has after them)");
+    free(b);
+    const char *ix = "\xef\xbb\xbf{\"weight_map\":{\"a\":\"s.safetensors\"}}";
+    tu_assert_error(ttsm__checkpoint_open_memory(ix, strlen(ix), "mem.index.json", NULL, &ck, &err),
+                    &err, TTSM_ERR_FORMAT, "mem.index.json: invalid JSON: ", "byte order mark",
+                    "line 1, column 1");
+}
+
 /* ---- allocation failure ---------------------------------------------- */
 
 static void torture(const char *fixture)
@@ -561,6 +874,7 @@ int main(void)
         cmocka_unit_test(every_fixture_file_is_checked),
         cmocka_unit_test(zero_size_tensors_sit_in_file_order),
         cmocka_unit_test(unsorted_keys_follow_data_offsets),
+        cmocka_unit_test(strides_are_row_major_in_both_passes),
         cmocka_unit_test(empty_header_and_whitespace_are_accepted),
         cmocka_unit_test(scalar_has_rank_zero),
         cmocka_unit_test(metadata_strings_are_json_strings),
@@ -573,6 +887,10 @@ int main(void)
         cmocka_unit_test(utf8_checker_is_strict),
         cmocka_unit_test(third_party_files_open_or_fail_for_their_reason),
         cmocka_unit_test(allocation_failures_are_reported_not_leaked),
+        cmocka_unit_test(tiny_windows_change_nothing),
+        cmocka_unit_test(both_passes_and_files_agree),
+        cmocka_unit_test(json_edges_are_jansson_s),
+        cmocka_unit_test(bom_and_damaged_length_are_explained),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/strbuf.h"
 #include "formats/checkpoint.h"
 #include "formats/table.h"
 #include "formats/safetensors_index.h"
@@ -262,14 +263,22 @@ static void parse_lists_distinct_shards_in_order(void **state)
     assert_string_equal(ix.shards[0], "s-1.safetensors");
     assert_string_equal(ix.shards[1], "s-10.safetensors");
     assert_string_equal(ix.shards[2], "s-2.safetensors");
-    assert_null(ix.metadata);
+    assert_int_equal(ix.n_meta, 0);
+    /* The map keeps file order and points each tensor at its shard. */
+    assert_int_equal(ix.n_map, 4);
+    assert_string_equal(ix.map[0].name, "x");
+    assert_string_equal(ix.shards[ix.map[0].shard], "s-2.safetensors");
+    assert_string_equal(ix.shards[ix.map[3].shard], "s-10.safetensors");
+    assert_int_equal(ttsm__st_index_find(&ix, "y", 1), 1);
+    assert_int_equal(ttsm__st_index_find(&ix, "v", 1), -1);
     ttsm__st_index_free(&ix);
     ttsm__st_index_free(NULL);
 
     const char *arr = "[1, 2]";
     tu_assert_error(ttsm__st_index_parse("mem", arr, strlen(arr), &ix, &err), &err,
                     TTSM_ERR_FORMAT, "mem: not a sharded index: the file is a JSON array");
-    assert_null(ix.root);
+    assert_int_equal(ix.n_shards, 0);
+    assert_null(ix.map);
 }
 
 static void in_memory_index_never_opens_files(void **state)
@@ -488,6 +497,203 @@ static void allocation_failures_are_reported_not_leaked(void **state)
     }
 }
 
+
+/* jansson's nesting limit, its spelling of values in the metadata, and the
+ * same answers through windows so small that every token crosses one. */
+static void json_limits_and_text_are_jansson_s(void **state)
+{
+    (void)state;
+    for (int extra = 0; extra < 2; extra++) {
+        /* The top object is depth 1, "x" depth 2: 2047 arrays inside it
+         * reach jansson's 2048, one more goes past. */
+        size_t depth = 2047 + (size_t)extra;
+        char *j = malloc(2 * depth + 128);
+        size_t n = (size_t)sprintf(j, "{\"x\": ");
+        memset(j + n, '[', depth);
+        n += depth;
+        memset(j + n, ']', depth);
+        n += depth;
+        n += (size_t)sprintf(j + n, ", \"weight_map\": {\"a\": \"s.safetensors\"}}");
+        ttsm__st_index ix;
+        ttsm_error err;
+        ttsm_status st = ttsm__st_index_parse("mem", j, n, &ix, &err);
+        if (extra) {
+            tu_assert_error(st, &err, TTSM_ERR_FORMAT, "mem: invalid JSON: ",
+                            "maximum parsing depth reached");
+        } else {
+            tu_assert_ok(st, &err);
+            ttsm__st_index_free(&ix);
+        }
+        free(j);
+    }
+    const char *j = "{\"metadata\": {\"r\": 1.5e3, \"z\": -0, \"t\": 0.1, \"s\": \"a\\u00e9\\/\\u001b\", "
+                    "\"n\": [1, \"two\", {\"x\": null, \"y\": false}], \"e\": {}},\n"
+                    " \"other\": {\"ignored\": [1e300]},\n"
+                    " \"weight_map\": {\"b\": \"s-2.safetensors\", \"a\": \"s-1.safetensors\"}}";
+    static const struct {
+        const char *key, *type, *json;
+    } want[] = {
+        {"r", "f64", "1500.0"},
+        {"z", "i64", "0"},
+        {"t", "f64", "0.10000000000000001"},
+        {"s", "str", "\"a\xc3\xa9/\\u001B\""},
+        {"n", "array", "[1,\"two\",{\"x\":null,\"y\":false}]"},
+        {"e", "object", "{}"},
+    };
+    static const size_t windows[] = {0, 16, 19, 40};
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        ttsm__st_index ix;
+        ttsm_error err;
+        tu_assert_ok(ttsm__st_index_parse_window("mem", j, strlen(j), windows[w], &ix, &err), &err);
+        assert_int_equal(ix.n_meta, 6);
+        for (size_t i = 0; i < 6; i++) {
+            assert_string_equal(ix.meta[i].key, want[i].key);
+            assert_string_equal(ix.meta[i].type, want[i].type);
+            assert_string_equal(ix.meta[i].json, want[i].json);
+        }
+        assert_int_equal(ix.n_shards, 2);
+        assert_string_equal(ix.shards[ix.map[0].shard], "s-2.safetensors");
+        assert_string_equal(ix.shards[ix.map[1].shard], "s-1.safetensors");
+        ttsm__st_index_free(&ix);
+    }
+    /* A repeated key is found where it is, even after the map began. */
+    const char *dup = "{\"weight_map\": {\"a\": \"s.safetensors\", \"a\": \"t.safetensors\"}}";
+    ttsm__st_index ix;
+    ttsm_error err;
+    tu_assert_error(ttsm__st_index_parse_window("mem", dup, strlen(dup), 16, &ix, &err), &err,
+                    TTSM_ERR_FORMAT, "mem: duplicate key: ", "'\"a\"'", "line 1, column");
+}
+
+/* ---- large maps, shards in any order --------------------------------- */
+
+/* A shard header listing tensors t.<ids[i]> in that order (t.zzz for -1),
+ * 1 byte each. */
+static void write_order_shard(const char *dir, const char *file, const int *ids, size_t n)
+{
+    ttsm__sb h = {0};
+    ttsm__sb_adds(&h, "{");
+    for (size_t i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, ids[i] < 0 ? "t.zzz" : "t.%03d", ids[i]);
+        ttsm__sb_addf(&h, "%s\"%s\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%zu,%zu]}",
+                      i ? "," : "", name, i, i + 1);
+    }
+    ttsm__sb_adds(&h, "}");
+    write_shard(dir, file, ttsm__sb_str(&h), n);
+    ttsm__sb_free(&h);
+}
+
+/* 300 tensors in name order in the map: t.000-099 in shard b in map order
+ * (every in-order guess hits), t.100-299 in shard a, listed there in
+ * reverse (every guess misses). `wrong` 1: the map puts t.050 in shard a
+ * instead; 2: shard b holds t.zzz, which the map does not list, where the
+ * map has t.099. */
+static char *write_ordered(int wrong, size_t pad)
+{
+    char *dir = strdup(tu_mkdtemp());
+    ttsm__sb j = {0};
+    ttsm__sb_adds(&j, "{\"weight_map\":{");
+    for (int i = 0; i < 300; i++)
+        ttsm__sb_addf(&j, "%s\"t.%03d\": \"%s.safetensors\"", i ? ", " : "", i,
+                      i < 100 && !(wrong == 1 && i == 50) ? "b" : "a");
+    /* After the map: text its size estimate counts as entries. */
+    ttsm__sb_adds(&j, "}, \"metadata\": {\"pad\": \"");
+    for (size_t i = 0; i < pad; i++)
+        ttsm__sb_adds(&j, "x");
+    ttsm__sb_adds(&j, "\"}}");
+    free(tu_write_file(dir, "m.safetensors.index.json", ttsm__sb_str(&j), j.len));
+    ttsm__sb_free(&j);
+    int a[200], b[100];
+    for (int i = 0; i < 200; i++)
+        a[i] = 299 - i;
+    for (int i = 0; i < 100; i++)
+        b[i] = wrong == 2 && i == 99 ? -1 : i;
+    write_order_shard(dir, "a.safetensors", a, 200);
+    write_order_shard(dir, "b.safetensors", b, 100);
+    return dir;
+}
+
+static void large_maps_join_shards_in_any_order(void **state)
+{
+    (void)state;
+    for (size_t pad = 0; pad <= 100000; pad += 100000) {
+        char *dir = write_ordered(0, pad);
+        char *path = tu_fmt("%s/m.safetensors.index.json", dir);
+        ttsm_error err;
+        ttsm_checkpoint *ck;
+        tu_assert_ok(ttsm_checkpoint_open(path, NULL, &ck, &err), &err);
+        assert_int_equal(ttsm_checkpoint_tensor_count(ck), 300);
+        for (int i = 0; i < 300; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "t.%03d", i);
+            const ttsm_tensor_info *t = ttsm_checkpoint_find(ck, name);
+            assert_non_null(t);
+            const char *file = ttsm_checkpoint_file_path(ck, t->file_index);
+            assert_non_null(strstr(file, i < 100 ? "/b.safetensors" : "/a.safetensors"));
+            /* Its byte offset in its shard: its place in that shard's header. */
+            const ttsm_tensor_info *first = ttsm_checkpoint_find(ck, i < 100 ? "t.000" : "t.299");
+            assert_int_equal(t->file_offset,
+                             first->file_offset + (uint64_t)(i < 100 ? i : 299 - i));
+        }
+        ttsm_checkpoint_close(ck);
+        free(path);
+        tu_rmtree(dir);
+        free(dir);
+    }
+    /* Where the in-order guess would say yes to the wrong tensor. */
+    for (int wrong = 1; wrong <= 2; wrong++) {
+        char *dir = write_ordered(wrong, 0);
+        char *path = tu_fmt("%s/m.safetensors.index.json", dir);
+        ttsm_error err;
+        ttsm_checkpoint *ck;
+        if (wrong == 1)
+            tu_assert_error(ttsm_checkpoint_open(path, NULL, &ck, &err), &err, TTSM_ERR_FORMAT,
+                            "tensor in wrong shard",
+                            "tensor 't.050' is in shard 'b.safetensors' but the weight_map places "
+                            "it in 'a.safetensors'");
+        else
+            tu_assert_error(ttsm_checkpoint_open(path, NULL, &ck, &err), &err, TTSM_ERR_FORMAT,
+                            "tensor not in weight_map",
+                            "shard 'b.safetensors' holds tensor 't.zzz', which the weight_map "
+                            "does not list");
+        free(path);
+        tu_rmtree(dir);
+        free(dir);
+    }
+}
+
+/* Past the first 64 entries the map is sized from the text and each next
+ * key is looked at early: a repeat there is still found and named. */
+static void a_repeat_deep_in_a_large_map_is_named(void **state)
+{
+    (void)state;
+    for (int form = 0; form < 3; form++) {
+        ttsm__sb j = {0};
+        ttsm__sb_adds(&j, "{\"weight_map\":{");
+        for (int i = 0; i < 200; i++) {
+            int id = i == 150 ? 7 : i;
+            /* form 1: the repeat is written with an escape (the early look
+             * passes it by); form 2: the entry before it is. */
+            char k[32];
+            if ((form == 1 && i == 150) || (form == 2 && i == 149))
+                snprintf(k, sizeof k, "t\\u002e%03d", id);
+            else
+                snprintf(k, sizeof k, "t.%03d", id);
+            ttsm__sb_addf(&j, "%s\"%s\":\"s.safetensors\"", i ? ",\n " : "", k);
+        }
+        ttsm__sb_adds(&j, "}}");
+        for (size_t window = 0; window <= 64; window += 64) {
+            ttsm__st_index ix;
+            ttsm_error err;
+            tu_assert_error(ttsm__st_index_parse_window("mem", ttsm__sb_str(&j), j.len, window, &ix,
+                                                        &err),
+                            &err,
+                            TTSM_ERR_FORMAT, "mem: duplicate key: ", "'\"t.007\"'");
+        }
+        ttsm__sb_free(&j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -505,6 +711,9 @@ int main(void)
         cmocka_unit_test(third_party_index_without_shards_names_the_first),
         cmocka_unit_test(third_party_indexes_open_with_stand_in_shards),
         cmocka_unit_test(allocation_failures_are_reported_not_leaked),
+        cmocka_unit_test(json_limits_and_text_are_jansson_s),
+        cmocka_unit_test(large_maps_join_shards_in_any_order),
+        cmocka_unit_test(a_repeat_deep_in_a_large_map_is_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
