@@ -8,13 +8,13 @@
 . "$(dirname "$0")/store_lib.sh"
 S="$STORE/comfy/TTS/chatterbox"
 CU="$TMP/ComfyUI"
-mkdir -p "$CU/models/TTS/chatterbox" "$TMP/shared/voices/chatterbox" "$CU/more_tts/chatterbox"
+mkdir -p "$CU/models/TTS/chatterbox" "$TMP/extra/voices/chatterbox" "$CU/more_tts/chatterbox"
 cp -r "$S/English" "$CU/models/TTS/chatterbox/"
-cp -r "$S/French" "$TMP/shared/voices/chatterbox/"
+cp -r "$S/French" "$TMP/extra/voices/chatterbox/"
 cp -r "$S/German" "$CU/more_tts/chatterbox/"
 cat >"$CU/extra_model_paths.yaml" <<YAML
 comfyui:
-    base_path: ../shared
+    base_path: ../extra
     checkpoints: models/checkpoints/
     TTS: voices
 other:
@@ -30,7 +30,7 @@ expect_rc 0
 expect_err "ttsm: warning: models root $TMP/gone ($CU/extra_model_paths.yaml: other.tts) does not exist"
 expect_eq "$(js 'd["model"]["name"], d["fallback"]')" "('French', None)" "French, no fallback"
 expect_eq "$(js 'sorted({c["path"].rsplit("/", 2)[0] for c in d["model"]["components"]})')" \
-  "['$CU/models/TTS/chatterbox', '$TMP/shared/voices/chatterbox']" "files from two roots"
+  "['$CU/models/TTS/chatterbox', '$TMP/extra/voices/chatterbox']" "files from two roots"
 # German from the YAML's relative path, without base_path.
 run "$TTSM" load chatterbox -l de --device cpu --json --comfyui "$CU" "${NOHUB[@]}"
 expect_rc 0
@@ -50,7 +50,7 @@ expect_out "$CU/models/TTS/chatterbox/English/s3gen.safetensors"
 run "$TTSM" ls chatterbox --json --models-dir "$TMP/mine" --comfyui "$CU" "${NOHUB[@]}"
 expect_rc 0
 expect_eq "$(js '[r["path"] for r in d["roots"]]')" \
-  "['$TMP/mine', '$CU/models', '$TMP/shared/voices', '$CU/more_tts', '$TMP/gone']" "roots in order"
+  "['$TMP/mine', '$CU/models', '$TMP/extra/voices', '$CU/more_tts', '$TMP/gone']" "roots in order"
 expect_eq "$(js '{m["model"]: m["where"][0]["root"] for m in d["models"]}')" \
   "{'English': '$CU/models', 'German': '$CU/more_tts', 'French': '$TMP/mine'}" "where each is"
 
@@ -58,11 +58,11 @@ expect_eq "$(js '{m["model"]: m["where"][0]["root"] for m in d["models"]}')" \
 run "$TTSM" resolve chatterbox -l fr --where --comfyui "$CU" "${NOHUB[@]}"
 expect_rc 0
 expect_out "  1  $CU/models  (models root, from ComfyUI $CU)"
-expect_out "  2  $TMP/shared/voices  (TTS folder, from $CU/extra_model_paths.yaml: comfyui.TTS)"
+expect_out "  2  $TMP/extra/voices  (TTS folder, from $CU/extra_model_paths.yaml: comfyui.TTS)"
 expect_out "  4  $TMP/gone  (TTS folder, from $CU/extra_model_paths.yaml: other.tts) [missing]"
 expect_out "t3_cfg (tensors): t3_cfg.safetensors | t3_cfg.pt
   1  $CU/models/TTS/chatterbox/French/
-  2  $TMP/shared/voices/chatterbox/French/
+  2  $TMP/extra/voices/chatterbox/French/
   3  $CU/more_tts/chatterbox/French/
   4  $TMP/gone/chatterbox/French/
   hub  Thomcles/Chatterbox-TTS-French@main: t3_cfg.safetensors"

@@ -43,14 +43,14 @@ static void yaml_with_two_roots_relative_paths_and_a_missing_one(void **state)
     char *dir = strdup(tu_mkdtemp());
     char *comfy = joined(dir, "ComfyUI"), *local = joined(dir, "local");
     mkdirs(dir, "ComfyUI/models/TTS");
-    mkdirs(dir, "shared/voices");
+    mkdirs(dir, "extra/voices");
     mkdirs(dir, "ComfyUI/more_tts");
     mkdirs(dir, "local/TTS");
     char yaml[2048];
     snprintf(yaml, sizeof yaml,
              "# ComfyUI extra paths\n"
              "comfyui:\n"
-             "    base_path: ../shared\n"
+             "    base_path: ../extra\n"
              "    checkpoints: models/checkpoints/\n"
              "    TTS: voices\n"
              "other:\n"
@@ -73,8 +73,8 @@ static void yaml_with_two_roots_relative_paths_and_a_missing_one(void **state)
     free(want);
     char *real = realpath(dir, NULL);
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s/shared/voices", real);
-    assert_string_equal(s.roots[2].path, buf); /* base_path ../shared, from the file's folder */
+    snprintf(buf, sizeof buf, "%s/extra/voices", real);
+    assert_string_equal(s.roots[2].path, buf); /* base_path ../extra, from the file's folder */
     assert_int_equal(s.roots[2].kind, TTSM__ROOT_TTS);
     assert_true(s.roots[2].exists);
     assert_non_null(strstr(s.roots[2].origin, "extra_model_paths.yaml: comfyui.TTS"));
@@ -92,12 +92,12 @@ static void yaml_with_two_roots_relative_paths_and_a_missing_one(void **state)
     free(real);
 
     /* is_default puts a section's folders before models/. */
-    snprintf(yaml, sizeof yaml, "mine:\n  base_path: %s/shared\n  is_default: true\n"
+    snprintf(yaml, sizeof yaml, "mine:\n  base_path: %s/extra\n  is_default: true\n"
                                 "  TTS: voices\n", dir);
     free(tu_write_file(comfy, "extra_model_paths.yaml", yaml, strlen(yaml)));
     collect(NULL, comfy, &s);
     assert_int_equal(s.n, 2);
-    assert_non_null(strstr(s.roots[0].path, "/shared/voices"));
+    assert_non_null(strstr(s.roots[0].path, "/extra/voices"));
     assert_non_null(strstr(s.roots[1].path, "/ComfyUI/models"));
     ttsm__rootset_free(&s);
 
