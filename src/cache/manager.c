@@ -2,7 +2,9 @@
  * loads, references, per-device budgets with admission and LRU eviction,
  * pin, unload, invalidate, keep-alive (and its timer), stats and the
  * listing. One mutex guards the cache and the budgets; factories, build
- * hooks, uploads, engine data destroys and on_evict run outside it. */
+ * hooks, uploads, engine data destroys and on_evict run outside it. The
+ * entries as a collection (list, key index, aliases) are entries.c; the hit
+ * memo's table is memo.c; both sit below this file and never call it. */
 #define _GNU_SOURCE /* realpath */
 #include <errno.h>
 #include <limits.h>
@@ -22,9 +24,11 @@
 #include "cache/canonical.h"
 #include "cache/content.h"
 #include "cache/load_report.h"
-#include "cache/manager.h"
+#include "cache/state.h"
 #include "cache/download.h"
+#include "cache/entries.h"
 #include "cache/materialise.h"
+#include "cache/memo.h"
 #include "cache/pathwatch.h"
 #include "cache/prefetch.h"
 
@@ -182,173 +186,6 @@ static void manager_free(ttsm_manager *mgr)
     ttsm__free(mgr);
 }
 
-/* ---- the cache list (under lock) -------------------------------------- */
-
-/* The key index: a chained hash over the cached entries, so a hit costs
- * the same with 10,000 entries as with one. Keys are hex digests already,
- * so their first 16 digits are the hash. */
-static size_t bucket_of(const ttsm_manager *mgr, const char *key)
-{
-    uint64_t h = 0;
-    for (int i = 0; i < 16; i++) {
-        char c = key[i];
-        h = h << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
-    }
-    return (size_t)h & (mgr->n_buckets - 1);
-}
-
-/* Doubles the index when it is full. A failed allocation keeps the old
- * one: chains grow longer, lookups stay correct. */
-static void index_grow(ttsm_manager *mgr)
-{
-    if (mgr->n_cached < mgr->n_buckets)
-        return;
-    size_t n = mgr->n_buckets ? mgr->n_buckets * 2 : 64;
-    ttsm__entry **b = ttsm__calloc(n, sizeof *b);
-    if (!b)
-        return;
-    ttsm__entry **old = mgr->buckets;
-    size_t old_n = mgr->n_buckets;
-    mgr->buckets = b;
-    mgr->n_buckets = n;
-    for (size_t i = 0; i < old_n; i++)
-        for (ttsm__entry *e = old[i], *next; e; e = next) {
-            next = e->hnext;
-            size_t k = bucket_of(mgr, e->m.key);
-            e->hnext = b[k];
-            b[k] = e;
-        }
-    ttsm__free(old);
-}
-
-static void list_unlink(ttsm_manager *mgr, ttsm__entry *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        mgr->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        mgr->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void list_link_tail(ttsm_manager *mgr, ttsm__entry *e)
-{
-    e->prev = mgr->tail;
-    e->next = NULL;
-    if (mgr->tail)
-        mgr->tail->next = e;
-    else
-        mgr->head = e;
-    mgr->tail = e;
-}
-
-/* ---- aliases: other keys of an entry (content.h) ------------------------ */
-
-static size_t alias_bucket(const char *key)
-{
-    return (size_t)((key[0] <= '9' ? key[0] - '0' : key[0] - 'a' + 10) << 4 |
-                    (key[1] <= '9' ? key[1] - '0' : key[1] - 'a' + 10)) %
-           TTSM__ALIAS_BUCKETS;
-}
-
-static ttsm__entry *alias_find(ttsm_manager *mgr, const char *key)
-{
-    for (ttsm__alias *a = mgr->alias_buckets[alias_bucket(key)]; a; a = a->hnext)
-        if (strcmp(a->key, key) == 0)
-            return a->entry;
-    return NULL;
-}
-
-/* @return 0, or -1 when out of memory (the caller then keeps its own entry). */
-static int alias_add(ttsm_manager *mgr, ttsm__entry *e, const char *key)
-{
-    ttsm__alias *a = ttsm__malloc(sizeof *a);
-    if (!a)
-        return -1;
-    memcpy(a->key, key, sizeof a->key);
-    a->entry = e;
-    a->next_of_entry = e->aliases;
-    e->aliases = a;
-    size_t b = alias_bucket(key);
-    a->hnext = mgr->alias_buckets[b];
-    mgr->alias_buckets[b] = a;
-    mgr->n_aliases++;
-    return 0;
-}
-
-static void alias_drop_all(ttsm_manager *mgr, ttsm__entry *e)
-{
-    while (e->aliases) {
-        ttsm__alias *a = e->aliases;
-        e->aliases = a->next_of_entry;
-        ttsm__alias **pp = &mgr->alias_buckets[alias_bucket(a->key)];
-        while (*pp && *pp != a)
-            pp = &(*pp)->hnext;
-        if (*pp)
-            *pp = a->hnext;
-        mgr->n_aliases--;
-        ttsm__free(a);
-    }
-}
-
-/* An entry leaves the cache: off the list and out of the index, and its
- * aliases with it. */
-static void list_remove(ttsm_manager *mgr, ttsm__entry *e)
-{
-    alias_drop_all(mgr, e);
-    list_unlink(mgr, e);
-    if (mgr->n_buckets) {
-        ttsm__entry **pp = &mgr->buckets[bucket_of(mgr, e->m.key)];
-        while (*pp && *pp != e)
-            pp = &(*pp)->hnext;
-        if (*pp)
-            *pp = e->hnext;
-    }
-    e->hnext = NULL;
-    mgr->n_cached--;
-}
-
-/* An entry joins the cache as the most recently used. */
-static void list_append(ttsm_manager *mgr, ttsm__entry *e)
-{
-    index_grow(mgr);
-    list_link_tail(mgr, e);
-    e->hnext = NULL;
-    if (mgr->n_buckets) {
-        size_t k = bucket_of(mgr, e->m.key);
-        e->hnext = mgr->buckets[k];
-        mgr->buckets[k] = e;
-    }
-    mgr->n_cached++;
-}
-
-/* A hit: the entry becomes the most recently used; the index is unchanged. */
-static void list_touch(ttsm_manager *mgr, ttsm__entry *e)
-{
-    if (mgr->tail == e)
-        return;
-    list_unlink(mgr, e);
-    list_link_tail(mgr, e);
-}
-
-static ttsm__entry *find(ttsm_manager *mgr, const char *key)
-{
-    if (!mgr->n_buckets) { /* the index could never be allocated */
-        for (ttsm__entry *e = mgr->head; e; e = e->next)
-            if (strcmp(e->m.key, key) == 0)
-                return e;
-    } else {
-        for (ttsm__entry *e = mgr->buckets[bucket_of(mgr, key)]; e; e = e->hnext)
-            if (strcmp(e->m.key, key) == 0)
-                return e;
-    }
-    return mgr->n_aliases ? alias_find(mgr, key) : NULL;
-}
-
-/* The manager is closed and nothing of it is left: free it (after the lock). */
 static int manager_done(const ttsm_manager *mgr)
 {
     return mgr->closing && mgr->n_alive == 0 && mgr->reapers == 0;
@@ -420,15 +257,13 @@ static int settle(ttsm_manager *mgr, ttsm__entry *e)
  * dropped once no caller holds the entry. @return settle()'s. */
 static int retire(ttsm_manager *mgr, ttsm__entry *e, const char *why, int notify)
 {
-    list_remove(mgr, e);
+    ttsm__list_remove(mgr, e);
     e->state = TTSM__ORPHAN;
     mgr->n_orphans++;
     owe(mgr, e, notify && mgr->opt.on_evict ? TTSM__REAP_NOTIFY : 0, why);
     return settle(mgr, e);
 }
 
-static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
-                          uint64_t last_used);
 
 /* Callbacks this thread is running from reap() (nested ones included). */
 static _Thread_local int reaping_here;
@@ -483,7 +318,7 @@ static size_t reap(ttsm_manager *mgr)
         for (ttsm__entry *e = list; e; e = e->work_next) {
             if (e->reaping & TTSM__REAP_NOTIFY) {
                 ttsm_entry_info info;
-                entry_info_of(e, &info, now, e->reap_last_used);
+                ttsm__entry_info_of(e, &info, now, e->reap_last_used);
                 mgr->opt.on_evict(mgr->opt.on_evict_user, &info, e->reap_why);
             }
             if (e->reaping & TTSM__REAP_DROP)
@@ -717,7 +552,7 @@ static const char *label_of(const ttsm_load_config *cfg)
  * (its memory goes once the last inner reference of a failed build does). */
 static int fail_entry(ttsm_manager *mgr, ttsm__entry *e, ttsm_status st, const ttsm_error *err)
 {
-    list_remove(mgr, e);
+    ttsm__list_remove(mgr, e);
     mgr->stats.failures++;
     e->state = TTSM__FAILED;
     e->fail_st = st;
@@ -785,14 +620,14 @@ static ttsm__entry *content_twin(ttsm_manager *mgr, const ttsm__entry *e)
  * not be allocated (then e loads as usual). */
 static int merge_into(ttsm_manager *mgr, ttsm__entry *e, ttsm__entry *twin)
 {
-    if (alias_add(mgr, twin, e->m.key) != 0)
+    if (ttsm__alias_add(mgr, twin, e->m.key) != 0)
         return -1;
     ttsm__logf(&mgr->log, TTSM_LOG_INFO, "%s (%s/%s) holds the files of %s: one entry for both",
                e->m.key, e->m.engine, e->m.label, twin->m.key);
     atomic_fetch_add(&twin->refs, 1);
     twin->last_used = now_ns(mgr);
-    list_touch(mgr, twin);
-    list_remove(mgr, e);
+    ttsm__list_touch(mgr, twin);
+    ttsm__list_remove(mgr, e);
     e->state = TTSM__MERGED;
     pthread_cond_broadcast(&mgr->cond);
     if (e->waiters == 0)
@@ -937,7 +772,7 @@ static ttsm_status load_miss(ttsm_manager *mgr, ttsm__entry *e, const ttsm__engi
         e->state = TTSM__READY;
         atomic_store(&e->refs, 1);
         e->last_used = now_ns(mgr);
-        list_touch(mgr, e); /* keep the list ordered by last use */
+        ttsm__list_touch(mgr, e); /* keep the list ordered by last use */
         mgr->stats.loads++;
         pthread_cond_broadcast(&mgr->cond);
     }
@@ -983,7 +818,7 @@ static ttsm_status load_once(ttsm_manager *mgr, const ttsm__canon *canon, ttsm_m
     sweep_locked(mgr, now);
     ttsm__entry *e;
 again:
-    e = find(mgr, key);
+    e = ttsm__entries_find(mgr, key);
     if (e && e->state == TTSM__LOADING && pthread_equal(e->loader, pthread_self())) {
         /* A factory or build hook loading the model it is building would
          * wait for itself forever. */
@@ -1017,7 +852,7 @@ again:
         atomic_fetch_add(&e->refs, 1);
         mgr->stats.hits++;
         e->last_used = now;
-        list_touch(mgr, e);
+        ttsm__list_touch(mgr, e);
         unlock_reap(mgr);
         ttsm__logf(&mgr->log, TTSM_LOG_DEBUG, "hit %s (%s/%s on %s)", e->m.key, e->m.engine,
                    e->m.label, e->m.device);
@@ -1061,7 +896,7 @@ again:
     e->m.convert = canon->dtype;
     e->slot = slot;
     e->loader = pthread_self();
-    list_append(mgr, e);
+    ttsm__list_append(mgr, e);
     mgr->n_alive++;
     mgr->stats.misses++;
     int recovering = take_invalid(mgr, key);
@@ -1162,62 +997,6 @@ static ttsm_status load_device_step(void *user, ttsm_model **out, ttsm_error *er
     return load_with_device_fallback(cs->mgr, &cs->cfg, cs->canon, cs->rep, out, err);
 }
 
-/* ---- the hit memo (see manager.h) ----------------------------- */
-
-/* The config's fields, each as a presence byte and the string with its NUL;
- * 0 when it does not fit, or holds a relative model_path (whose meaning
- * moves with the working directory). */
-static size_t raw_config(const ttsm_load_config *c, char *buf, size_t size)
-{
-    if (c->model_path && c->model_path[0] != '/')
-        return 0;
-    const char *f[] = {c->engine, c->model_type, c->model_name, c->device, c->language,
-                       c->repo_id, c->model_path};
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof f / sizeof f[0] + 2 * c->n_params; i++) {
-        size_t k = i - sizeof f / sizeof f[0];
-        const char *v = i < sizeof f / sizeof f[0] ? f[i]
-                        : k % 2 == 0             ? c->params[k / 2].key
-                                                 : c->params[k / 2].value;
-        size_t l = v ? strlen(v) + 1 : 0;
-        if (n + 1 + l > size)
-            return 0;
-        buf[n++] = v ? 1 : 0;
-        if (v) {
-            memcpy(buf + n, v, l);
-            n += l;
-        }
-    }
-    return n;
-}
-
-/* The memo's bucket of four slots for hash `h`. */
-static ttsm__memo_slot *memo_bucket(ttsm_manager *mgr, XXH128_hash_t h)
-{
-    return &mgr->memo[((size_t)h.low64 & (mgr->memo_cap / 4 - 1)) * 4];
-}
-
-/* Under the lock: the slot of the config hashed `h`, or NULL. */
-static ttsm__memo_slot *memo_find(ttsm_manager *mgr, XXH128_hash_t h)
-{
-    if (!mgr->memo)
-        return NULL;
-    ttsm__memo_slot *b = memo_bucket(mgr, h);
-    for (int i = 0; i < 4; i++)
-        if (b[i].h_lo == h.low64 && b[i].h_hi == h.high64 && (h.low64 | h.high64))
-            return &b[i];
-    return NULL;
-}
-
-/* Under the lock: new events on the watched paths invalidate every memoised
- * path at once (refilling one costs a resolution). */
-static void watch_drain(ttsm_manager *mgr)
-{
-    struct ttsm__pathwatch *w = atomic_load(&mgr->watch);
-    if (w && ttsm__pathwatch_drain(w))
-        mgr->fs_gen++;
-}
-
 /* A hit through the memo. @return 1 with *out set, or 0: take the full path. */
 static int memo_hit(ttsm_manager *mgr, XXH128_hash_t h, int has_path, ttsm_model **out)
 {
@@ -1231,15 +1010,15 @@ static int memo_hit(ttsm_manager *mgr, XXH128_hash_t h, int has_path, ttsm_model
     int hit = 0;
     pthread_mutex_lock(&mgr->lock);
     if (pending)
-        watch_drain(mgr);
-    ttsm__memo_slot *slot = memo_find(mgr, h);
+        ttsm__memo_watch_drain(mgr);
+    ttsm__memo_slot *slot = ttsm__memo_find(mgr, h);
     if (slot && slot->gen == (uint32_t)gen &&
         (!slot->has_path || slot->fs_gen == (uint32_t)mgr->fs_gen)) {
         if (now)
             sweep_locked(mgr, now);
         ttsm__entry *e = slot->frees == (uint32_t)mgr->frees ? slot->entry : NULL;
         if (!e || e->state != TTSM__READY) {
-            e = find(mgr, mgr->memo_keys[slot - mgr->memo]);
+            e = ttsm__entries_find(mgr, mgr->memo_keys[slot - mgr->memo]);
             slot->entry = e;
             slot->frees = (uint32_t)mgr->frees;
             slot->on_cpu = e && strcmp(e->m.device, "cpu") == 0;
@@ -1270,117 +1049,6 @@ static int memo_hit(ttsm_manager *mgr, XXH128_hash_t h, int has_path, ttsm_model
         unlock_reap(mgr);
     }
     return hit != 0;
-}
-
-/* Under the lock: room for two slots per cached entry. */
-static void memo_grow(ttsm_manager *mgr)
-{
-    size_t want = 64;
-    while (want < 2 * (mgr->n_cached + 1))
-        want *= 2;
-    if (want <= mgr->memo_cap)
-        return;
-    ttsm__memo_slot *old = mgr->memo, *m = ttsm__aligned_alloc(64, want * sizeof *m);
-    char(*okeys)[TTSM_KEY_HEX_SIZE] = mgr->memo_keys;
-    char(*keys)[TTSM_KEY_HEX_SIZE] = ttsm__malloc(want * sizeof *keys);
-    if (!m || !keys) {
-        ttsm__free(m);
-        ttsm__free(keys);
-        return; /* the memo is an optimisation: the old table stays */
-    }
-    memset(m, 0, want * sizeof *m);
-    size_t ocap = mgr->memo_cap;
-    mgr->memo = m;
-    mgr->memo_keys = keys;
-    mgr->memo_cap = want;
-    for (size_t i = 0; i < ocap; i++) {
-        const ttsm__memo_slot *o = &old[i];
-        if (!(o->h_lo | o->h_hi))
-            continue;
-        XXH128_hash_t h = {o->h_lo, o->h_hi};
-        ttsm__memo_slot *b = memo_bucket(mgr, h);
-        for (int k = 0; k < 4; k++)
-            if (!(b[k].h_lo | b[k].h_hi)) {
-                b[k] = *o;
-                memcpy(keys[&b[k] - m], okeys[i], TTSM_KEY_HEX_SIZE);
-                break;
-            }
-    }
-    ttsm__free(old);
-    ttsm__free(okeys);
-}
-
-static void memo_fill(ttsm_manager *mgr, XXH128_hash_t h, const ttsm_load_config *canonical,
-                      const char *model_path)
-{
-    char key[TTSM_KEY_HEX_SIZE];
-    if (!(h.low64 | h.high64))
-        return;
-    pthread_mutex_lock(&mgr->lock);
-    uint64_t fs_gen = 0;
-    if (model_path) {
-        /* Watch what the resolution goes through, then resolve and key it:
-         * a change after the watches is an event, one before them is seen. */
-        struct ttsm__pathwatch *w = atomic_load(&mgr->watch);
-        if (!w && !mgr->watch_failed && !(w = ttsm__pathwatch_new()))
-            mgr->watch_failed = 1;
-        if (!w)
-            goto out;
-        atomic_store(&mgr->watch, w);
-        watch_drain(mgr);
-        fs_gen = mgr->fs_gen;
-        char walked[PATH_MAX];
-        if (ttsm__pathwatch_add(w, model_path, walked, sizeof walked) != 0)
-            goto out;
-        char *real = realpath(model_path, NULL);
-        int same = real && strcmp(real, walked) == 0;
-        free(real); /* from realpath(), the C library's allocator */
-        if (!same)
-            goto out;
-    }
-    if (ttsm__cache_key_of(canonical, key, NULL) != TTSM_OK)
-        goto out;
-    memo_grow(mgr);
-    if (!mgr->memo)
-        goto out;
-    ttsm__memo_slot *slot = memo_find(mgr, h);
-    if (!slot) {
-        ttsm__memo_slot *b = memo_bucket(mgr, h);
-        slot = &b[(h.high64 >> 62) & 3]; /* a full bucket loses a slot picked by hash */
-        for (int k = 0; k < 4; k++)
-            if (!(b[k].h_lo | b[k].h_hi)) {
-                slot = &b[k];
-                break;
-            }
-    }
-    slot->h_lo = h.low64;
-    slot->h_hi = h.high64;
-    slot->gen = (uint32_t)ttsm__config_generation();
-    slot->has_path = model_path != NULL;
-    slot->fs_gen = (uint32_t)fs_gen;
-    slot->entry = NULL;
-    slot->frees = (uint32_t)mgr->frees;
-    memcpy(mgr->memo_keys[slot - mgr->memo], key, sizeof key);
-out:
-    pthread_mutex_unlock(&mgr->lock);
-}
-
-/* After a load: points the config's slot at the entry it loaded, so the
- * first hit is as cheap as the others (no key-index walk). Only the
- * entry of the slot's own key: a fallback that loaded another model is
- * tried again on the next call. */
-static void memo_link(ttsm_manager *mgr, XXH128_hash_t h, ttsm_model *m)
-{
-    ttsm__entry *e = ttsm__entry_of(m);
-    pthread_mutex_lock(&mgr->lock);
-    ttsm__memo_slot *slot = memo_find(mgr, h);
-    if (slot && !slot->entry && e->state == TTSM__READY &&
-        memcmp(mgr->memo_keys[slot - mgr->memo], m->key, TTSM_KEY_HEX_SIZE) == 0) {
-        slot->entry = e;
-        slot->frees = (uint32_t)mgr->frees;
-        slot->on_cpu = strcmp(m->device, "cpu") == 0;
-    }
-    pthread_mutex_unlock(&mgr->lock);
 }
 
 ttsm_status ttsm_load(ttsm_manager *mgr, const ttsm_load_config *cfg, ttsm_model **out,
@@ -1441,7 +1109,7 @@ ttsm_status ttsm_load_with_report(ttsm_manager *mgr, const ttsm_load_config *cfg
     XXH128_hash_t h = {0, 0};
     ttsm_status st = load(mgr, cfg, &h, out, rep, err);
     if (st == TTSM_OK && (h.low64 | h.high64))
-        memo_link(mgr, h, *out);
+        ttsm__memo_link(mgr, h, *out);
     if (st == TTSM_OK && mgr->opt.prefetch && ttsm_model_prefetch(*out, NULL) != TTSM_OK)
         ttsm__logf(&mgr->log, TTSM_LOG_WARN, "prefetch of %s not started", (*out)->key);
     return st;
@@ -1459,7 +1127,7 @@ static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_h
         return st;
     char raw[1024];
     size_t raw_len = ttsm_load_config_validate(cfg, NULL) == TTSM_OK
-                         ? raw_config(cfg, raw, sizeof raw)
+                         ? ttsm__memo_raw_config(cfg, raw, sizeof raw)
                          : 0;
     if (raw_len)
         *h = XXH3_128bits(raw, raw_len);
@@ -1490,7 +1158,7 @@ static ttsm_status load(ttsm_manager *mgr, const ttsm_load_config *cfg, XXH128_h
         ttsm__report_relabel(rep, c.asked->name, why);
         *h = (XXH128_hash_t){0, 0};
     } else if (raw_len) {
-        memo_fill(mgr, *h, &c.cfg, cfg->model_path);
+        ttsm__memo_fill(mgr, *h, &c.cfg, cfg->model_path);
     }
     /* The full path canonicalises once: the first try reuses `c`. */
     if (!c.manifest || !c.manifest->has_fallback)
@@ -1533,7 +1201,7 @@ void ttsm_model_release(ttsm_model *model)
         /* The list stays ordered by last use, so eviction takes the least
          * recently used and the keep-alive sweep can stop early. */
         if (m->state == TTSM__READY)
-            list_touch(mgr, m);
+            ttsm__list_touch(mgr, m);
         if (m->state == TTSM__ORPHAN)
             last = settle(mgr, m);
     }
@@ -1570,7 +1238,7 @@ void ttsm_model_release_inner(ttsm_model *model)
 static ttsm_status with_entry(ttsm_manager *mgr, const char *key, ttsm__entry **out,
                               ttsm_error *err)
 {
-    *out = key ? find(mgr, key) : NULL;
+    *out = key ? ttsm__entries_find(mgr, key) : NULL;
     if (!*out)
         return ttsm__err(err, TTSM_ERR_NOT_FOUND, key ? key : "(null)", "not loaded",
                          "no cache entry has this key");
@@ -1776,25 +1444,6 @@ ttsm_status ttsm_manager_free(ttsm_manager *mgr, const char *device, uint64_t nb
 
 /* ---- listing and stats -------------------------------------------------- */
 
-/* `last_used`: e->last_used read under the lock (the rest does not change
- * once the entry is ready, or is atomic). */
-static void entry_info_of(const ttsm__entry *e, ttsm_entry_info *v, uint64_t now,
-                          uint64_t last_used)
-{
-    memset(v, 0, sizeof *v);
-    memcpy(v->key, e->m.key, sizeof v->key);
-    ttsm__format_trunc(v->engine, sizeof v->engine, "%s", e->m.engine);
-    ttsm__format_trunc(v->model, sizeof v->model, "%s", e->m.label);
-    memcpy(v->device, e->m.device, sizeof v->device);
-    v->bytes = e->m.bytes;
-    v->refs = atomic_load(&e->refs);
-    v->pinned = e->pinned;
-    v->loading = e->state == TTSM__LOADING;
-    v->idle_seconds = v->refs || v->loading || now < last_used
-                          ? 0.0
-                          : (double)(now - last_used) / 1e9;
-}
-
 ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *n,
                               ttsm_error *err)
 {
@@ -1812,7 +1461,7 @@ ttsm_status ttsm_manager_list(ttsm_manager *mgr, ttsm_entry_info **out, size_t *
     }
     size_t i = 0;
     for (ttsm__entry *e = mgr->head; e; e = e->next, i++)
-        entry_info_of(e, &v[i], now, e->last_used);
+        ttsm__entry_info_of(e, &v[i], now, e->last_used);
     unlock_reap(mgr);
     *out = v;
     *n = count;

@@ -1,7 +1,7 @@
 /* model.h - struct ttsm_model: what a factory builds (model.c).
  *
  * Ownership: the cache owns every ttsm_model. Each one is the first member
- * of a cache entry (cache/manager.h), which the manager allocates, hands to
+ * of a cache entry (cache/state.h), which the manager allocates, hands to
  * the engine's factory through the factory context, and frees. Factories
  * fill it only through the ttsm_model_* builders of include/ttsm.h; the
  * identity fields are set by the manager before the factory runs, the

@@ -1,8 +1,10 @@
-/* manager.h - the manager and its cache entries (manager.c). An entry wraps
- * the model its factory built (engines/model.h) with the cache's own
+/* state.h - the manager's state and its cache entries: what manager.c (the
+ * cache's behaviour), entries.c (the list, key index and aliases) and memo.c
+ * (the hit memo's table) share, declared once below all three. An entry
+ * wraps the model its factory built (engines/model.h) with the cache's own
  * bookkeeping: state, references, waiters, pin, last use, list links. */
-#ifndef TTSM_CACHE_MANAGER_H
-#define TTSM_CACHE_MANAGER_H
+#ifndef TTSM_CACHE_STATE_H
+#define TTSM_CACHE_STATE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
