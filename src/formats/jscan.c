@@ -818,6 +818,29 @@ void ttsm__js_end(ttsm__js *j)
                                                    : "end of file expected");
 }
 
+int ttsm__js_open_top(ttsm__js *j, ttsm__js_kind *top, const char *what)
+{
+    int c = ttsm__js_peek(j);
+    if (c == '[') {
+        *top = ttsm__js_value(j, 1, NULL, NULL);
+        ttsm__js_end(j);
+        return 0;
+    }
+    if (c != '{') {
+        if (c == 0xef)
+            ttsm__js_fail(j, TTSM__JS_F_SYNTAX,
+                          "a UTF-8 byte order mark (BOM: EF BB BF), which JSON does not allow: "
+                          "save the file without it; it starts %s",
+                          what);
+        else if (c != -2)
+            ttsm__js_fail(j, TTSM__JS_F_SYNTAX, "'[' or '{' expected");
+        return 0;
+    }
+    *top = TTSM__JS_OBJECT;
+    ttsm__js_take(j);
+    return 1;
+}
+
 const char *ttsm__js_kind_name(ttsm__js_kind k)
 {
     switch (k) {

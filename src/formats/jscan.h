@@ -127,6 +127,13 @@ ttsm__js_kind ttsm__js_value(ttsm__js *j, unsigned depth, ttsm__sb *out, int64_t
 /* The end: only whitespace may follow the top-level value. */
 void ttsm__js_end(ttsm__js *j);
 
+/* The start of a document that must be an object: 1 with its '{' taken and
+ * *top = TTSM__JS_OBJECT. 0 otherwise: an array is read to the end and its
+ * kind put in *top (the caller names what it expected); anything else is a
+ * failure, a UTF-8 byte order mark named as one, which starts `what` ("the
+ * header", "the file"). */
+int ttsm__js_open_top(ttsm__js *j, ttsm__js_kind *top, const char *what);
+
 /* After a syntax failure, reads the rest of the text so that invalid UTF-8
  * anywhere in it is what gets reported (the readers check UTF-8 first). */
 void ttsm__js_check_rest(ttsm__js *j);

@@ -840,23 +840,8 @@ done:
 static void scan_header(reader *r)
 {
     ttsm__js *j = &r->js;
-    int c = ttsm__js_peek(j);
-    if (c == '[') {
-        r->top = ttsm__js_value(j, 1, NULL, NULL);
-        ttsm__js_end(j);
+    if (!ttsm__js_open_top(j, &r->top, "the header"))
         return;
-    }
-    if (c != '{') {
-        if (c == 0xef)
-            ttsm__js_fail(j, TTSM__JS_F_SYNTAX,
-                          "a UTF-8 byte order mark (BOM: EF BB BF), which JSON does not allow: "
-                          "save the file without it; it starts the header");
-        else if (c != -2)
-            ttsm__js_fail(j, TTSM__JS_F_SYNTAX, "'[' or '{' expected");
-        return;
-    }
-    r->top = TTSM__JS_OBJECT;
-    ttsm__js_take(j);
     if (ttsm__js_peek(j) == '}') {
         ttsm__js_take(j);
     } else {

@@ -450,23 +450,8 @@ done:
 static void scan_index(iparse *p)
 {
     ttsm__js *j = &p->js;
-    int c = ttsm__js_peek(j);
-    if (c == '[') {
-        p->top = ttsm__js_value(j, 1, NULL, NULL);
-        ttsm__js_end(j);
+    if (!ttsm__js_open_top(j, &p->top, "the file"))
         return;
-    }
-    if (c != '{') {
-        if (c == 0xef)
-            ttsm__js_fail(j, TTSM__JS_F_SYNTAX,
-                          "a UTF-8 byte order mark (BOM: EF BB BF), which JSON does not allow: "
-                          "save the file without it; it starts the file");
-        else if (c != -2)
-            ttsm__js_fail(j, TTSM__JS_F_SYNTAX, "'[' or '{' expected");
-        return;
-    }
-    ttsm__js_take(j);
-    p->top = TTSM__JS_OBJECT;
     ttsm__js_keys keys = {0};
     if (ttsm__js_peek(j) == '}') {
         ttsm__js_take(j);
