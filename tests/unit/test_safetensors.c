@@ -697,7 +697,7 @@ static void both_passes_and_files_agree(void **state)
     size_t len;
     unsigned char *ref = many(3000, 0, 0, &len); /* a 260 KB header: several windows */
     ttsm_error err;
-    ttsm_checkpoint *a, *b;
+    ttsm_checkpoint *a = NULL, *b = NULL;
     tu_assert_ok(read_window(ref, len, 0, &a, &err), &err);
     assert_int_equal(ttsm_checkpoint_tensor_count(a), 3000);
     assert_string_equal(ttsm_checkpoint_tensor(a, 2999)->name, "model.layers.2999.weight");
