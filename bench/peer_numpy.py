@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from peer_util import drop_cache, touch, usable  # noqa: F401
+from peer_util import usable_main
 
 DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64,
           "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
@@ -62,47 +62,22 @@ def files_bytes(path):
     return os.path.getsize(path)
 
 
-def usable_main(args):
-    reps, cold = 5, False
-    while args[:1] in (["--reps"], ["--cold"]):
-        if args[0] == "--reps":
-            reps, args = int(args[1]), args[2:]
-        else:
-            cold, args = True, args[1:]
-    for spec in args:
-        label, paths = spec.split("=", 1)
-        paths = paths.split(",")
-        count = []
+def numpy_tensors(p):
+    """The views of a safetensors file or index, through their mappings."""
+    if not (p.endswith(".safetensors") or p.endswith(".index.json")):
+        return None
 
-        def run():
-            s, n = 0, 0
-            for p in paths:
-                if p.endswith(".safetensors") or p.endswith(".index.json"):
-                    out, maps = read(p)
-                    for v in out.values():
-                        s += touch(v)
-                    n += len(out)
-                    del out, maps
-                else:  # a file NumPy has no reader for: its bytes, read whole
-                    with open(p, "rb") as f:
-                        s += touch(np.frombuffer(f.read(), dtype=np.uint8))
-            count[:] = [n]
-            return s
-        times, how = usable(run, paths, reps, cold)
-        print(json.dumps({"bench": "usable_peer", "peer": "numpy", "label": label,
-                          "cache": "cold" if cold else "warm", "drop": how,
-                          "tensors": count[0],
-                          "file_bytes": sum(os.path.getsize(p) for p in paths),
-                          "reps": len(times), "median_ns": times[len(times) // 2],
-                          "min_ns": times[0]}), flush=True)
-    return 0
+    def views():
+        out, maps = read(p)  # noqa: F841 (the mappings stay open while touched)
+        yield from out.values()
+    return views()
 
 
 def main(argv):
     if argv[:1] == ["startup"]:
         return 0
     if argv[:1] == ["usable"]:
-        return usable_main(argv[1:])
+        return usable_main(argv[1:], "numpy", numpy_tensors)
     if not argv or argv[0] not in ("open", "materialise"):
         sys.stderr.write(__doc__)
         return 2

@@ -16,12 +16,11 @@ import json
 import os
 import struct
 import sys
-import time
 
 import numpy as np
 import torch
 
-from peer_util import parse_reps, repeat, touch, usable
+from peer_util import parse_reps, repeat, usable_main
 
 
 def load(args):
@@ -44,41 +43,17 @@ def load(args):
                   flush=True)
 
 
-def usable_main(args):
-    reps, cold = 5, False
-    while args[:1] in (["--reps"], ["--cold"]):
-        if args[0] == "--reps":
-            reps, args = int(args[1]), args[2:]
-        else:
-            cold, args = True, args[1:]
-    for spec in args:
-        label, paths = spec.split("=", 1)
-        paths = paths.split(",")
-        count = []
+def torch_tensors(p):
+    """torch.load(weights_only=True) of a .pt, its tensors as byte arrays."""
+    if not p.endswith(".pt"):
+        return None
 
-        def run():
-            s, n = 0, 0
-            for p in paths:
-                if p.endswith(".pt"):
-                    sd = torch.load(p, weights_only=True)
-                    tensors = [v for v in (sd.values() if isinstance(sd, dict) else [])
-                               if isinstance(v, torch.Tensor)]
-                    for t in tensors:
-                        s += touch(t.contiguous().view(-1).view(torch.uint8).numpy())
-                    n += len(tensors)
-                    del sd, tensors
-                else:
-                    with open(p, "rb") as f:
-                        s += touch(np.frombuffer(f.read(), dtype=np.uint8))
-            count[:] = [n]
-            return s
-        times, how = usable(run, paths, reps, cold)
-        print(json.dumps({"bench": "usable_peer", "peer": "torch.load weights_only",
-                          "label": label, "cache": "cold" if cold else "warm", "drop": how,
-                          "tensors": count[0],
-                          "file_bytes": sum(os.path.getsize(p) for p in paths),
-                          "reps": len(times), "median_ns": times[len(times) // 2],
-                          "min_ns": times[0]}), flush=True)
+    def arrays():
+        sd = torch.load(p, weights_only=True)
+        for v in (sd.values() if isinstance(sd, dict) else []):
+            if isinstance(v, torch.Tensor):
+                yield v.contiguous().view(-1).view(torch.uint8).numpy()
+    return arrays()
 
 
 def save(src, out):
@@ -104,7 +79,7 @@ def main(argv):
         load(argv[1:])
         return 0
     if argv[:1] == ["usable"]:
-        usable_main(argv[1:])
+        usable_main(argv[1:], "torch.load weights_only", torch_tensors)
         return 0
     if argv[:1] == ["save"] and len(argv) == 3:
         save(argv[1], argv[2])

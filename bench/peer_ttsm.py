@@ -13,7 +13,6 @@ Usage: peer_ttsm.py statedict [--reps N] [--budget S] LABEL=PATH ...
        peer_ttsm.py startup
 """
 import json
-import os
 import sys
 import threading
 import time

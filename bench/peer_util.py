@@ -3,6 +3,7 @@ the timing loop (a warm-up, then samples until reps or the budget), and for
 time to usable: dropping files from the page cache and the pass over every
 byte a first forward pass makes."""
 import gc
+import json
 import os
 import time
 
@@ -84,3 +85,44 @@ def usable(run, paths, reps, cold):
         run()
         times.append(time.perf_counter_ns() - t0)
     return sorted(times), how
+
+
+def usable_main(args, peer, tensors_of):
+    """The time-to-usable run of a peer: [--reps N] [--cold] LABEL=PATH[,PATH...]
+    ...; one JSON line per label. tensors_of(path) yields the file's tensors as
+    NumPy arrays (loaded the peer's way, kept alive while they are touched),
+    or returns None for a file the peer has no reader for, whose bytes are
+    then read whole."""
+    reps, cold = 5, False
+    while args[:1] in (["--reps"], ["--cold"]):
+        if args[0] == "--reps":
+            reps, args = int(args[1]), args[2:]
+        else:
+            cold, args = True, args[1:]
+    for spec in args:
+        label, paths = spec.split("=", 1)
+        paths = paths.split(",")
+        count = []
+
+        def run():
+            s, n = 0, 0
+            for p in paths:
+                arrays = tensors_of(p)
+                if arrays is None:
+                    with open(p, "rb") as f:
+                        s += touch(np.frombuffer(f.read(), dtype=np.uint8))
+                    continue
+                for a in arrays:
+                    s += touch(a)
+                    n += 1
+                del arrays
+            count[:] = [n]
+            return s
+        times, how = usable(run, paths, reps, cold)
+        print(json.dumps({"bench": "usable_peer", "peer": peer, "label": label,
+                          "cache": "cold" if cold else "warm", "drop": how,
+                          "tensors": count[0],
+                          "file_bytes": sum(os.path.getsize(p) for p in paths),
+                          "reps": len(times), "median_ns": times[len(times) // 2],
+                          "min_ns": times[0]}), flush=True)
+    return 0
