@@ -80,4 +80,17 @@ static inline ttsm_status mu_load_once(const char *engine, const char *path, tts
     return st;
 }
 
+/* One open of checkpoint `path` (mmap mode, or read mode when `read_mode`),
+ * closed again: what is left to check is the status and err. */
+static inline ttsm_status mu_open_once(const char *path, int read_mode, ttsm_error *err)
+{
+    ttsm_checkpoint_options o = ttsm_checkpoint_options_default();
+    if (read_mode)
+        o.io_mode = TTSM_IO_READ;
+    ttsm_checkpoint *ck = NULL;
+    ttsm_status st = ttsm_checkpoint_open(path, &o, &ck, err);
+    ttsm_checkpoint_close(ck);
+    return st;
+}
+
 #endif

@@ -99,20 +99,12 @@ static void expect_refusal(const char *what, op_fn op, const void *ctx, ttsm_sta
 
 static ttsm_status open_file(const void *path, ttsm_error *err)
 {
-    ttsm_checkpoint *ck = NULL;
-    ttsm_status st = ttsm_checkpoint_open(path, NULL, &ck, err);
-    ttsm_checkpoint_close(ck);
-    return st;
+    return mu_open_once(path, 0, err);
 }
 
 static ttsm_status open_file_read_mode(const void *path, ttsm_error *err)
 {
-    ttsm_checkpoint_options o = ttsm_checkpoint_options_default();
-    o.io_mode = TTSM_IO_READ;
-    ttsm_checkpoint *ck = NULL;
-    ttsm_status st = ttsm_checkpoint_open(path, &o, &ck, err);
-    ttsm_checkpoint_close(ck);
-    return st;
+    return mu_open_once(path, 1, err);
 }
 
 static ttsm_status load_dir(const void *path, ttsm_error *err)
@@ -122,16 +114,7 @@ static ttsm_status load_dir(const void *path, ttsm_error *err)
 
 static ttsm_status load_file_engine(const void *path, ttsm_error *err)
 {
-    ttsm_manager *mgr;
-    ttsm_status st = ttsm_manager_create(NULL, &mgr, err);
-    if (st != TTSM_OK)
-        return st;
-    ttsm_load_config c = mu_cfg("file", path, "cpu");
-    ttsm_model *m = NULL;
-    st = ttsm_load(mgr, &c, &m, err);
-    ttsm_model_release(m);
-    ttsm_manager_destroy(mgr);
-    return st;
+    return mu_load_once("file", path, err);
 }
 
 /* ---- building inputs ----------------------------------------------------- */
